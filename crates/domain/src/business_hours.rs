@@ -1,0 +1,1 @@
+//! business_hours (to be written).

@@ -1,0 +1,27 @@
+//! Atende's pure domain: the product rules, with no IO, no async and no clock of their own.
+//!
+//! Layout:
+//! - [`ids`] typed identifiers shared by every crate;
+//! - [`clock`] the `Timestamp` value every rule receives instead of calling `now()`;
+//! - [`error`] stable error codes with their en / pt-BR messages;
+//! - [`conversation`] the conversation state machine and protocol numbers;
+//! - [`message`] message kinds and delivery-status ordering;
+//! - [`phone`] Brazilian phone validation and WhatsApp id equivalence;
+//! - [`presence`] agent presence derived from channel logins;
+//! - [`business_hours`] service opening hours with time zone and holidays;
+//! - [`routing`] the five distribution policies: `decide(snapshot, event, now)`.
+//!
+//! Services load state, call these functions, and apply what they return.
+
+pub mod business_hours;
+pub mod clock;
+pub mod conversation;
+pub mod error;
+pub mod ids;
+pub mod message;
+pub mod phone;
+pub mod presence;
+pub mod routing;
+
+pub use clock::Timestamp;
+pub use error::ErrorCode;

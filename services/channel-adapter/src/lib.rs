@@ -1,0 +1,1 @@
+//! channel-adapter role.
