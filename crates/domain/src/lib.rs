@@ -1,6 +1,7 @@
 //! Atende's pure domain: the product rules, with no IO, no async and no clock of their own.
 //!
 //! Layout:
+//! - [`channel`] channel kinds;
 //! - [`ids`] typed identifiers shared by every crate;
 //! - [`clock`] the `Timestamp` value every rule receives instead of calling `now()`;
 //! - [`error`] stable error codes with their en / pt-BR messages;
@@ -14,6 +15,7 @@
 //! Services load state, call these functions, and apply what they return.
 
 pub mod business_hours;
+pub mod channel;
 pub mod clock;
 pub mod conversation;
 pub mod error;
