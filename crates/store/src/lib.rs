@@ -1,1 +1,76 @@
-//! store.
+//! Postgres: the source of truth for everything that must survive.
+//!
+//! Layout: one module per table group, each a set of plain functions over an executor
+//! (a pool or an open transaction), so a service composes several writes into one
+//! transaction. Migrations are embedded (`MIGRATOR`) and run by `atende migrate` or at start.
+//!
+//! Queries are checked at runtime (no `DATABASE_URL` at build time); every one carries
+//! `tenant_id`.
+
+pub mod admin;
+pub mod conversations;
+pub mod outbox;
+pub mod routing;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+pub use sqlx::{PgConnection, Postgres, Transaction};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid database url")]
+    Url(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    /// A unique-constraint violation (someone else got there first).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Db(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+    /// Worth retrying: the connection or the pool failed, not the statement.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_)
+            )
+        ) || matches!(self, StoreError::Db(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c == "40001" || c == "40P01"))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Opens a pool (lazily verified with a first connection).
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+    let opts: PgConnectOptions = url.parse().map_err(StoreError::Url)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await?;
+    Ok(pool)
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Converts a stored timestamp to the domain's milliseconds.
+pub fn to_millis(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn from_millis(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}

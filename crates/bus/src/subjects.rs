@@ -1,0 +1,87 @@
+//! Every NATS subject and stream name is built here, nowhere else.
+//!
+//! Contract: `atende.inbound.<tenant>.<channel_kind>`, `atende.outbound.<tenant>.<channel_kind>`,
+//! `atende.route.<tenant>.<service>`, `atende.events.<tenant>.<event>`. A non-empty namespace
+//! prefix (tests) is prepended as its own token: `<prefix>.atende.…`, streams `<PREFIX>_ATENDE_…`.
+
+use atende_domain::channel::ChannelKind;
+use uuid::Uuid;
+
+use crate::StreamKind;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Subjects {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_string() }
+    }
+
+    fn base(&self, kind: StreamKind) -> String {
+        if self.prefix.is_empty() {
+            format!("atende.{}", kind.token())
+        } else {
+            format!("{}.atende.{}", self.prefix, kind.token())
+        }
+    }
+
+    pub fn inbound(&self, tenant: Uuid, kind: ChannelKind) -> String {
+        format!("{}.{tenant}.{}", self.base(StreamKind::Inbound), kind.as_str())
+    }
+
+    pub fn outbound(&self, tenant: Uuid, kind: ChannelKind) -> String {
+        format!("{}.{tenant}.{}", self.base(StreamKind::Outbound), kind.as_str())
+    }
+
+    pub fn route(&self, tenant: Uuid, service: Uuid) -> String {
+        format!("{}.{tenant}.{service}", self.base(StreamKind::Route))
+    }
+
+    /// `event` is a dotted name such as `conversation.assigned`.
+    pub fn event(&self, tenant: Uuid, event: &str) -> String {
+        format!("{}.{tenant}.{event}", self.base(StreamKind::Events))
+    }
+
+    /// All subjects of a stream (`….>`).
+    pub fn stream_filter(&self, kind: StreamKind) -> String {
+        format!("{}.>", self.base(kind))
+    }
+
+    pub fn stream_name(&self, kind: StreamKind) -> String {
+        let base = format!("ATENDE_{}", kind.token().to_ascii_uppercase());
+        if self.prefix.is_empty() {
+            base
+        } else {
+            format!("{}_{base}", self.prefix.to_ascii_uppercase().replace('-', "_"))
+        }
+    }
+
+    /// Consumer names must be unique per stream; the prefix is already in the stream name.
+    pub fn durable(&self, name: &str) -> String {
+        name.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_follow_the_contract_without_a_prefix() {
+        let s = Subjects::new("");
+        let t = Uuid::nil();
+        assert_eq!(s.inbound(t, ChannelKind::Whatsapp), format!("atende.inbound.{t}.whatsapp"));
+        assert_eq!(s.event(t, "conversation.assigned"), format!("atende.events.{t}.conversation.assigned"));
+        assert_eq!(s.stream_name(StreamKind::Route), "ATENDE_ROUTE");
+        assert_eq!(s.stream_filter(StreamKind::Outbound), "atende.outbound.>");
+    }
+
+    #[test]
+    fn a_prefix_isolates_subjects_and_streams() {
+        let s = Subjects::new("t42");
+        assert!(s.inbound(Uuid::nil(), ChannelKind::Whatsapp).starts_with("t42.atende.inbound."));
+        assert_eq!(s.stream_name(StreamKind::Inbound), "T42_ATENDE_INBOUND");
+    }
+}

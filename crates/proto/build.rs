@@ -1,0 +1,27 @@
+//! Generates the `atende.v1` messages and services with protox (pure Rust, so no `protoc`
+//! binary is needed on a fresh machine) and writes the descriptor set for reflection.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [
+        "atende/v1/common.proto",
+        "atende/v1/events.proto",
+        "atende/v1/session.proto",
+        "atende/v1/router.proto",
+        "atende/v1/admin.proto",
+    ];
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", root.join(f).display());
+    }
+    let fds = protox::compile(files, [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptor_path = out.join("atende_descriptor.bin");
+    std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&fds))?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

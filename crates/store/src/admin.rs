@@ -1,0 +1,304 @@
+//! Tenants, channels, services and agents.
+
+use sqlx::{FromRow, PgExecutor};
+use uuid::Uuid;
+
+use crate::Result;
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub allow_simultaneous_conversations: bool,
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Channel {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub kind: String,
+    pub name: String,
+    pub provider_account_id: String,
+    pub app_secret: String,
+    pub verify_token: String,
+    pub access_token: String,
+    pub default_service_id: Option<Uuid>,
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Service {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub policy: String,
+    pub offer_timeout_secs: i32,
+    pub priority: i32,
+    pub accepted_channels: Vec<String>,
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Agent {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub password_hash: String,
+    pub max_concurrent: i32,
+    pub supervisor: bool,
+}
+
+/// Creates a tenant; with a fixed id an existing identical tenant is returned (idempotent
+/// seeding).
+pub async fn create_tenant(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    name: &str,
+    slug: &str,
+    allow_simultaneous: bool,
+) -> Result<Tenant> {
+    Ok(sqlx::query_as::<_, Tenant>(
+        "INSERT INTO tenants (id, name, slug, allow_simultaneous_conversations) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name
+         RETURNING id, name, slug, allow_simultaneous_conversations",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(slug)
+    .bind(allow_simultaneous)
+    .fetch_one(db)
+    .await?)
+}
+
+pub async fn list_tenants(db: impl PgExecutor<'_>, after: Option<Uuid>, limit: i64) -> Result<Vec<Tenant>> {
+    Ok(sqlx::query_as::<_, Tenant>(
+        "SELECT id, name, slug, allow_simultaneous_conversations FROM tenants
+         WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+pub async fn get_tenant(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Tenant>> {
+    Ok(sqlx::query_as::<_, Tenant>(
+        "SELECT id, name, slug, allow_simultaneous_conversations FROM tenants WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn tenant_by_slug(db: impl PgExecutor<'_>, slug: &str) -> Result<Option<Tenant>> {
+    Ok(sqlx::query_as::<_, Tenant>(
+        "SELECT id, name, slug, allow_simultaneous_conversations FROM tenants WHERE slug = $1",
+    )
+    .bind(slug)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub struct NewChannel<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub provider_account_id: &'a str,
+    pub app_secret: &'a str,
+    pub verify_token: &'a str,
+    pub access_token: &'a str,
+    pub default_service_id: Option<Uuid>,
+}
+
+const CHANNEL_COLS: &str = "id, tenant_id, kind, name, provider_account_id, app_secret, verify_token, access_token, default_service_id";
+
+pub async fn create_channel(db: impl PgExecutor<'_>, c: &NewChannel<'_>) -> Result<Channel> {
+    Ok(sqlx::query_as::<_, Channel>(&format!(
+        "INSERT INTO channels ({CHANNEL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, app_secret = EXCLUDED.app_secret,
+           verify_token = EXCLUDED.verify_token, access_token = EXCLUDED.access_token,
+           default_service_id = EXCLUDED.default_service_id
+         WHERE channels.tenant_id = EXCLUDED.tenant_id
+         RETURNING {CHANNEL_COLS}"
+    ))
+    .bind(c.id)
+    .bind(c.tenant_id)
+    .bind(c.kind)
+    .bind(c.name)
+    .bind(c.provider_account_id)
+    .bind(c.app_secret)
+    .bind(c.verify_token)
+    .bind(c.access_token)
+    .bind(c.default_service_id)
+    .fetch_one(db)
+    .await?)
+}
+
+pub async fn get_channel(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Channel>> {
+    Ok(sqlx::query_as::<_, Channel>(&format!("SELECT {CHANNEL_COLS} FROM channels WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await?)
+}
+
+pub async fn list_channels(db: impl PgExecutor<'_>, tenant: Uuid, after: Option<Uuid>, limit: i64) -> Result<Vec<Channel>> {
+    Ok(sqlx::query_as::<_, Channel>(&format!(
+        "SELECT {CHANNEL_COLS} FROM channels WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
+    ))
+    .bind(tenant)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+pub struct NewService<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: &'a str,
+    pub policy: &'a str,
+    pub offer_timeout_secs: i32,
+    pub priority: i32,
+}
+
+const SERVICE_COLS: &str = "id, tenant_id, name, policy, offer_timeout_secs, priority, accepted_channels";
+
+pub async fn create_service(db: impl PgExecutor<'_>, s: &NewService<'_>) -> Result<Service> {
+    Ok(sqlx::query_as::<_, Service>(&format!(
+        "INSERT INTO services (id, tenant_id, name, policy, offer_timeout_secs, priority) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, policy = EXCLUDED.policy,
+           offer_timeout_secs = EXCLUDED.offer_timeout_secs, priority = EXCLUDED.priority
+         WHERE services.tenant_id = EXCLUDED.tenant_id
+         RETURNING {SERVICE_COLS}"
+    ))
+    .bind(s.id)
+    .bind(s.tenant_id)
+    .bind(s.name)
+    .bind(s.policy)
+    .bind(s.offer_timeout_secs)
+    .bind(s.priority)
+    .fetch_one(db)
+    .await?)
+}
+
+pub async fn get_service(db: impl PgExecutor<'_>, tenant: Uuid, id: Uuid) -> Result<Option<Service>> {
+    Ok(sqlx::query_as::<_, Service>(&format!(
+        "SELECT {SERVICE_COLS} FROM services WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn list_services(db: impl PgExecutor<'_>, tenant: Uuid, after: Option<Uuid>, limit: i64) -> Result<Vec<Service>> {
+    Ok(sqlx::query_as::<_, Service>(&format!(
+        "SELECT {SERVICE_COLS} FROM services WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
+    ))
+    .bind(tenant)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+pub struct NewAgent<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub max_concurrent: i32,
+    pub supervisor: bool,
+}
+
+const AGENT_COLS: &str = "id, tenant_id, name, email, password_hash, max_concurrent, supervisor";
+
+pub async fn create_agent(db: &mut sqlx::PgConnection, a: &NewAgent<'_>, service_ids: &[Uuid]) -> Result<Agent> {
+    let agent = sqlx::query_as::<_, Agent>(&format!(
+        "INSERT INTO agents ({AGENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email,
+           password_hash = EXCLUDED.password_hash, max_concurrent = EXCLUDED.max_concurrent,
+           supervisor = EXCLUDED.supervisor
+         WHERE agents.tenant_id = EXCLUDED.tenant_id
+         RETURNING {AGENT_COLS}"
+    ))
+    .bind(a.id)
+    .bind(a.tenant_id)
+    .bind(a.name)
+    .bind(a.email)
+    .bind(a.password_hash)
+    .bind(a.max_concurrent)
+    .bind(a.supervisor)
+    .fetch_one(&mut *db)
+    .await?;
+    for (order, service) in service_ids.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO agent_services (tenant_id, agent_id, service_id, rotation_order)
+             SELECT $1, $2, $3, COALESCE(MAX(rotation_order), 0) + 1 + $4 FROM agent_services WHERE service_id = $3
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(a.tenant_id)
+        .bind(a.id)
+        .bind(service)
+        .bind(order as i32)
+        .execute(&mut *db)
+        .await?;
+    }
+    Ok(agent)
+}
+
+pub async fn list_agents(db: impl PgExecutor<'_>, tenant: Uuid, after: Option<Uuid>, limit: i64) -> Result<Vec<Agent>> {
+    Ok(sqlx::query_as::<_, Agent>(&format!(
+        "SELECT {AGENT_COLS} FROM agents WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
+    ))
+    .bind(tenant)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+pub async fn get_agent(db: impl PgExecutor<'_>, tenant: Uuid, id: Uuid) -> Result<Option<Agent>> {
+    Ok(sqlx::query_as::<_, Agent>(&format!("SELECT {AGENT_COLS} FROM agents WHERE tenant_id = $1 AND id = $2"))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(db)
+        .await?)
+}
+
+pub async fn agent_by_email(db: impl PgExecutor<'_>, tenant: Uuid, email: &str) -> Result<Option<Agent>> {
+    Ok(sqlx::query_as::<_, Agent>(&format!(
+        "SELECT {AGENT_COLS} FROM agents WHERE tenant_id = $1 AND lower(email) = lower($2)"
+    ))
+    .bind(tenant)
+    .bind(email)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn agent_service_ids(db: impl PgExecutor<'_>, agent: Uuid) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar("SELECT service_id FROM agent_services WHERE agent_id = $1 ORDER BY service_id")
+        .bind(agent)
+        .fetch_all(db)
+        .await?)
+}
+
+/// Members of a service with their capacity and initial rotation place.
+#[derive(Clone, Debug, FromRow)]
+pub struct ServiceMember {
+    pub agent_id: Uuid,
+    pub max_concurrent: i32,
+    pub rotation_order: i32,
+}
+
+pub async fn service_members(db: impl PgExecutor<'_>, service: Uuid) -> Result<Vec<ServiceMember>> {
+    Ok(sqlx::query_as::<_, ServiceMember>(
+        "SELECT s.agent_id, a.max_concurrent, s.rotation_order FROM agent_services s
+         JOIN agents a ON a.id = s.agent_id WHERE s.service_id = $1 ORDER BY s.rotation_order, s.agent_id",
+    )
+    .bind(service)
+    .fetch_all(db)
+    .await?)
+}

@@ -1,0 +1,469 @@
+//! Contacts and their identities, conversations, protocol numbers, messages, webhook
+//! receipts and outbound deliveries.
+
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::Result;
+
+/// One way of recognising a contact (see `contact_identities`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub kind: &'static str,
+    pub scope: String,
+    pub value: String,
+}
+
+/// Finds the contact owning any of `identities` (locking it), or creates one; then records
+/// every identity not yet known for it. Concurrent first messages of one new customer race
+/// on the identities' primary key: the loser retries and finds the winner's contact.
+pub async fn find_or_create_contact(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    identities: &[Identity],
+    name: Option<&str>,
+) -> Result<Uuid> {
+    for attempt in 0..3 {
+        let mut found: Option<Uuid> = None;
+        for id in identities {
+            let hit: Option<Uuid> = sqlx::query_scalar(
+                "SELECT contact_id FROM contact_identities WHERE tenant_id = $1 AND kind = $2 AND scope = $3 AND value = $4",
+            )
+            .bind(tenant)
+            .bind(id.kind)
+            .bind(&id.scope)
+            .bind(&id.value)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if hit.is_some() {
+                found = hit;
+                break;
+            }
+        }
+        let contact = match found {
+            Some(c) => {
+                sqlx::query("SELECT id FROM contacts WHERE id = $1 FOR UPDATE").bind(c).execute(&mut *tx).await?;
+                if let Some(n) = name {
+                    sqlx::query("UPDATE contacts SET name = $2, updated_at = now() WHERE id = $1 AND name IS DISTINCT FROM $2")
+                        .bind(c)
+                        .bind(n)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                c
+            }
+            None => {
+                let c = Uuid::now_v7();
+                sqlx::query("INSERT INTO contacts (id, tenant_id, name) VALUES ($1, $2, $3)")
+                    .bind(c)
+                    .bind(tenant)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                c
+            }
+        };
+        let mut conflict = false;
+        for id in identities {
+            let inserted = sqlx::query(
+                "INSERT INTO contact_identities (tenant_id, contact_id, kind, scope, value) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(contact)
+            .bind(id.kind)
+            .bind(&id.scope)
+            .bind(&id.value)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 && found.is_none() {
+                conflict = true;
+            }
+        }
+        if !conflict {
+            return Ok(contact);
+        }
+        // Someone created this customer concurrently: drop our contact and use theirs.
+        sqlx::query("DELETE FROM contact_identities WHERE contact_id = $1").bind(contact).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM contacts WHERE id = $1").bind(contact).execute(&mut *tx).await?;
+        tracing::debug!(attempt, "contact created concurrently, retrying");
+    }
+    Err(crate::StoreError::Db(sqlx::Error::Protocol("contact identity kept conflicting".into())))
+}
+
+/// The next protocol number of the tenant for `day`: `YYYYMMDD` + a 6-digit daily sequence.
+pub async fn next_protocol(tx: &mut PgConnection, tenant: Uuid, now: OffsetDateTime) -> Result<String> {
+    let day = now.date();
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO protocol_counters (tenant_id, day, last) VALUES ($1, $2, 1)
+         ON CONFLICT (tenant_id, day) DO UPDATE SET last = protocol_counters.last + 1 RETURNING last",
+    )
+    .bind(tenant)
+    .bind(day)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(atende_domain::conversation::protocol_number(
+        day.year(),
+        day.month() as u8,
+        day.day(),
+        seq as u64,
+    ))
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub contact_id: Uuid,
+    pub channel_id: Uuid,
+    pub channel_kind: String,
+    pub service_id: Option<Uuid>,
+    pub status: String,
+    pub agent_id: Option<Uuid>,
+    pub protocol: String,
+    pub opened_at: OffsetDateTime,
+    pub queued_at: Option<OffsetDateTime>,
+    pub contact_name: Option<String>,
+}
+
+const CONV_SELECT: &str = "SELECT c.id, c.tenant_id, c.contact_id, c.channel_id, ch.kind AS channel_kind, c.service_id, c.status,
+    c.agent_id, c.protocol, c.opened_at, c.queued_at, ct.name AS contact_name
+    FROM conversations c JOIN channels ch ON ch.id = c.channel_id JOIN contacts ct ON ct.id = c.contact_id";
+
+/// Open conversations of a contact, locked so concurrent messages of one customer serialise.
+pub async fn open_conversations_of_contact(tx: &mut PgConnection, contact: Uuid) -> Result<Vec<Conversation>> {
+    Ok(sqlx::query_as::<_, Conversation>(&format!(
+        "{CONV_SELECT} WHERE c.contact_id = $1 AND c.status NOT IN ('finished', 'missed', 'expired')
+         ORDER BY c.opened_at FOR UPDATE OF c"
+    ))
+    .bind(contact)
+    .fetch_all(&mut *tx)
+    .await?)
+}
+
+pub async fn get_conversation(db: impl PgExecutor<'_>, tenant: Uuid, id: Uuid) -> Result<Option<Conversation>> {
+    Ok(sqlx::query_as::<_, Conversation>(&format!("{CONV_SELECT} WHERE c.tenant_id = $1 AND c.id = $2"))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(db)
+        .await?)
+}
+
+/// As `get_conversation`, locking the row for the rest of the transaction.
+pub async fn lock_conversation(tx: &mut PgConnection, tenant: Uuid, id: Uuid) -> Result<Option<Conversation>> {
+    Ok(sqlx::query_as::<_, Conversation>(&format!(
+        "{CONV_SELECT} WHERE c.tenant_id = $1 AND c.id = $2 FOR UPDATE OF c"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+pub async fn agent_open_conversations(db: impl PgExecutor<'_>, tenant: Uuid, agent: Uuid) -> Result<Vec<Conversation>> {
+    Ok(sqlx::query_as::<_, Conversation>(&format!(
+        "{CONV_SELECT} WHERE c.tenant_id = $1 AND c.agent_id = $2 AND c.status IN ('offered', 'assigned') ORDER BY c.opened_at"
+    ))
+    .bind(tenant)
+    .bind(agent)
+    .fetch_all(db)
+    .await?)
+}
+
+pub struct NewConversation {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub contact_id: Uuid,
+    pub channel_id: Uuid,
+    pub service_id: Option<Uuid>,
+    pub status: &'static str,
+    pub protocol: String,
+    pub at: OffsetDateTime,
+}
+
+pub async fn insert_conversation(tx: &mut PgConnection, c: &NewConversation) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO conversations (id, tenant_id, contact_id, channel_id, service_id, status, protocol, opened_at, queued_at, last_inbound_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)",
+    )
+    .bind(c.id)
+    .bind(c.tenant_id)
+    .bind(c.contact_id)
+    .bind(c.channel_id)
+    .bind(c.service_id)
+    .bind(c.status)
+    .bind(&c.protocol)
+    .bind(c.at)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO protocols (number, tenant_id, conversation_id, service_id, opened_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&c.protocol)
+    .bind(c.tenant_id)
+    .bind(c.id)
+    .bind(c.service_id)
+    .bind(c.at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn touch_inbound(tx: &mut PgConnection, conversation: Uuid, at: OffsetDateTime) -> Result<()> {
+    sqlx::query("UPDATE conversations SET last_inbound_at = GREATEST(last_inbound_at, $2), updated_at = now() WHERE id = $1")
+        .bind(conversation)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Moves a conversation to a new status and owner (the caller checked the transition with
+/// `domain::conversation`).
+pub async fn set_status(
+    tx: &mut PgConnection,
+    conversation: Uuid,
+    status: &str,
+    agent: Option<Uuid>,
+    close_reason: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE conversations SET status = $2, agent_id = $3, close_reason = COALESCE($4, close_reason),
+           closed_at = CASE WHEN $2 IN ('finished', 'missed', 'expired') THEN now() ELSE closed_at END,
+           updated_at = now() WHERE id = $1",
+    )
+    .bind(conversation)
+    .bind(status)
+    .bind(agent)
+    .bind(close_reason)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE protocols SET agent_id = COALESCE($2, agent_id),
+           closed_at = CASE WHEN $3 IN ('finished', 'missed', 'expired') THEN now() ELSE closed_at END
+         WHERE conversation_id = $1 AND closed_at IS NULL",
+    )
+    .bind(conversation)
+    .bind(agent)
+    .bind(status)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Message {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub conversation_id: Uuid,
+    pub channel_id: Uuid,
+    pub direction: String,
+    pub kind: String,
+    pub body: Option<String>,
+    pub media: Option<serde_json::Value>,
+    pub provider_message_id: Option<String>,
+    pub reply_to_provider_message_id: Option<String>,
+    pub status: String,
+    pub agent_id: Option<Uuid>,
+    pub client_message_id: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+const MSG_COLS: &str = "id, tenant_id, conversation_id, channel_id, direction, kind, body, media, provider_message_id,
+    reply_to_provider_message_id, status, agent_id, client_message_id, created_at";
+
+pub struct NewMessage<'a> {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub conversation_id: Uuid,
+    pub channel_id: Uuid,
+    pub direction: &'static str,
+    pub kind: &'a str,
+    pub body: Option<&'a str>,
+    pub media: Option<serde_json::Value>,
+    pub provider_message_id: Option<&'a str>,
+    pub reply_to_provider_message_id: Option<&'a str>,
+    pub status: &'static str,
+    pub agent_id: Option<Uuid>,
+    pub client_message_id: Option<&'a str>,
+    pub raw: Option<serde_json::Value>,
+    pub sent_at: Option<OffsetDateTime>,
+}
+
+/// Inserts a message; `None` when its provider id (or client id) is already stored — the
+/// durable dedupe that makes redelivered webhooks and retried replies no-ops.
+pub async fn insert_message(tx: &mut PgConnection, m: &NewMessage<'_>) -> Result<Option<Message>> {
+    Ok(sqlx::query_as::<_, Message>(&format!(
+        "INSERT INTO messages (id, tenant_id, conversation_id, channel_id, direction, kind, body, media, provider_message_id,
+            reply_to_provider_message_id, status, agent_id, client_message_id, raw, sent_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         ON CONFLICT DO NOTHING RETURNING {MSG_COLS}"
+    ))
+    .bind(m.id)
+    .bind(m.tenant_id)
+    .bind(m.conversation_id)
+    .bind(m.channel_id)
+    .bind(m.direction)
+    .bind(m.kind)
+    .bind(m.body)
+    .bind(&m.media)
+    .bind(m.provider_message_id)
+    .bind(m.reply_to_provider_message_id)
+    .bind(m.status)
+    .bind(m.agent_id)
+    .bind(m.client_message_id)
+    .bind(&m.raw)
+    .bind(m.sent_at)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+pub async fn message_exists(db: impl PgExecutor<'_>, channel: Uuid, provider_message_id: &str) -> Result<bool> {
+    Ok(sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE channel_id = $1 AND provider_message_id = $2)",
+    )
+    .bind(channel)
+    .bind(provider_message_id)
+    .fetch_one(db)
+    .await?)
+}
+
+pub async fn message_by_client_id(db: impl PgExecutor<'_>, conversation: Uuid, client_id: &str) -> Result<Option<Message>> {
+    Ok(sqlx::query_as::<_, Message>(&format!(
+        "SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND client_message_id = $2"
+    ))
+    .bind(conversation)
+    .bind(client_id)
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn get_message(db: impl PgExecutor<'_>, tenant: Uuid, id: Uuid) -> Result<Option<Message>> {
+    Ok(sqlx::query_as::<_, Message>(&format!("SELECT {MSG_COLS} FROM messages WHERE tenant_id = $1 AND id = $2"))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(db)
+        .await?)
+}
+
+/// Messages of a conversation, oldest first, after the (created_at, id) cursor.
+pub async fn list_messages(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    conversation: Uuid,
+    after: Option<(OffsetDateTime, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Message>> {
+    let (after_at, after_id) = after.map_or((None, None), |(a, i)| (Some(a), Some(i)));
+    Ok(sqlx::query_as::<_, Message>(&format!(
+        "SELECT {MSG_COLS} FROM messages WHERE tenant_id = $1 AND conversation_id = $2
+           AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4))
+         ORDER BY created_at, id LIMIT $5"
+    ))
+    .bind(tenant)
+    .bind(conversation)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Finds our outbound message by the provider's id (for status webhooks).
+pub async fn message_by_provider_id(tx: &mut PgConnection, channel: Uuid, provider_id: &str) -> Result<Option<Message>> {
+    Ok(sqlx::query_as::<_, Message>(&format!(
+        "SELECT {MSG_COLS} FROM messages WHERE channel_id = $1 AND provider_message_id = $2 FOR UPDATE"
+    ))
+    .bind(channel)
+    .bind(provider_id)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+pub async fn lock_message(tx: &mut PgConnection, tenant: Uuid, id: Uuid) -> Result<Option<Message>> {
+    Ok(sqlx::query_as::<_, Message>(&format!(
+        "SELECT {MSG_COLS} FROM messages WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+pub async fn update_message_delivery(
+    tx: &mut PgConnection,
+    id: Uuid,
+    status: &str,
+    provider_message_id: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE messages SET status = $2, provider_message_id = COALESCE(provider_message_id, $3) WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(provider_message_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Records a webhook item; false when it was already received (any time before).
+pub async fn record_receipt(tx: &mut PgConnection, tenant: Uuid, channel: Uuid, provider_key: &str) -> Result<bool> {
+    let n = sqlx::query(
+        "INSERT INTO webhook_receipts (channel_id, provider_key, tenant_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(channel)
+    .bind(provider_key)
+    .bind(tenant)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Delivery {
+    pub state: String,
+    pub attempts: i32,
+    pub provider_message_id: Option<String>,
+}
+
+/// Marks an outbound message as being sent (before calling the provider) and returns the
+/// previous delivery state, if any, so a redelivered job can tell a finished send apart.
+pub async fn begin_delivery(db: impl PgExecutor<'_>, tenant: Uuid, message: Uuid) -> Result<Option<Delivery>> {
+    let prev: Option<Delivery> = sqlx::query_as::<_, Delivery>(
+        "WITH prev AS (SELECT state, attempts, provider_message_id FROM deliveries WHERE message_id = $1),
+         up AS (INSERT INTO deliveries (message_id, tenant_id, state, attempts) VALUES ($1, $2, 'sending', 1)
+                ON CONFLICT (message_id) DO UPDATE SET attempts = deliveries.attempts + 1, updated_at = now()
+                  WHERE deliveries.state <> 'sent'
+                RETURNING 1)
+         SELECT state, attempts, provider_message_id FROM prev",
+    )
+    .bind(message)
+    .bind(tenant)
+    .fetch_optional(db)
+    .await?;
+    Ok(prev)
+}
+
+pub async fn finish_delivery(
+    db: impl PgExecutor<'_>,
+    message: Uuid,
+    state: &str,
+    provider_message_id: Option<&str>,
+    error: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET state = $2, provider_message_id = COALESCE($3, provider_message_id), last_error = $4, updated_at = now()
+         WHERE message_id = $1",
+    )
+    .bind(message)
+    .bind(state)
+    .bind(provider_message_id)
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(())
+}

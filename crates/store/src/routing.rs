@@ -1,0 +1,134 @@
+//! Assignments (who owns which conversation: the durable side of the router's Redis
+//! reservations) and the decision log ("why did this agent get it?").
+
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::Result;
+
+/// Opens the assignment of a conversation; false when it already has an open one (the
+/// partial unique index is the last wall against double assignment).
+pub async fn open_assignment(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    conversation: Uuid,
+    agent: Uuid,
+    service: Option<Uuid>,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "INSERT INTO assignments (id, tenant_id, conversation_id, agent_id, service_id) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(Uuid::now_v7())
+    .bind(tenant)
+    .bind(conversation)
+    .bind(agent)
+    .bind(service)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Closes the open assignment of a conversation; returns the agent it had.
+pub async fn release_assignment(tx: &mut PgConnection, conversation: Uuid, reason: &str) -> Result<Option<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE assignments SET released_at = now(), release_reason = $2
+         WHERE conversation_id = $1 AND released_at IS NULL RETURNING agent_id",
+    )
+    .bind(conversation)
+    .bind(reason)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+pub async fn open_assignment_agent(db: impl PgExecutor<'_>, conversation: Uuid) -> Result<Option<Uuid>> {
+    Ok(sqlx::query_scalar("SELECT agent_id FROM assignments WHERE conversation_id = $1 AND released_at IS NULL")
+        .bind(conversation)
+        .fetch_optional(db)
+        .await?)
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct OpenAssignment {
+    pub conversation_id: Uuid,
+    pub agent_id: Uuid,
+}
+
+/// Every open assignment of a tenant: what the router rebuilds Redis capacity from.
+pub async fn open_assignments(db: impl PgExecutor<'_>, tenant: Uuid) -> Result<Vec<OpenAssignment>> {
+    Ok(sqlx::query_as::<_, OpenAssignment>(
+        "SELECT conversation_id, agent_id FROM assignments WHERE tenant_id = $1 AND released_at IS NULL",
+    )
+    .bind(tenant)
+    .fetch_all(db)
+    .await?)
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct WaitingConversation {
+    pub id: Uuid,
+    pub channel_kind: String,
+    pub queued_at: OffsetDateTime,
+}
+
+/// Conversations of a service still waiting for an agent (rebuild of the Redis queue).
+pub async fn waiting_conversations(db: impl PgExecutor<'_>, tenant: Uuid, service: Uuid) -> Result<Vec<WaitingConversation>> {
+    Ok(sqlx::query_as::<_, WaitingConversation>(
+        "SELECT c.id, ch.kind AS channel_kind, COALESCE(c.queued_at, c.opened_at) AS queued_at
+         FROM conversations c JOIN channels ch ON ch.id = c.channel_id
+         WHERE c.tenant_id = $1 AND c.service_id = $2 AND c.status = 'queued' ORDER BY c.queued_at",
+    )
+    .bind(tenant)
+    .bind(service)
+    .fetch_all(db)
+    .await?)
+}
+
+pub struct Decision<'a> {
+    pub tenant_id: Uuid,
+    pub conversation_id: Option<Uuid>,
+    pub service_id: Option<Uuid>,
+    pub agent_id: Option<Uuid>,
+    pub decision: &'a str,
+    pub rule: &'a str,
+    pub explanation: serde_json::Value,
+}
+
+pub async fn log_decision(db: impl PgExecutor<'_>, d: &Decision<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO decision_log (tenant_id, conversation_id, service_id, agent_id, decision, rule, explanation)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(d.tenant_id)
+    .bind(d.conversation_id)
+    .bind(d.service_id)
+    .bind(d.agent_id)
+    .bind(d.decision)
+    .bind(d.rule)
+    .bind(&d.explanation)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct DecisionRow {
+    pub at: OffsetDateTime,
+    pub decision: String,
+    pub agent_id: Option<Uuid>,
+    pub rule: String,
+    pub explanation: serde_json::Value,
+}
+
+pub async fn decisions_for(db: impl PgExecutor<'_>, tenant: Uuid, conversation: Uuid) -> Result<Vec<DecisionRow>> {
+    Ok(sqlx::query_as::<_, DecisionRow>(
+        "SELECT at, decision, agent_id, rule, explanation FROM decision_log
+         WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY id",
+    )
+    .bind(tenant)
+    .bind(conversation)
+    .fetch_all(db)
+    .await?)
+}
