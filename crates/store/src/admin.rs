@@ -302,3 +302,14 @@ pub async fn service_members(db: impl PgExecutor<'_>, service: Uuid) -> Result<V
     .fetch_all(db)
     .await?)
 }
+
+/// The channel of a provider account (WhatsApp phone_number_id, page id…).
+pub async fn channel_by_account(db: impl PgExecutor<'_>, kind: &str, account: &str) -> Result<Option<Channel>> {
+    Ok(sqlx::query_as::<_, Channel>(&format!(
+        "SELECT {CHANNEL_COLS} FROM channels WHERE kind = $1 AND provider_account_id = $2"
+    ))
+    .bind(kind)
+    .bind(account)
+    .fetch_optional(db)
+    .await?)
+}

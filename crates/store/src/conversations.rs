@@ -467,3 +467,15 @@ pub async fn finish_delivery(
     .await?;
     Ok(())
 }
+
+/// The address to send to on WhatsApp: the canonical phone when known, else the BSUID.
+pub async fn whatsapp_address(db: impl PgExecutor<'_>, tenant: Uuid, contact: Uuid) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT value FROM contact_identities WHERE tenant_id = $1 AND contact_id = $2 AND kind IN ('wa_phone', 'wa_bsuid')
+         ORDER BY CASE kind WHEN 'wa_phone' THEN 0 ELSE 1 END LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(contact)
+    .fetch_optional(db)
+    .await?)
+}

@@ -1,1 +1,38 @@
-//! testkit.
+//! Test support shared by service and end-to-end tests.
+//!
+//! - [`Sandbox`] isolates one test: its own Postgres database (copied from a migrated
+//!   template, so it is fast), its own NATS subject/stream prefix and Redis key namespace,
+//!   and a [`Config`](atende_config::Config) pointing every role at them with port 0. Drop
+//!   or [`Sandbox::cleanup`] removes what it created.
+//! - [`fake_graph`] a local fake of Meta's Graph API that enforces the send formats.
+//! - [`whatsapp`] builders of signed webhook bodies exactly as Meta sends them.
+//! - [`wait_until`] polls a condition with a deadline (tests never sleep to synchronise).
+
+pub mod fake_graph;
+pub mod sandbox;
+pub mod whatsapp;
+
+pub use sandbox::Sandbox;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(200));
+    }
+}

@@ -1,1 +1,57 @@
-//! channel-adapter role.
+//! channel-adapter: the edge facing providers.
+//!
+//! Layout:
+//! - [`whatsapp`] Meta's wire formats: webhook parsing, signature, handshake, Graph client;
+//! - [`ingest`] turns a verified webhook into durable rows (receipt + outbox) in one
+//!   transaction; the 200 goes out only after that commit;
+//! - [`http`] the webhook routes, body limit and error answers;
+//! - [`outbound`] delivers agents' replies to the Graph API and reports the outcome back as
+//!   a delivery status.
+
+pub mod http;
+pub mod ingest;
+pub mod outbound;
+pub mod whatsapp;
+
+use atende_config::Config;
+use atende_runtime::{Result, RuntimeError, Started};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Binds the HTTP and gRPC ports (port 0 picks free ones), starts the outbound consumer and
+/// the outbox relay, and returns at once with the bound addresses.
+pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started> {
+    let pool = atende_runtime::postgres(cfg).await?;
+    let bus = atende_runtime::bus(cfg).await?;
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+
+    let (grpc_addr, _health, grpc) = atende_runtime::grpc::serve(
+        cfg.channel_adapter.grpc_addr,
+        tonic::service::Routes::default(),
+        vec![],
+        atende_runtime::grace(cfg),
+        shutdown.clone(),
+    )
+    .await?;
+    tasks.spawn(grpc);
+
+    let state = http::AppState::new(pool.clone(), bus.subjects.clone(), cfg.channel_adapter.body_limit_bytes);
+    let listener = tokio::net::TcpListener::bind(cfg.channel_adapter.http_addr)
+        .await
+        .map_err(|source| RuntimeError::Bind { addr: cfg.channel_adapter.http_addr, source })?;
+    let http_addr = listener.local_addr().map_err(|source| RuntimeError::Bind { addr: cfg.channel_adapter.http_addr, source })?;
+    tasks.spawn(http::serve(listener, state, atende_runtime::grace(cfg), shutdown.clone()));
+
+    let graph = whatsapp::graph::GraphClient::new(
+        cfg.channel_adapter.graph_api_base.clone(),
+        cfg.channel_adapter.graph_api_version.clone(),
+    );
+    tasks.spawn(outbound::run(bus.clone(), pool.clone(), graph, shutdown.clone()));
+    atende_runtime::spawn_relay(&mut tasks, bus, pool, shutdown);
+    tracing::info!(%http_addr, %grpc_addr, "channel-adapter started");
+    Ok(Started { role: "channel-adapter", grpc_addr, http_addr: Some(http_addr), tasks })
+}
+
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
+    build(&cfg, shutdown).await?.wait().await
+}

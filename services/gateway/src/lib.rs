@@ -1,1 +1,82 @@
-//! gateway role.
+//! gateway: the agents' and supervisors' door.
+//!
+//! Layout:
+//! - [`auth`] password login (argon2id) issuing short-lived bearer JWTs;
+//! - [`api`] the HTTP API: presence, conversations, history, replies, offer acceptance;
+//! - [`hub`] WebSocket connections per agent, fed by the platform's NATS events;
+//! - [`frames`] events as the JSON frames agents receive.
+
+pub mod api;
+pub mod auth;
+pub mod frames;
+pub mod hub;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use atende_config::Config;
+use atende_runtime::{Result, RuntimeError, Started};
+use secrecy::ExposeSecret;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started> {
+    let pool = atende_runtime::postgres(cfg).await?;
+    let bus = atende_runtime::bus(cfg).await?;
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+
+    let (grpc_addr, _health, grpc) = atende_runtime::grpc::serve(
+        cfg.gateway.grpc_addr,
+        tonic::service::Routes::default(),
+        vec![],
+        atende_runtime::grace(cfg),
+        shutdown.clone(),
+    )
+    .await?;
+    tasks.spawn(grpc);
+
+    let hub = hub::Hub::default();
+    let subscriber = bus.client.subscribe(bus.subjects.stream_filter(atende_bus::StreamKind::Events)).await.map_err(atende_bus::BusError::from)?;
+    let session = session_client(&cfg.clients.session_url)?;
+    tasks.spawn(hub::pump(hub.clone(), subscriber, session.clone(), shutdown.clone()));
+
+    let state = api::AppState {
+        pool,
+        hub,
+        keys: Arc::new(auth::Keys::new(cfg.gateway.jwt_secret.expose_secret().as_bytes(), cfg.gateway.token_ttl_secs)),
+        session,
+        router: atende_session::router_client(&cfg.clients.router_url)?,
+        ready: Arc::new(AtomicBool::new(true)),
+        shutdown: shutdown.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.gateway.http_addr)
+        .await
+        .map_err(|source| RuntimeError::Bind { addr: cfg.gateway.http_addr, source })?;
+    let http_addr = listener.local_addr().map_err(|source| RuntimeError::Bind { addr: cfg.gateway.http_addr, source })?;
+    tasks.spawn(api::serve(listener, state, atende_runtime::grace(cfg), shutdown));
+    tracing::info!(%http_addr, %grpc_addr, "gateway started");
+    Ok(Started { role: "gateway", grpc_addr, http_addr: Some(http_addr), tasks })
+}
+
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
+    build(&cfg, shutdown).await?.wait().await
+}
+
+pub type SessionClient = atende_proto::v1::session_service_client::SessionServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        fn(tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status>,
+    >,
+>;
+
+fn session_client(url: &str) -> Result<SessionClient> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| RuntimeError::Task(format!("session url: {e}")))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(10))
+        .connect_lazy();
+    Ok(atende_proto::v1::session_service_client::SessionServiceClient::with_interceptor(
+        channel,
+        atende_telemetry::propagation::grpc_client_interceptor as fn(_) -> _,
+    ))
+}

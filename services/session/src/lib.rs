@@ -1,1 +1,75 @@
-//! session role.
+//! session: contacts, conversations, protocols and messages.
+//!
+//! Layout:
+//! - [`inbound`] consumes normalised inbound events: finds or creates the contact by its
+//!   identities, applies the same-customer rule, opens the conversation with a protocol
+//!   number, stores the message once, and asks the router for an agent;
+//! - [`api`] `SessionService`: agents' replies, conversation and history reads;
+//! - [`admin`] `AdminService`: tenants, channels, services and agents;
+//! - [`convert`] rows to `atende.v1` messages.
+//!
+//! Every effect and the events announcing it are written in one transaction (the outbox);
+//! the consumer acks only after that commit.
+
+pub mod admin;
+pub mod api;
+pub mod convert;
+pub mod inbound;
+
+use std::time::Duration;
+
+use atende_config::Config;
+use atende_proto::v1::admin_service_server::AdminServiceServer;
+use atende_proto::v1::router_service_client::RouterServiceClient;
+use atende_proto::v1::session_service_server::SessionServiceServer;
+use atende_runtime::{Result, Started};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub type RouterClient = RouterServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        fn(tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status>,
+    >,
+>;
+
+/// A lazily connected router client that forwards the trace context.
+pub fn router_client(url: &str) -> Result<RouterClient> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| atende_runtime::RuntimeError::Task(format!("router url: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy();
+    Ok(RouterServiceClient::with_interceptor(
+        channel,
+        atende_telemetry::propagation::grpc_client_interceptor as fn(_) -> _,
+    ))
+}
+
+pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started> {
+    let pool = atende_runtime::postgres(cfg).await?;
+    let bus = atende_runtime::bus(cfg).await?;
+    let router = router_client(&cfg.clients.router_url)?;
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+
+    let api = api::SessionApi { pool: pool.clone(), subjects: bus.subjects.clone(), router };
+    let admin = admin::AdminApi { pool: pool.clone() };
+    let routes = tonic::service::Routes::new(SessionServiceServer::new(api)).add_service(AdminServiceServer::new(admin));
+    let (grpc_addr, _health, grpc) = atende_runtime::grpc::serve(
+        cfg.session.grpc_addr,
+        routes,
+        vec!["atende.v1.SessionService", "atende.v1.AdminService"],
+        atende_runtime::grace(cfg),
+        shutdown.clone(),
+    )
+    .await?;
+    tasks.spawn(grpc);
+    tasks.spawn(inbound::run(bus.clone(), pool.clone(), shutdown.clone()));
+    atende_runtime::spawn_relay(&mut tasks, bus, pool, shutdown);
+    tracing::info!(%grpc_addr, "session started");
+    Ok(Started { role: "session", grpc_addr, http_addr: None, tasks })
+}
+
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
+    build(&cfg, shutdown).await?.wait().await
+}

@@ -1,0 +1,113 @@
+//! What every role needs around its own logic: connections to the three engines, a gRPC
+//! server with `grpc.health.v1` and reflection (v1 and v1alpha), the shutdown sequence,
+//! and the mapping from domain error codes to gRPC statuses.
+//!
+//! Shutdown (on the role's `CancellationToken`): health reports NOT_SERVING, wait the
+//! configured grace so load balancers notice, then stop accepting, drain, return.
+
+pub mod errors;
+pub mod grpc;
+pub mod http_api;
+
+use std::time::Duration;
+
+use atende_config::Config;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use errors::{status, status_code_of};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("postgres")]
+    Store(#[from] atende_store::StoreError),
+    #[error("nats")]
+    Bus(#[from] atende_bus::BusError),
+    #[error("redis")]
+    Redis(#[from] redis::RedisError),
+    #[error("cannot bind {addr}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("grpc server")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("task failed: {0}")]
+    Task(String),
+}
+
+pub type Result<T> = std::result::Result<T, RuntimeError>;
+
+pub async fn postgres(cfg: &Config) -> Result<PgPool> {
+    Ok(atende_store::connect(cfg.postgres.url.expose_secret(), cfg.postgres.max_connections).await?)
+}
+
+pub async fn bus(cfg: &Config) -> Result<atende_bus::Bus> {
+    let bus = atende_bus::Bus::connect(&cfg.nats.url, &cfg.namespace.prefix).await?;
+    bus.ensure_streams().await?;
+    Ok(bus)
+}
+
+pub async fn redis(cfg: &Config) -> Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(cfg.redis.url.expose_secret())?;
+    Ok(redis::aio::ConnectionManager::new(client).await?)
+}
+
+/// A started role: where it listens and the tasks it runs.
+pub struct Started {
+    pub role: &'static str,
+    pub grpc_addr: std::net::SocketAddr,
+    pub http_addr: Option<std::net::SocketAddr>,
+    pub tasks: JoinSet<Result<()>>,
+}
+
+impl Started {
+    /// Waits for every task of the role; the first failure is returned.
+    pub async fn wait(mut self) -> Result<()> {
+        let mut first_err = None;
+        while let Some(res) = self.tasks.join_next().await {
+            let err = match res {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(e) => RuntimeError::Task(e.to_string()),
+            };
+            tracing::error!(role = self.role, error = %err, "role task failed");
+            first_err.get_or_insert(err);
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// How long NOT_SERVING is reported before intake stops.
+pub fn grace(cfg: &Config) -> Duration {
+    Duration::from_millis(cfg.shutdown.grace_ms)
+}
+
+/// Runs `fut` until `shutdown`, then lets it finish draining for at most the configured
+/// drain timeout.
+pub async fn drain_deadline(cfg: &Config) {
+    tokio::time::sleep(Duration::from_millis(cfg.shutdown.drain_timeout_ms)).await
+}
+
+/// The outbox relay as a role task (every role that writes the outbox runs one; a
+/// Postgres advisory lock keeps one active at a time).
+pub fn spawn_relay(tasks: &mut JoinSet<Result<()>>, bus: atende_bus::Bus, pool: PgPool, shutdown: CancellationToken) {
+    tasks.spawn(async move {
+        atende_bus::relay::run(bus, pool, shutdown).await;
+        Ok(())
+    });
+}
+
+/// Parses a UUID field of a request, naming the field on failure.
+pub fn parse_id<T: From<uuid::Uuid>>(field: &'static str, value: &str) -> std::result::Result<T, tonic::Status> {
+    uuid::Uuid::parse_str(value).map(T::from).map_err(|_| {
+        status(
+            atende_domain::ErrorCode::InvalidArgument,
+            &format!("`{field}` must be a UUID"),
+            Some(field),
+        )
+    })
+}

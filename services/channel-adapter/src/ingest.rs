@@ -1,0 +1,140 @@
+//! Durable intake of a verified webhook.
+//!
+//! In ONE transaction, per item: a receipt keyed by the provider's id (`webhook_receipts`,
+//! kept beyond Meta's 7-day redelivery horizon) and, when the receipt is new, an outbox row
+//! carrying the normalised `InboundEvent`. After the commit the webhook may be answered 200:
+//! the relay publishes the rows to JetStream even if this process dies right after. A
+//! redelivered webhook finds its receipts and writes nothing.
+
+use atende_bus::Subjects;
+use atende_domain::channel::ChannelKind;
+use atende_proto::v1::{inbound_event, DeliveryStatusUpdate, InboundEvent, InboundMessage, MediaRef};
+use atende_store::admin::Channel;
+use prost::Message as _;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::whatsapp::parse::{WaItem, WaMessage, WaStatus};
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub new: usize,
+    pub duplicates: usize,
+    pub skipped: usize,
+}
+
+pub async fn store_whatsapp(
+    pool: &PgPool,
+    subjects: &Subjects,
+    url_channel: &Channel,
+    items: Vec<WaItem>,
+) -> Result<IngestOutcome, atende_store::StoreError> {
+    let mut out = IngestOutcome::default();
+    let mut tx = pool.begin().await?;
+    let now_ms = atende_store::to_millis(time::OffsetDateTime::now_utc());
+    let trace = atende_telemetry::propagation::current_as_pairs();
+    for item in items {
+        let (account, key, event) = match item {
+            WaItem::Message(m) => {
+                let key = format!("m:{}", m.provider_message_id);
+                (m.phone_number_id.clone(), key, inbound_event::Item::Message(message_event(m)))
+            }
+            WaItem::Status(s) => {
+                let key = format!("s:{}:{}", s.provider_message_id, s.status.as_str());
+                (s.phone_number_id.clone(), key, inbound_event::Item::Status(status_event(s)))
+            }
+            WaItem::ChannelError { phone_number_id, error } => {
+                tracing::warn!(phone_number_id, code = ?error.code, message = ?error.message, "provider reported a channel error");
+                out.skipped += 1;
+                continue;
+            }
+            WaItem::Skipped(s) => {
+                tracing::info!(phone_number_id = s.phone_number_id, reason = ?s.reason, "webhook item skipped");
+                out.skipped += 1;
+                continue;
+            }
+            WaItem::Ignored { field } => {
+                tracing::debug!(field, "webhook field ignored");
+                out.skipped += 1;
+                continue;
+            }
+        };
+        // Meta sends every number of a business account to the app's one callback: route
+        // each item to the channel of its phone_number_id, within the same tenant.
+        let channel = if account.is_empty() || account == url_channel.provider_account_id {
+            url_channel.clone()
+        } else {
+            match atende_store::admin::channel_by_account(&mut *tx, "whatsapp", &account).await? {
+                Some(c) if c.tenant_id == url_channel.tenant_id => c,
+                _ => {
+                    tracing::warn!(phone_number_id = account, "webhook item for an unknown phone number, skipped");
+                    out.skipped += 1;
+                    continue;
+                }
+            }
+        };
+        if !atende_store::conversations::record_receipt(&mut tx, channel.tenant_id, channel.id, &key).await? {
+            out.duplicates += 1;
+            continue;
+        }
+        let event_id = Uuid::now_v7();
+        let event = InboundEvent {
+            event_id: event_id.to_string(),
+            tenant_id: channel.tenant_id.to_string(),
+            channel_id: channel.id.to_string(),
+            channel_kind: atende_proto::v1::ChannelKind::Whatsapp as i32,
+            received_at_ms: now_ms,
+            item: Some(event),
+        };
+        let subject = subjects.inbound(channel.tenant_id, ChannelKind::Whatsapp);
+        atende_store::outbox::enqueue(
+            &mut tx,
+            channel.tenant_id,
+            &subject,
+            &format!("in:{}:{key}", channel.id),
+            &event.encode_to_vec(),
+            &trace,
+        )
+        .await?;
+        out.new += 1;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+fn message_event(m: WaMessage) -> InboundMessage {
+    InboundMessage {
+        provider_message_id: m.provider_message_id,
+        from_phone: m.from_wa_id.unwrap_or_default(),
+        from_user_id: m.from_user_id.unwrap_or_default(),
+        profile_name: m.profile_name.unwrap_or_default(),
+        username: m.username.unwrap_or_default(),
+        sent_at_ms: m.timestamp_secs.saturating_mul(1000),
+        kind: m.kind.as_str().to_string(),
+        text: m.text.unwrap_or_default(),
+        media: m.media.map(|md| MediaRef {
+            provider_media_id: md.id,
+            mime_type: md.mime_type.unwrap_or_default(),
+            sha256: md.sha256.unwrap_or_default(),
+            caption: md.caption.unwrap_or_default(),
+            filename: md.filename.unwrap_or_default(),
+            voice: md.voice,
+        }),
+        reply_to_provider_message_id: m.context.and_then(|c| c.message_id).unwrap_or_default(),
+        raw_json: m.raw.to_string(),
+    }
+}
+
+fn status_event(s: WaStatus) -> DeliveryStatusUpdate {
+    let first_error = s.errors.first();
+    DeliveryStatusUpdate {
+        provider_message_id: s.provider_message_id,
+        status: s.status.as_str().to_string(),
+        at_ms: s.timestamp_secs.saturating_mul(1000),
+        message_id: String::new(),
+        error_code: first_error.and_then(|e| e.code).map(|c| c.to_string()).unwrap_or_default(),
+        error_message: first_error
+            .and_then(|e| e.details.clone().or_else(|| e.message.clone()))
+            .unwrap_or_default(),
+    }
+}

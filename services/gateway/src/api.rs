@@ -1,0 +1,397 @@
+//! The gateway's HTTP API (JSON) and the agent WebSocket.
+//!
+//! Errors answer with the platform's stable codes and en/pt-BR messages
+//! (`atende_runtime::http_api`); gRPC errors from other roles keep their code.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use atende_domain::ErrorCode;
+use atende_proto::v1 as pb;
+use atende_runtime::http_api::{error, from_status};
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::auth::{self, Claims, Keys};
+use crate::hub::Hub;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub hub: Hub,
+    pub keys: Arc<Keys>,
+    pub session: crate::SessionClient,
+    pub router: atende_session::RouterClient,
+    pub ready: Arc<AtomicBool>,
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/me/presence", put(set_presence).get(get_presence))
+        .route("/api/v1/me/conversations", get(my_conversations))
+        .route("/api/v1/conversations/{id}/messages", get(list_messages).post(send_message))
+        .route("/api/v1/conversations/{id}/accept", post(accept_offer))
+        .route("/api/v1/conversations/{id}/claim", post(claim))
+        .route("/api/v1/ws", get(websocket))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(atende_telemetry::propagation::ServerSpan))
+        .with_state(state)
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    grace: Duration,
+    shutdown: CancellationToken,
+) -> atende_runtime::Result<()> {
+    let ready = state.ready.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            ready.store(false, Ordering::SeqCst);
+            tokio::time::sleep(grace).await;
+        })
+        .await
+        .map_err(|e| atende_runtime::RuntimeError::Task(format!("http server: {e}")))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    }
+}
+
+/// The authenticated agent: `Authorization: Bearer <token>`, or `?access_token=` for
+/// browsers' WebSockets, which cannot set headers.
+pub struct Agent(pub Claims);
+
+impl FromRequestParts<AppState> for Agent {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        let query = parts.uri.query().and_then(|q| {
+            q.split('&').find_map(|kv| kv.strip_prefix("access_token=").map(str::to_string))
+        });
+        let Some(token) = header.or(query) else {
+            return Err(error(ErrorCode::Unauthenticated, "").into_response());
+        };
+        state.keys.verify(&token).map(Agent).ok_or_else(|| error(ErrorCode::Unauthenticated, "invalid or expired token").into_response())
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    /// The tenant's slug.
+    tenant: String,
+    email: String,
+    password: String,
+}
+
+async fn login(State(state): State<AppState>, body: Result<Json<LoginBody>, axum::extract::rejection::JsonRejection>) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(ErrorCode::MalformedPayload, "expected {tenant, email, password}").into_response();
+    };
+    let tenant = match atende_store::admin::tenant_by_slug(&state.pool, &body.tenant).await {
+        Ok(t) => t,
+        Err(_) => return error(ErrorCode::Unavailable, "").into_response(),
+    };
+    let agent = match tenant {
+        Some(t) => match atende_store::admin::agent_by_email(&state.pool, t.id, &body.email).await {
+            Ok(a) => a,
+            Err(_) => return error(ErrorCode::Unavailable, "").into_response(),
+        },
+        None => None,
+    };
+    // Same answer for unknown tenant, unknown e-mail and wrong password.
+    let Some(agent) = agent.filter(|a| auth::verify_password(&body.password, &a.password_hash)) else {
+        return error(ErrorCode::InvalidCredentials, "").into_response();
+    };
+    match state.keys.issue(agent.id, agent.tenant_id, agent.supervisor) {
+        Ok(token) => Json(json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": state.keys.ttl_secs,
+            "agent_id": agent.id,
+            "tenant_id": agent.tenant_id,
+            "name": agent.name,
+        }))
+        .into_response(),
+        Err(_) => error(ErrorCode::Internal, "").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct PresenceBody {
+    /// available, paused or offline.
+    status: String,
+    /// Channel kinds to be logged into; all kinds when absent.
+    channels: Option<Vec<String>>,
+}
+
+fn presence_json(p: Option<pb::AgentPresence>) -> serde_json::Value {
+    let p = p.unwrap_or_default();
+    json!({
+        "agent_id": p.agent_id,
+        "status": pb::AgentStatus::try_from(p.status).map(|s| s.as_str_name()).unwrap_or("AGENT_STATUS_UNSPECIFIED").trim_start_matches("AGENT_STATUS_").to_ascii_lowercase(),
+        "channels": p.channels.iter().map(|c| json!({"channel_kind": c.channel_kind, "paused": c.paused})).collect::<Vec<_>>(),
+        "assigned": p.assigned,
+        "offered": p.offered,
+        "max_concurrent": p.max_concurrent,
+    })
+}
+
+async fn set_presence(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    body: Result<Json<PresenceBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(ErrorCode::MalformedPayload, "expected {status, channels?}").into_response();
+    };
+    let kinds = body
+        .channels
+        .unwrap_or_else(|| atende_domain::channel::ChannelKind::ALL.iter().map(|k| k.as_str().to_string()).collect());
+    if let Some(bad) = kinds.iter().find(|k| atende_domain::channel::ChannelKind::parse(k).is_none()) {
+        return error(ErrorCode::InvalidArgument, &format!("unknown channel kind {bad}")).into_response();
+    }
+    let channels = match body.status.as_str() {
+        "available" => kinds.into_iter().map(|k| pb::ChannelLogin { channel_kind: k, paused: false }).collect(),
+        "paused" => kinds.into_iter().map(|k| pb::ChannelLogin { channel_kind: k, paused: true }).collect(),
+        "offline" => Vec::new(),
+        _ => return error(ErrorCode::InvalidArgument, "status must be available, paused or offline").into_response(),
+    };
+    let req = pb::SetPresenceRequest {
+        tenant_id: claims.tenant.to_string(),
+        agent_id: claims.sub.to_string(),
+        connected: true,
+        channels,
+        logout: false,
+    };
+    match state.router.clone().set_presence(req).await {
+        Ok(r) => Json(presence_json(r.into_inner().presence)).into_response(),
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+async fn get_presence(State(state): State<AppState>, Agent(claims): Agent) -> Response {
+    let req = pb::GetPresenceRequest { tenant_id: claims.tenant.to_string(), agent_id: claims.sub.to_string() };
+    match state.router.clone().get_presence(req).await {
+        Ok(r) => Json(presence_json(r.into_inner().presence)).into_response(),
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+async fn logout(State(state): State<AppState>, Agent(claims): Agent) -> Response {
+    let req = pb::SetPresenceRequest {
+        tenant_id: claims.tenant.to_string(),
+        agent_id: claims.sub.to_string(),
+        connected: false,
+        channels: Vec::new(),
+        logout: true,
+    };
+    match state.router.clone().set_presence(req).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+async fn my_conversations(State(state): State<AppState>, Agent(claims): Agent) -> Response {
+    let req = pb::ListAgentConversationsRequest { tenant_id: claims.tenant.to_string(), agent_id: claims.sub.to_string() };
+    match state.session.clone().list_agent_conversations(req).await {
+        Ok(r) => Json(json!({ "conversations": r.into_inner().conversations.iter().map(crate::frames::conversation).collect::<Vec<_>>() })).into_response(),
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+/// Agents read conversations they own; supervisors read any of their tenant.
+async fn check_access(state: &AppState, claims: &Claims, conversation: Uuid) -> Result<(), Response> {
+    if claims.supervisor {
+        return Ok(());
+    }
+    let req = pb::GetConversationRequest { tenant_id: claims.tenant.to_string(), conversation_id: conversation.to_string() };
+    match state.session.clone().get_conversation(req).await {
+        Ok(r) => {
+            let c = r.into_inner().conversation.unwrap_or_default();
+            if c.agent_id == claims.sub.to_string() {
+                Ok(())
+            } else {
+                Err(error(ErrorCode::NotConversationOwner, "").into_response())
+            }
+        }
+        Err(s) => Err(from_status(&s).into_response()),
+    }
+}
+
+fn path_id(raw: &str) -> Result<Uuid, Response> {
+    Uuid::parse_str(raw).map_err(|_| error(ErrorCode::InvalidArgument, "conversation id must be a UUID").into_response())
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page_token: Option<String>,
+    page_size: Option<i32>,
+}
+
+async fn list_messages(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let id = match path_id(&id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_access(&state, &claims, id).await {
+        return r;
+    }
+    let req = pb::ListMessagesRequest {
+        tenant_id: claims.tenant.to_string(),
+        conversation_id: id.to_string(),
+        page_size: q.page_size.unwrap_or(50),
+        page_token: q.page_token.unwrap_or_default(),
+    };
+    match state.session.clone().list_messages(req).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            Json(json!({ "messages": r.messages.iter().map(crate::frames::message).collect::<Vec<_>>(), "next_page_token": r.next_page_token })).into_response()
+        }
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SendBody {
+    text: String,
+    client_message_id: Option<String>,
+    reply_to_message_id: Option<String>,
+}
+
+async fn send_message(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path(id): Path<String>,
+    body: Result<Json<SendBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let id = match path_id(&id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let Ok(Json(body)) = body else {
+        return error(ErrorCode::MalformedPayload, "expected {text, client_message_id?}").into_response();
+    };
+    let req = pb::SendMessageRequest {
+        tenant_id: claims.tenant.to_string(),
+        conversation_id: id.to_string(),
+        agent_id: claims.sub.to_string(),
+        text: body.text,
+        client_message_id: body.client_message_id.unwrap_or_default(),
+        reply_to_message_id: body.reply_to_message_id.unwrap_or_default(),
+    };
+    match state.session.clone().send_message(req).await {
+        Ok(r) => (StatusCode::CREATED, Json(json!({ "message": r.into_inner().message.as_ref().map(crate::frames::message) }))).into_response(),
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+async fn accept_offer(State(state): State<AppState>, Agent(claims): Agent, Path(id): Path<String>) -> Response {
+    let id = match path_id(&id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let req = pb::AcceptOfferRequest { tenant_id: claims.tenant.to_string(), conversation_id: id.to_string(), agent_id: claims.sub.to_string() };
+    match state.router.clone().accept_offer(req).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+async fn claim(State(state): State<AppState>, Agent(claims): Agent, Path(id): Path<String>) -> Response {
+    let id = match path_id(&id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let req = pb::ClaimConversationRequest { tenant_id: claims.tenant.to_string(), conversation_id: id.to_string(), agent_id: claims.sub.to_string() };
+    match state.router.clone().claim_conversation(req).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+async fn websocket(State(state): State<AppState>, Agent(claims): Agent, ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(move |socket| agent_socket(state, claims, socket))
+}
+
+/// One agent socket: frames `{"type", "seq", "trace_id", "data"}` with a per-socket
+/// increasing `seq`, starting with `hello`. When the agent's last socket here closes, the
+/// agent becomes Inactive (the connection dropped) until it sets its presence again.
+async fn agent_socket(state: AppState, claims: Claims, socket: WebSocket) {
+    let (tenant, agent) = (claims.tenant, claims.sub);
+    let (conn_id, mut rx) = state.hub.connect(tenant, agent);
+    let (mut sink, mut stream) = socket.split();
+    let mut seq: u64 = 0;
+    let hello = json!({ "type": "hello", "seq": seq, "data": { "agent_id": agent, "tenant_id": tenant } });
+    if sink.send(WsMessage::Text(hello.to_string().into())).await.is_err() {
+        state.hub.disconnect(tenant, agent, conn_id);
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                let _ = sink.send(WsMessage::Close(None)).await;
+                break;
+            }
+            push = rx.recv() => {
+                let Some(push) = push else { break };
+                seq += 1;
+                let frame = json!({ "type": push.ty, "seq": seq, "trace_id": push.trace_id, "data": push.data });
+                if sink.send(WsMessage::Text(frame.to_string().into())).await.is_err() {
+                    break;
+                }
+            }
+            incoming = stream.next() => {
+                match incoming {
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+    }
+    let left = state.hub.disconnect(tenant, agent, conn_id);
+    if left == 0 && !state.shutdown.is_cancelled() {
+        let req = pb::SetPresenceRequest {
+            tenant_id: tenant.to_string(),
+            agent_id: agent.to_string(),
+            connected: false,
+            channels: Vec::new(),
+            logout: false,
+        };
+        if let Err(e) = state.router.clone().set_presence(req).await {
+            tracing::warn!(%agent, error = %e, "cannot mark the agent inactive");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Password login and bearer tokens. A minimal first step (issue 2): HS256 JWTs with a
+//! short TTL; refresh tokens and rotation come with the full auth work.
+
+use argon2::{PasswordHash, PasswordVerifier};
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    /// The agent.
+    pub sub: Uuid,
+    pub tenant: Uuid,
+    pub supervisor: bool,
+    pub exp: u64,
+}
+
+pub struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    pub ttl_secs: u64,
+}
+
+impl Keys {
+    pub fn new(secret: &[u8], ttl_secs: u64) -> Self {
+        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), ttl_secs }
+    }
+
+    pub fn issue(&self, agent: Uuid, tenant: Uuid, supervisor: bool) -> Result<String, jsonwebtoken::errors::Error> {
+        let exp = jsonwebtoken::get_current_timestamp() + self.ttl_secs;
+        encode(&Header::new(Algorithm::HS256), &Claims { sub: agent, tenant, supervisor, exp }, &self.encoding)
+    }
+
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 5;
+        decode::<Claims>(token, &self.decoding, &v).ok().map(|d| d.claims)
+    }
+}
+
+/// Checks a password against its stored argon2 PHC string.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_verifies_with_its_key_and_not_with_another() {
+        let keys = Keys::new(b"0123456789abcdef0123456789abcdef", 60);
+        let (a, t) = (Uuid::new_v4(), Uuid::new_v4());
+        let token = keys.issue(a, t, false).unwrap();
+        assert_eq!(keys.verify(&token).unwrap().sub, a);
+        let other = Keys::new(b"fedcba9876543210fedcba9876543210", 60);
+        assert!(other.verify(&token).is_none());
+        assert!(keys.verify("not-a-token").is_none());
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let keys = Keys::new(b"0123456789abcdef0123456789abcdef", 0);
+        let claims = Claims { sub: Uuid::new_v4(), tenant: Uuid::new_v4(), supervisor: false, exp: 1 };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
+        assert!(keys.verify(&token).is_none());
+    }
+}

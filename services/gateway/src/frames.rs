@@ -1,0 +1,69 @@
+//! Platform events as the JSON frames agents receive on their WebSocket, and who gets them.
+
+use atende_proto::v1::{self as pb, domain_event::Kind};
+use serde_json::{json, Value};
+
+pub fn conversation(c: &pb::Conversation) -> Value {
+    json!({
+        "id": c.id,
+        "contact_id": c.contact_id,
+        "contact_name": c.contact_name,
+        "channel_id": c.channel_id,
+        "channel_kind": pb::ChannelKind::try_from(c.channel_kind).map(|k| k.as_str_name()).unwrap_or("CHANNEL_KIND_UNSPECIFIED").trim_start_matches("CHANNEL_KIND_").to_ascii_lowercase(),
+        "service_id": c.service_id,
+        "protocol": c.protocol,
+        "status": c.status,
+        "agent_id": c.agent_id,
+        "opened_at_ms": c.opened_at_ms,
+    })
+}
+
+pub fn message(m: &pb::Message) -> Value {
+    json!({
+        "id": m.id,
+        "conversation_id": m.conversation_id,
+        "direction": m.direction,
+        "kind": m.kind,
+        "text": m.text,
+        "status": m.status,
+        "agent_id": m.agent_id,
+        "provider_message_id": m.provider_message_id,
+        "reply_to_provider_message_id": m.reply_to_provider_message_id,
+        "created_at_ms": m.created_at_ms,
+    })
+}
+
+/// (frame type, agent to receive it, data) for an event; None when no agent is concerned.
+pub fn route(event: &pb::DomainEvent) -> Option<(&'static str, String, Value)> {
+    let kind = event.kind.as_ref()?;
+    let (ty, agent, data) = match kind {
+        Kind::ConversationAssigned(e) => (
+            "conversation.assigned",
+            e.agent_id.clone(),
+            json!({ "conversation": e.conversation.as_ref().map(conversation) }),
+        ),
+        Kind::ConversationOffered(e) => (
+            "conversation.offered",
+            e.agent_id.clone(),
+            json!({ "conversation": e.conversation.as_ref().map(conversation), "expires_at_ms": e.expires_at_ms }),
+        ),
+        Kind::OfferWithdrawn(e) => (
+            "offer.withdrawn",
+            e.agent_id.clone(),
+            json!({ "conversation_id": e.conversation_id, "reason": e.reason }),
+        ),
+        Kind::ConversationClosed(e) => (
+            "conversation.closed",
+            e.conversation.as_ref().map(|c| c.agent_id.clone()).unwrap_or_default(),
+            json!({ "conversation": e.conversation.as_ref().map(conversation), "reason": e.reason }),
+        ),
+        Kind::MessageCreated(e) => ("message.created", e.agent_id.clone(), json!({ "message": e.message.as_ref().map(message) })),
+        Kind::MessageStatusChanged(e) => (
+            "message.status",
+            e.agent_id.clone(),
+            json!({ "message_id": e.message_id, "conversation_id": e.conversation_id, "status": e.status }),
+        ),
+        Kind::ConversationQueued(_) => return None,
+    };
+    (!agent.is_empty()).then_some((ty, agent, data))
+}

@@ -1,0 +1,300 @@
+//! `AdminService`: tenants, channels, services and agents — what operators, tests and the
+//! demo seed use to set themselves up. Creating with a fixed `id` is idempotent (the seed
+//! runs on every `make run`). Secrets (app secret, verify token, access token, password)
+//! are write-only: never returned.
+
+use atende_domain::routing::Policy;
+use atende_domain::ErrorCode;
+use atende_proto::v1::{self as pb, admin_service_server::AdminService};
+use atende_runtime::errors::store_status;
+use atende_runtime::{parse_id, status};
+use atende_store::admin as store;
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::convert;
+
+#[derive(Clone)]
+pub struct AdminApi {
+    pub pool: PgPool,
+}
+
+fn id_or_new(field: &'static str, raw: &str) -> Result<Uuid, Status> {
+    if raw.is_empty() {
+        Ok(Uuid::now_v7())
+    } else {
+        parse_id(field, raw)
+    }
+}
+
+fn page(size: i32, token: &str) -> Result<(i64, Option<Uuid>), Status> {
+    let size = match size {
+        0 => 100,
+        n if (1..=1000).contains(&n) => n,
+        _ => return Err(status(ErrorCode::InvalidArgument, "page_size must be 1 to 1000", Some("page_size"))),
+    };
+    let after = if token.is_empty() { None } else { Some(parse_id("page_token", token)?) };
+    Ok((i64::from(size), after))
+}
+
+fn next_token<T>(rows: &[T], size: i64, id: impl Fn(&T) -> Uuid) -> String {
+    if rows.len() as i64 == size {
+        rows.last().map(|r| id(r).to_string()).unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
+fn required<'a>(field: &'static str, v: &'a str) -> Result<&'a str, Status> {
+    let v = v.trim();
+    if v.is_empty() {
+        Err(status(ErrorCode::InvalidArgument, &format!("`{field}` is required"), Some(field)))
+    } else {
+        Ok(v)
+    }
+}
+
+fn conflict(e: atende_store::StoreError, what: &str) -> Status {
+    if e.is_unique_violation() {
+        status(ErrorCode::AlreadyExists, what, None)
+    } else {
+        store_status(e)
+    }
+}
+
+fn tenant_pb(t: store::Tenant) -> pb::Tenant {
+    pb::Tenant {
+        id: t.id.to_string(),
+        name: t.name,
+        slug: t.slug,
+        allow_simultaneous_conversations: t.allow_simultaneous_conversations,
+    }
+}
+
+fn channel_pb(c: store::Channel) -> pb::Channel {
+    pb::Channel {
+        id: c.id.to_string(),
+        tenant_id: c.tenant_id.to_string(),
+        kind: convert::channel_kind(&c.kind),
+        name: c.name,
+        provider_account_id: c.provider_account_id,
+        default_service_id: c.default_service_id.map(|s| s.to_string()).unwrap_or_default(),
+    }
+}
+
+fn service_pb(s: store::Service) -> pb::Service {
+    pb::Service {
+        id: s.id.to_string(),
+        tenant_id: s.tenant_id.to_string(),
+        name: s.name,
+        policy: s.policy,
+        offer_timeout_secs: s.offer_timeout_secs,
+        priority: s.priority,
+    }
+}
+
+fn agent_pb(a: store::Agent, services: Vec<Uuid>) -> pb::Agent {
+    pb::Agent {
+        id: a.id.to_string(),
+        tenant_id: a.tenant_id.to_string(),
+        name: a.name,
+        email: a.email,
+        max_concurrent: a.max_concurrent as u32,
+        service_ids: services.iter().map(|s| s.to_string()).collect(),
+        supervisor: a.supervisor,
+    }
+}
+
+async fn tenant_exists(pool: &PgPool, tenant: Uuid) -> Result<(), Status> {
+    match store::get_tenant(pool, tenant).await.map_err(store_status)? {
+        Some(_) => Ok(()),
+        None => Err(status(ErrorCode::NotFound, "tenant", Some("tenant_id"))),
+    }
+}
+
+/// Argon2id with a random salt (PHC string).
+pub fn hash_password(password: &str) -> Result<String, Status> {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    let salt = SaltString::generate(&mut OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| status(ErrorCode::Internal, "password hashing failed", None))
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn create_tenant(&self, r: Request<pb::CreateTenantRequest>) -> Result<Response<pb::CreateTenantResponse>, Status> {
+        let r = r.into_inner();
+        let id = id_or_new("id", &r.id)?;
+        let name = required("name", &r.name)?;
+        let slug = required("slug", &r.slug)?;
+        if !slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(status(ErrorCode::InvalidArgument, "slug may hold a-z, 0-9 and -", Some("slug")));
+        }
+        let t = store::create_tenant(&self.pool, id, name, slug, r.allow_simultaneous_conversations)
+            .await
+            .map_err(|e| conflict(e, "a tenant with this slug exists"))?;
+        Ok(Response::new(pb::CreateTenantResponse { tenant: Some(tenant_pb(t)) }))
+    }
+
+    async fn list_tenants(&self, r: Request<pb::ListTenantsRequest>) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        let r = r.into_inner();
+        let (size, after) = page(r.page_size, &r.page_token)?;
+        let rows = store::list_tenants(&self.pool, after, size).await.map_err(store_status)?;
+        let next_page_token = next_token(&rows, size, |t| t.id);
+        Ok(Response::new(pb::ListTenantsResponse { tenants: rows.into_iter().map(tenant_pb).collect(), next_page_token }))
+    }
+
+    async fn create_channel(&self, r: Request<pb::CreateChannelRequest>) -> Result<Response<pb::CreateChannelResponse>, Status> {
+        let r = r.into_inner();
+        let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
+        tenant_exists(&self.pool, tenant).await?;
+        let id = id_or_new("id", &r.id)?;
+        let kind = match pb::ChannelKind::try_from(r.kind) {
+            Ok(pb::ChannelKind::Whatsapp) => "whatsapp",
+            Ok(pb::ChannelKind::Messenger) => "messenger",
+            Ok(pb::ChannelKind::Instagram) => "instagram",
+            Ok(pb::ChannelKind::Webchat) => "webchat",
+            _ => return Err(status(ErrorCode::InvalidArgument, "kind is required", Some("kind"))),
+        };
+        let default_service_id = if r.default_service_id.is_empty() {
+            None
+        } else {
+            let s: Uuid = parse_id("default_service_id", &r.default_service_id)?;
+            if store::get_service(&self.pool, tenant, s).await.map_err(store_status)?.is_none() {
+                return Err(status(ErrorCode::NotFound, "service", Some("default_service_id")));
+            }
+            Some(s)
+        };
+        let c = store::create_channel(
+            &self.pool,
+            &store::NewChannel {
+                id,
+                tenant_id: tenant,
+                kind,
+                name: required("name", &r.name)?,
+                provider_account_id: required("provider_account_id", &r.provider_account_id)?,
+                app_secret: required("app_secret", &r.app_secret)?,
+                verify_token: required("verify_token", &r.verify_token)?,
+                access_token: &r.access_token,
+                default_service_id,
+            },
+        )
+        .await
+        .map_err(|e| conflict(e, "this provider account is already connected"))?;
+        Ok(Response::new(pb::CreateChannelResponse { channel: Some(channel_pb(c)) }))
+    }
+
+    async fn list_channels(&self, r: Request<pb::ListChannelsRequest>) -> Result<Response<pb::ListChannelsResponse>, Status> {
+        let r = r.into_inner();
+        let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
+        let (size, after) = page(r.page_size, &r.page_token)?;
+        let rows = store::list_channels(&self.pool, tenant, after, size).await.map_err(store_status)?;
+        let next_page_token = next_token(&rows, size, |c| c.id);
+        Ok(Response::new(pb::ListChannelsResponse { channels: rows.into_iter().map(channel_pb).collect(), next_page_token }))
+    }
+
+    async fn create_service(&self, r: Request<pb::CreateServiceRequest>) -> Result<Response<pb::CreateServiceResponse>, Status> {
+        let r = r.into_inner();
+        let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
+        tenant_exists(&self.pool, tenant).await?;
+        let id = id_or_new("id", &r.id)?;
+        let policy = if r.policy.is_empty() { "least_loaded" } else { r.policy.as_str() };
+        let Some(policy) = Policy::parse(policy) else {
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "policy must be manual, round_robin, least_loaded, ordered_offer or offer_or_miss",
+                Some("policy"),
+            ));
+        };
+        let timeout = if r.offer_timeout_secs == 0 { 60 } else { r.offer_timeout_secs };
+        if !(1..=86_400).contains(&timeout) {
+            return Err(status(ErrorCode::InvalidArgument, "offer_timeout_secs must be 1 to 86400", Some("offer_timeout_secs")));
+        }
+        let s = store::create_service(
+            &self.pool,
+            &store::NewService {
+                id,
+                tenant_id: tenant,
+                name: required("name", &r.name)?,
+                policy: policy.as_str(),
+                offer_timeout_secs: timeout,
+                priority: r.priority,
+            },
+        )
+        .await
+        .map_err(|e| conflict(e, "a service with this name exists"))?;
+        Ok(Response::new(pb::CreateServiceResponse { service: Some(service_pb(s)) }))
+    }
+
+    async fn list_services(&self, r: Request<pb::ListServicesRequest>) -> Result<Response<pb::ListServicesResponse>, Status> {
+        let r = r.into_inner();
+        let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
+        let (size, after) = page(r.page_size, &r.page_token)?;
+        let rows = store::list_services(&self.pool, tenant, after, size).await.map_err(store_status)?;
+        let next_page_token = next_token(&rows, size, |s| s.id);
+        Ok(Response::new(pb::ListServicesResponse { services: rows.into_iter().map(service_pb).collect(), next_page_token }))
+    }
+
+    async fn create_agent(&self, r: Request<pb::CreateAgentRequest>) -> Result<Response<pb::CreateAgentResponse>, Status> {
+        let r = r.into_inner();
+        let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
+        tenant_exists(&self.pool, tenant).await?;
+        let id = id_or_new("id", &r.id)?;
+        let email = required("email", &r.email)?;
+        if !email.contains('@') {
+            return Err(status(ErrorCode::InvalidArgument, "email is not an address", Some("email")));
+        }
+        if r.password.chars().count() < 8 {
+            return Err(status(ErrorCode::InvalidArgument, "password needs at least 8 characters", Some("password")));
+        }
+        let max = if r.max_concurrent == 0 { 3 } else { r.max_concurrent };
+        if max > 1000 {
+            return Err(status(ErrorCode::InvalidArgument, "max_concurrent must be 1 to 1000", Some("max_concurrent")));
+        }
+        let mut services = Vec::with_capacity(r.service_ids.len());
+        for s in &r.service_ids {
+            let s: Uuid = parse_id("service_ids", s)?;
+            if store::get_service(&self.pool, tenant, s).await.map_err(store_status)?.is_none() {
+                return Err(status(ErrorCode::NotFound, "service", Some("service_ids")));
+            }
+            services.push(s);
+        }
+        let hash = hash_password(&r.password)?;
+        let mut tx = self.pool.begin().await.map_err(|e| store_status(e.into()))?;
+        let a = store::create_agent(
+            &mut tx,
+            &store::NewAgent {
+                id,
+                tenant_id: tenant,
+                name: required("name", &r.name)?,
+                email,
+                password_hash: &hash,
+                max_concurrent: max as i32,
+                supervisor: r.supervisor,
+            },
+            &services,
+        )
+        .await
+        .map_err(|e| conflict(e, "an agent with this e-mail exists"))?;
+        let service_ids = store::agent_service_ids(&mut *tx, a.id).await.map_err(store_status)?;
+        tx.commit().await.map_err(|e| store_status(e.into()))?;
+        Ok(Response::new(pb::CreateAgentResponse { agent: Some(agent_pb(a, service_ids)) }))
+    }
+
+    async fn list_agents(&self, r: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let r = r.into_inner();
+        let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
+        let (size, after) = page(r.page_size, &r.page_token)?;
+        let rows = store::list_agents(&self.pool, tenant, after, size).await.map_err(store_status)?;
+        let next_page_token = next_token(&rows, size, |a| a.id);
+        let mut agents = Vec::with_capacity(rows.len());
+        for a in rows {
+            let services = store::agent_service_ids(&self.pool, a.id).await.map_err(store_status)?;
+            agents.push(agent_pb(a, services));
+        }
+        Ok(Response::new(pb::ListAgentsResponse { agents, next_page_token }))
+    }
+}

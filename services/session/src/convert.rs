@@ -1,0 +1,99 @@
+//! Rows to `atende.v1` messages, and the outbox event envelope.
+
+use atende_proto::v1::{self as pb, domain_event};
+use atende_store::conversations::{Conversation, Message};
+use uuid::Uuid;
+
+pub fn channel_kind(kind: &str) -> i32 {
+    match kind {
+        "whatsapp" => pb::ChannelKind::Whatsapp as i32,
+        "messenger" => pb::ChannelKind::Messenger as i32,
+        "instagram" => pb::ChannelKind::Instagram as i32,
+        "webchat" => pb::ChannelKind::Webchat as i32,
+        _ => pb::ChannelKind::Unspecified as i32,
+    }
+}
+
+fn opt(id: Option<Uuid>) -> String {
+    id.map(|u| u.to_string()).unwrap_or_default()
+}
+
+pub fn conversation(c: &Conversation) -> pb::Conversation {
+    pb::Conversation {
+        id: c.id.to_string(),
+        tenant_id: c.tenant_id.to_string(),
+        contact_id: c.contact_id.to_string(),
+        channel_id: c.channel_id.to_string(),
+        channel_kind: channel_kind(&c.channel_kind),
+        service_id: opt(c.service_id),
+        protocol: c.protocol.clone(),
+        status: c.status.clone(),
+        agent_id: opt(c.agent_id),
+        contact_name: c.contact_name.clone().unwrap_or_default(),
+        opened_at_ms: atende_store::to_millis(c.opened_at),
+    }
+}
+
+pub fn message(m: &Message) -> pb::Message {
+    let media = m.media.as_ref().map(|v| pb::MediaRef {
+        provider_media_id: v["provider_media_id"].as_str().unwrap_or_default().to_string(),
+        mime_type: v["mime_type"].as_str().unwrap_or_default().to_string(),
+        sha256: v["sha256"].as_str().unwrap_or_default().to_string(),
+        caption: v["caption"].as_str().unwrap_or_default().to_string(),
+        filename: v["filename"].as_str().unwrap_or_default().to_string(),
+        voice: v["voice"].as_bool().unwrap_or(false),
+    });
+    pb::Message {
+        id: m.id.to_string(),
+        conversation_id: m.conversation_id.to_string(),
+        direction: m.direction.clone(),
+        kind: m.kind.clone(),
+        text: m.body.clone().unwrap_or_default(),
+        provider_message_id: m.provider_message_id.clone().unwrap_or_default(),
+        status: m.status.clone(),
+        agent_id: opt(m.agent_id),
+        created_at_ms: atende_store::to_millis(m.created_at),
+        media,
+        reply_to_provider_message_id: m.reply_to_provider_message_id.clone().unwrap_or_default(),
+    }
+}
+
+pub fn media_json(m: &pb::MediaRef) -> serde_json::Value {
+    serde_json::json!({
+        "provider_media_id": m.provider_media_id,
+        "mime_type": m.mime_type,
+        "sha256": m.sha256,
+        "caption": m.caption,
+        "filename": m.filename,
+        "voice": m.voice,
+    })
+}
+
+/// Writes a domain event to the outbox, in the caller's transaction. The event id doubles
+/// as the message id, so a retried transaction cannot publish it twice.
+pub async fn emit(
+    tx: &mut sqlx::PgConnection,
+    subjects: &atende_bus::Subjects,
+    tenant: Uuid,
+    name: &str,
+    kind: domain_event::Kind,
+) -> Result<(), atende_store::StoreError> {
+    use prost::Message as _;
+    let id = Uuid::now_v7();
+    let event = pb::DomainEvent {
+        event_id: id.to_string(),
+        tenant_id: tenant.to_string(),
+        occurred_at_ms: atende_store::to_millis(time::OffsetDateTime::now_utc()),
+        kind: Some(kind),
+    };
+    atende_store::outbox::enqueue(
+        tx,
+        tenant,
+        &subjects.event(tenant, name),
+        &format!("ev:{id}"),
+        &event.encode_to_vec(),
+        &atende_telemetry::propagation::current_as_pairs(),
+    )
+    .await?;
+    Ok(())
+}

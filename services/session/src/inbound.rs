@@ -1,0 +1,290 @@
+//! The inbound consumer: one normalised provider event at a time, one transaction each.
+//!
+//! For a message: dedupe on (channel, provider id) first — a redelivery days later stores
+//! nothing and emits nothing — then the contact (by BSUID and canonical phone, so Brazilian
+//! mobiles with and without the ninth digit are one contact), the conversation (the tenant's
+//! same-customer rule decides whether the message joins an open one), the message, a
+//! `message.created` event, and for a new conversation a `conversation.queued` event and a
+//! route request. The contact row is locked, so concurrent messages of one customer
+//! serialise and never open two conversations.
+
+use std::time::Duration;
+
+use atende_bus::consumer::{self, ConsumerSpec, Delivery, Outcome};
+use atende_bus::{Bus, Subjects, StreamKind};
+use atende_domain::conversation::{OpenConversation, Placement, SameCustomerRule, Status};
+use atende_domain::message::DeliveryStatus;
+use atende_proto::v1::{self as pb, domain_event, inbound_event, InboundEvent};
+use atende_store::conversations::{self as conv, Identity, NewConversation, NewMessage};
+use atende_store::StoreError;
+use prost::Message as _;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::convert;
+
+pub async fn run(bus: Bus, pool: PgPool, shutdown: CancellationToken) -> atende_runtime::Result<()> {
+    let spec = ConsumerSpec {
+        stream: StreamKind::Inbound,
+        durable: "session",
+        filter: None,
+        ack_wait: Duration::from_secs(30),
+        max_deliver: 50,
+    };
+    let ctx = (pool.clone(), bus.subjects.clone());
+    consumer::run(bus, pool, spec, shutdown, |d| handle(&ctx, d)).await?;
+    Ok(())
+}
+
+async fn handle(ctx: &(PgPool, Subjects), d: Delivery) -> Outcome {
+    let (pool, subjects) = ctx;
+    let event = match InboundEvent::decode(d.payload.as_ref()) {
+        Ok(e) => e,
+        Err(e) => return Outcome::Poison(format!("undecodable inbound event: {e}")),
+    };
+    let (Ok(tenant), Ok(channel)) = (Uuid::parse_str(&event.tenant_id), Uuid::parse_str(&event.channel_id)) else {
+        return Outcome::Poison("inbound event with invalid ids".into());
+    };
+    let result = match event.item {
+        Some(inbound_event::Item::Message(m)) => on_message(pool, subjects, tenant, channel, m).await,
+        Some(inbound_event::Item::Status(s)) => on_status(pool, subjects, tenant, channel, s, d.delivered).await,
+        None => return Outcome::Poison("inbound event without an item".into()),
+    };
+    match result {
+        Ok(()) => Outcome::Ack,
+        Err(HandleError::Poison(reason)) => Outcome::Poison(reason),
+        Err(HandleError::Store(e)) if e.is_unique_violation() => {
+            // A concurrent delivery of the same item won the race; retrying finds it stored.
+            Outcome::Retry("concurrent duplicate".into())
+        }
+        Err(HandleError::Store(e)) => Outcome::Retry(e.to_string()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum HandleError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("poison: {0}")]
+    Poison(String),
+}
+
+impl From<sqlx::Error> for HandleError {
+    fn from(e: sqlx::Error) -> Self {
+        HandleError::Store(StoreError::Db(e))
+    }
+}
+
+fn identities(channel: Uuid, kind: &str, m: &pb::InboundMessage) -> Vec<Identity> {
+    let mut ids = Vec::new();
+    match kind {
+        "whatsapp" => {
+            if !m.from_user_id.is_empty() {
+                ids.push(Identity { kind: "wa_bsuid", scope: String::new(), value: m.from_user_id.clone() });
+            }
+            if !m.from_phone.is_empty() {
+                ids.push(Identity {
+                    kind: "wa_phone",
+                    scope: String::new(),
+                    value: atende_domain::phone::canonical_wa_id(&m.from_phone),
+                });
+            }
+        }
+        "messenger" | "instagram" => {
+            let k = if kind == "messenger" { "psid" } else { "igsid" };
+            if !m.from_user_id.is_empty() {
+                ids.push(Identity { kind: k, scope: channel.to_string(), value: m.from_user_id.clone() });
+            }
+        }
+        _ => {
+            if !m.from_user_id.is_empty() {
+                ids.push(Identity { kind: "webchat", scope: channel.to_string(), value: m.from_user_id.clone() });
+            }
+        }
+    }
+    ids
+}
+
+async fn on_message(
+    pool: &PgPool,
+    subjects: &Subjects,
+    tenant: Uuid,
+    channel_id: Uuid,
+    m: pb::InboundMessage,
+) -> Result<(), HandleError> {
+    if conv::message_exists(pool, channel_id, &m.provider_message_id).await? {
+        tracing::info!(provider_message_id = %m.provider_message_id, "duplicate message, nothing to do");
+        return Ok(());
+    }
+    let channel = atende_store::admin::get_channel(pool, channel_id)
+        .await?
+        .filter(|c| c.tenant_id == tenant)
+        .ok_or_else(|| HandleError::Poison(format!("unknown channel {channel_id}")))?;
+    let tenant_row = atende_store::admin::get_tenant(pool, tenant)
+        .await?
+        .ok_or_else(|| HandleError::Poison(format!("unknown tenant {tenant}")))?;
+    let ids = identities(channel_id, &channel.kind, &m);
+    if ids.is_empty() {
+        return Err(HandleError::Poison("message without any sender identity".into()));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let mut tx = pool.begin().await?;
+    let name = Some(m.profile_name.as_str()).filter(|n| !n.is_empty());
+    let contact = conv::find_or_create_contact(&mut tx, tenant, &ids, name).await?;
+    let open = conv::open_conversations_of_contact(&mut tx, contact).await?;
+    let rule = SameCustomerRule { allow_simultaneous: tenant_row.allow_simultaneous_conversations };
+    let view: Vec<OpenConversation<Uuid>> = open.iter().map(|c| OpenConversation { id: c.id, service: c.service_id }).collect();
+    let target_service = channel.default_service_id;
+    let (conversation_id, is_new) = match rule.place_inbound(&view, target_service) {
+        Placement::Existing(id) => (id, false),
+        Placement::New => {
+            let protocol = conv::next_protocol(&mut tx, tenant, now).await?;
+            let id = Uuid::now_v7();
+            conv::insert_conversation(
+                &mut tx,
+                &NewConversation {
+                    id,
+                    tenant_id: tenant,
+                    contact_id: contact,
+                    channel_id,
+                    service_id: target_service,
+                    status: Status::Queued.as_str(),
+                    protocol,
+                    at: now,
+                },
+            )
+            .await?;
+            (id, true)
+        }
+    };
+    let sent_at = (m.sent_at_ms > 0).then(|| atende_store::from_millis(m.sent_at_ms));
+    let raw = serde_json::from_str::<serde_json::Value>(&m.raw_json).ok();
+    let inserted = conv::insert_message(
+        &mut tx,
+        &NewMessage {
+            id: Uuid::now_v7(),
+            tenant_id: tenant,
+            conversation_id,
+            channel_id,
+            direction: "inbound",
+            kind: &m.kind,
+            body: Some(m.text.as_str()).filter(|t| !t.is_empty()),
+            media: m.media.as_ref().map(convert::media_json),
+            provider_message_id: Some(&m.provider_message_id),
+            reply_to_provider_message_id: Some(m.reply_to_provider_message_id.as_str()).filter(|s| !s.is_empty()),
+            status: "received",
+            agent_id: None,
+            client_message_id: None,
+            raw,
+            sent_at,
+        },
+    )
+    .await?;
+    let Some(message) = inserted else {
+        // Stored by a concurrent delivery between our check and this insert.
+        tx.rollback().await?;
+        return Ok(());
+    };
+    conv::touch_inbound(&mut tx, conversation_id, now).await?;
+    let conversation = conv::get_conversation(&mut *tx, tenant, conversation_id)
+        .await?
+        .ok_or_else(|| HandleError::Poison("conversation vanished".into()))?;
+    if is_new {
+        convert::emit(
+            &mut tx,
+            subjects,
+            tenant,
+            "conversation.queued",
+            domain_event::Kind::ConversationQueued(pb::ConversationQueued { conversation: Some(convert::conversation(&conversation)) }),
+        )
+        .await?;
+        if let Some(service) = target_service {
+            let req = pb::RouteRequest {
+                tenant_id: tenant.to_string(),
+                service_id: service.to_string(),
+                conversation_id: conversation_id.to_string(),
+                channel_kind: convert::channel_kind(&channel.kind),
+                queued_at_ms: atende_store::to_millis(now),
+                priority: 0,
+            };
+            atende_store::outbox::enqueue(
+                &mut tx,
+                tenant,
+                &subjects.route(tenant, service),
+                &format!("route:{conversation_id}:{}", conversation.protocol),
+                &req.encode_to_vec(),
+                &atende_telemetry::propagation::current_as_pairs(),
+            )
+            .await?;
+        }
+    }
+    convert::emit(
+        &mut tx,
+        subjects,
+        tenant,
+        "message.created",
+        domain_event::Kind::MessageCreated(pb::MessageCreated {
+            message: Some(convert::message(&message)),
+            agent_id: conversation.agent_id.map(|a| a.to_string()).unwrap_or_default(),
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(%conversation_id, new_conversation = is_new, kind = %m.kind, "inbound message stored");
+    Ok(())
+}
+
+async fn on_status(
+    pool: &PgPool,
+    subjects: &Subjects,
+    tenant: Uuid,
+    channel_id: Uuid,
+    s: pb::DeliveryStatusUpdate,
+    delivered: i64,
+) -> Result<(), HandleError> {
+    let Some(incoming) = DeliveryStatus::parse(&s.status) else {
+        return Err(HandleError::Poison(format!("unknown delivery status {}", s.status)));
+    };
+    let mut tx = pool.begin().await?;
+    let found = if let Ok(id) = Uuid::parse_str(&s.message_id) {
+        conv::lock_message(&mut tx, tenant, id).await?
+    } else {
+        conv::message_by_provider_id(&mut tx, channel_id, &s.provider_message_id).await?
+    };
+    let Some(message) = found else {
+        // A provider status can overtake our own "accepted" record; give it a few tries.
+        if delivered < 5 {
+            return Err(HandleError::Store(StoreError::Db(sqlx::Error::RowNotFound)));
+        }
+        tracing::warn!(provider_message_id = %s.provider_message_id, "status for an unknown message, dropped after retries");
+        return Ok(());
+    };
+    let current = DeliveryStatus::parse(&message.status).unwrap_or(DeliveryStatus::Pending);
+    let next = current.advance(incoming);
+    let provider_id = Some(s.provider_message_id.as_str()).filter(|p| !p.is_empty());
+    if next == current && (message.provider_message_id.is_some() || provider_id.is_none()) {
+        return Ok(());
+    }
+    conv::update_message_delivery(&mut tx, message.id, next.as_str(), provider_id).await?;
+    let agent = conv::get_conversation(&mut *tx, tenant, message.conversation_id)
+        .await?
+        .and_then(|c| c.agent_id)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    convert::emit(
+        &mut tx,
+        subjects,
+        tenant,
+        "message.status_changed",
+        domain_event::Kind::MessageStatusChanged(pb::MessageStatusChanged {
+            message_id: message.id.to_string(),
+            conversation_id: message.conversation_id.to_string(),
+            status: next.as_str().to_string(),
+            agent_id: agent,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
