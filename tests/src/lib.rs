@@ -1,1 +1,235 @@
-//! e2e sandbox.
+//! End-to-end sandbox: every role booted in-process exactly as `atende all` boots them
+//! (`atende_cli::roles::start`), against real Postgres, Redis and NATS isolated per test,
+//! with a fake Graph API standing in for Meta.
+
+use std::time::Duration;
+
+use atende_cli::roles::{self, Role};
+use atende_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
+use atende_runtime::Started;
+use atende_testkit::fake_graph::FakeGraph;
+use atende_testkit::Sandbox;
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_util::sync::CancellationToken;
+
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct Platform {
+    pub sandbox: Sandbox,
+    pub fake: FakeGraph,
+    pub shutdown: CancellationToken,
+    pub started: Vec<Started>,
+    pub gateway: String,
+    pub adapter: String,
+    pub session_grpc: String,
+    pub router_grpc: String,
+    pub http: reqwest::Client,
+}
+
+/// What `Platform::seed` created through AdminService.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub tenant_id: String,
+    pub slug: String,
+    pub service_id: String,
+    pub channel_id: String,
+    pub phone_number_id: String,
+    pub app_secret: String,
+    pub access_token: String,
+    pub agent_id: String,
+    pub agent_email: String,
+    pub agent_password: String,
+}
+
+impl Platform {
+    pub async fn start() -> Platform {
+        let sandbox = Sandbox::new().await;
+        let fake = FakeGraph::start().await;
+        let mut cfg = sandbox.config.clone();
+        cfg.channel_adapter.graph_api_base = fake.base_url();
+        cfg.router.sweep_interval_ms = 100;
+        Self::start_with(sandbox, fake, cfg).await
+    }
+
+    pub async fn start_with(sandbox: Sandbox, fake: FakeGraph, cfg: atende_cli::Config) -> Platform {
+        let shutdown = CancellationToken::new();
+        let started = roles::start(&cfg, Role::all(), shutdown.clone()).await.expect("roles start");
+        let find = |r: &str| started.iter().find(|s| s.role == r).expect("role started");
+        let url = |a: std::net::SocketAddr| format!("http://127.0.0.1:{}", a.port());
+        let gateway = url(find("gateway").http_addr.expect("gateway http"));
+        let adapter = url(find("channel-adapter").http_addr.expect("adapter http"));
+        let session_grpc = url(find("session").grpc_addr);
+        let router_grpc = url(find("router").grpc_addr);
+        Platform { sandbox, fake, shutdown, started, gateway, adapter, session_grpc, router_grpc, http: reqwest::Client::new() }
+    }
+
+    pub async fn admin(&self) -> AdminServiceClient<tonic::transport::Channel> {
+        AdminServiceClient::connect(self.session_grpc.clone()).await.expect("admin client")
+    }
+
+    /// A tenant with one least_loaded service, one WhatsApp channel and one agent.
+    pub async fn seed(&self) -> Tenant {
+        let mut admin = self.admin().await;
+        let slug = format!("acme-{}", &self.sandbox.id);
+        let tenant = admin
+            .create_tenant(pb::CreateTenantRequest { name: "Acme".into(), slug: slug.clone(), ..Default::default() })
+            .await
+            .expect("tenant")
+            .into_inner()
+            .tenant
+            .unwrap();
+        let service = admin
+            .create_service(pb::CreateServiceRequest {
+                tenant_id: tenant.id.clone(),
+                name: "Vendas".into(),
+                policy: "least_loaded".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("service")
+            .into_inner()
+            .service
+            .unwrap();
+        // Provider account ids are globally unique: derive one from the sandbox.
+        let phone_number_id: String = self.sandbox.id.bytes().map(|b| char::from(b'0' + b % 10)).collect();
+        let channel = admin
+            .create_channel(pb::CreateChannelRequest {
+                tenant_id: tenant.id.clone(),
+                kind: pb::ChannelKind::Whatsapp as i32,
+                name: "WhatsApp".into(),
+                provider_account_id: phone_number_id.clone(),
+                app_secret: "app-secret-e2e".into(),
+                verify_token: "verify-e2e".into(),
+                access_token: "token-e2e".into(),
+                default_service_id: service.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("channel")
+            .into_inner()
+            .channel
+            .unwrap();
+        let agent = admin
+            .create_agent(pb::CreateAgentRequest {
+                tenant_id: tenant.id.clone(),
+                name: "Ana".into(),
+                email: "ana@acme.test".into(),
+                password: "correct horse".into(),
+                max_concurrent: 3,
+                service_ids: vec![service.id.clone()],
+                ..Default::default()
+            })
+            .await
+            .expect("agent")
+            .into_inner()
+            .agent
+            .unwrap();
+        Tenant {
+            tenant_id: tenant.id,
+            slug,
+            service_id: service.id,
+            channel_id: channel.id,
+            phone_number_id,
+            app_secret: "app-secret-e2e".into(),
+            access_token: "token-e2e".into(),
+            agent_id: agent.id,
+            agent_email: "ana@acme.test".into(),
+            agent_password: "correct horse".into(),
+        }
+    }
+
+    /// Logs in through the gateway and returns the bearer token.
+    pub async fn login(&self, t: &Tenant) -> String {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/auth/login", self.gateway))
+            .json(&serde_json::json!({ "tenant": t.slug, "email": t.agent_email, "password": t.agent_password }))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(resp.status(), 200, "login failed");
+        let body: Value = resp.json().await.expect("login json");
+        body["access_token"].as_str().expect("token").to_string()
+    }
+
+    pub async fn set_available(&self, token: &str) {
+        let resp = self
+            .http
+            .put(format!("{}/api/v1/me/presence", self.gateway))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "status": "available", "channels": ["whatsapp"] }))
+            .send()
+            .await
+            .expect("presence request");
+        assert_eq!(resp.status(), 200, "presence failed: {:?}", resp.text().await);
+    }
+
+    pub async fn socket(&self, token: &str) -> AgentSocket {
+        let url = format!("{}/api/v1/ws?access_token={token}", self.gateway.replace("http://", "ws://"));
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
+        let mut s = AgentSocket { ws, seen: Vec::new() };
+        s.next_of("hello").await;
+        s
+    }
+
+    /// POSTs a webhook signed with `secret`, optionally carrying a W3C traceparent.
+    pub async fn post_webhook(&self, t: &Tenant, body: &[u8], traceparent: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}/webhooks/whatsapp/{}", self.adapter, t.channel_id))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", atende_testkit::whatsapp::sign(t.app_secret.as_bytes(), body))
+            .body(body.to_vec());
+        if let Some(tp) = traceparent {
+            req = req.header("traceparent", tp);
+        }
+        req.send().await.expect("webhook request")
+    }
+
+    /// Stops every role (as SIGTERM would) and removes the sandbox.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for s in self.started {
+            let role = s.role;
+            tokio::time::timeout(DEADLINE, s.wait()).await.unwrap_or_else(|_| panic!("{role} did not stop")).expect("role stopped cleanly");
+        }
+        self.sandbox.cleanup().await;
+    }
+}
+
+pub struct AgentSocket {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    /// Every frame received so far, in order.
+    pub seen: Vec<Value>,
+}
+
+impl AgentSocket {
+    /// The next frame of type `ty` (earlier frames of other types are kept in `seen`).
+    pub async fn next_of(&mut self, ty: &str) -> Value {
+        self.next_matching(ty, |_| true).await
+    }
+
+    pub async fn next_matching(&mut self, ty: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no `{ty}` frame within {DEADLINE:?}; saw {:?}", self.seen))
+                .expect("socket open")
+                .expect("socket frame");
+            if let WsMessage::Text(text) = msg {
+                let v: Value = serde_json::from_str(text.as_str()).expect("json frame");
+                self.seen.push(v.clone());
+                if v["type"] == ty && pred(&v) {
+                    return v;
+                }
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.send(WsMessage::Close(None)).await;
+    }
+}

@@ -15,6 +15,7 @@ use atende_config::Telemetry as TelemetryConfig;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
@@ -94,26 +95,27 @@ fn build(
     }
     let provider = builder.build();
     let tracer = provider.tracer("atende");
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.is_empty() => EnvFilter::try_new(v)?,
-        _ => EnvFilter::try_new(format!(
-            "{},h2=warn,hyper=warn,tower=warn,sqlx=warn,async_nats=warn",
-            cfg.log_level
-        ))?,
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => v,
+        _ => format!("{},h2=warn,hyper=warn,tower=warn,sqlx=warn,async_nats=warn", cfg.log_level),
     };
+    let filter = EnvFilter::try_new(&directives)?;
+    let filter_json = EnvFilter::try_new(&directives)?;
     let pretty = cfg.log_format == "pretty";
+    // Spans feed traces whatever the log level: the log filter applies to log lines only,
+    // so an operator turning logs down to `warn` keeps one trace per request.
+    let trace_filter = EnvFilter::try_new("info,h2=off,hyper=off,tower=off,sqlx=warn,async_nats=warn")?;
     let subscriber = tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(trace_filter))
         .with(if pretty {
-            Some(tracing_subscriber::fmt::layer().with_target(true))
+            Some(tracing_subscriber::fmt::layer().with_target(true).with_filter(filter))
         } else {
             None
         })
         .with(if pretty {
             None
         } else {
-            Some(tracing_subscriber::fmt::layer().event_format(json::JsonFormat))
+            Some(tracing_subscriber::fmt::layer().event_format(json::JsonFormat).with_filter(filter_json))
         });
     Ok((provider, subscriber))
 }

@@ -102,12 +102,17 @@ pub struct FakeGraph {
 impl FakeGraph {
     /// Binds `127.0.0.1:0` and serves until dropped. Panics if it cannot bind (tests only).
     pub async fn start() -> FakeGraph {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// As [`FakeGraph::start`], on a chosen address (`atende fake-graph` for local demos).
+    pub async fn start_on(addr: &str) -> FakeGraph {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/{version}/{phone_number_id}/messages", post(messages))
             .fallback(unknown_path)
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("fake graph binds a loopback port");
         let addr = listener.local_addr().expect("bound socket has an address");

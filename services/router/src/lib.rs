@@ -1,1 +1,141 @@
-//! router role.
+//! The router role: agent presence and capacity, service queues, the five distribution
+//! policies, offers and their timeouts, backlog distribution — the IO around the pure
+//! `atende_domain::routing::{decide, apply}`.
+//!
+//! # Layout
+//! - [`engine`] one routing step: lease → snapshot → `decide` → apply each decision →
+//!   on conflict reload and decide again (bounded); the capacity rebuild after a Redis loss;
+//! - `apply` one decision: Redis reservation (the capacity gate) → one Postgres
+//!   transaction (conversation row lock, status check, assignment/offer/queue rows,
+//!   decision log, outbox event) → Redis confirm;
+//! - `ops` the operations (presence, arrivals, accept, claim, supervisor assignment,
+//!   release, stats, explain); [`grpc`] maps them onto `atende.v1.RouterService`;
+//! - `sweep` the periodic pass (due offers, reconciler, service re-evaluation);
+//! - `explain` the decision-log form of an explanation (top-k candidates at scale);
+//! - [`bench`] the routing benchmark behind `cargo bench -p atende-router`.
+//!
+//! # Where the state lives, and why
+//! Postgres is the truth: assignments (unique open per conversation), conversations'
+//! status, the queue's flags (`route_queue`) and pending offers (`route_offers`), the
+//! decision log. Redis (`atende-presence`) holds what must be fast and shared across
+//! replicas: presence, capacity counters, reservations keyed by conversation, rotation,
+//! offer deadlines. Losing Redis is a degraded moment: a per-tenant marker vanishes with the
+//! tenant's keys, reservations are refused until one replica has rebuilt the counters from
+//! Postgres, and agents count as Offline until their next `SetPresence`.
+//!
+//! # Many replicas
+//! Every replica consumes the route stream (durable `router`, one delivery per message),
+//! serves gRPC and sweeps. A (tenant, service) is routed by one replica at a time (a Redis
+//! lease with a fencing token checked inside the reservation script), which keeps rotation
+//! and spreading exact; safety does not rest on it — see [`engine`].
+
+pub mod bench;
+pub mod engine;
+pub mod error;
+pub mod grpc;
+
+mod apply;
+mod events;
+mod explain;
+mod ops;
+mod sweep;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use atende_bus::consumer::{self, ConsumerSpec, Outcome};
+use atende_bus::StreamKind;
+use atende_config::Config;
+use atende_domain::clock::SystemClock;
+use atende_presence::Presence;
+use atende_proto::v1::router_service_server::RouterServiceServer;
+use atende_runtime::{RuntimeError, Started};
+use prost::Message;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use engine::{Router, Routed, Settings};
+pub use error::RouterError;
+pub use ops::QueueStats;
+
+/// Connects to the engines, binds gRPC on `cfg.router.grpc_addr` and spawns the route
+/// consumer, the sweep and the outbox relay; returns at once with the bound address.
+pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started, RuntimeError> {
+    let bus = atende_runtime::bus(cfg).await?;
+    let router = Arc::new(router(cfg).await?);
+    let pool = router.pool.clone();
+
+    let routes = tonic::service::Routes::new(RouterServiceServer::new(grpc::RouterGrpc::new(router.clone())));
+    let (grpc_addr, _health, serve) = atende_runtime::grpc::serve(
+        cfg.router.grpc_addr,
+        routes,
+        vec!["atende.v1.RouterService"],
+        atende_runtime::grace(cfg),
+        shutdown.clone(),
+    )
+    .await?;
+
+    let mut tasks: JoinSet<Result<(), RuntimeError>> = JoinSet::new();
+    tasks.spawn(serve);
+    {
+        let (router, bus, pool, shutdown) = (router.clone(), bus.clone(), pool.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let spec = ConsumerSpec {
+                stream: StreamKind::Route,
+                durable: "router",
+                filter: None,
+                ack_wait: Duration::from_secs(30),
+                max_deliver: 50,
+            };
+            consumer::run(bus, pool, spec, shutdown, move |delivery| {
+                let router = router.clone();
+                async move { on_route_request(&router, &delivery.payload).await }
+            })
+            .await?;
+            Ok(())
+        });
+    }
+    {
+        let (router, shutdown) = (router.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            router.sweep_loop(shutdown).await;
+            Ok(())
+        });
+    }
+    atende_runtime::spawn_relay(&mut tasks, bus, pool, shutdown);
+    tracing::info!(%grpc_addr, "router started");
+    Ok(Started { role: "router", grpc_addr, http_addr: None, tasks })
+}
+
+/// A router connected to Postgres and Redis as configured, without serving or consuming
+/// anything: what [`build`] runs, and what tests and benchmarks drive directly.
+pub async fn router(cfg: &Config) -> Result<Router, RuntimeError> {
+    let pool = atende_runtime::postgres(cfg).await?;
+    let redis = atende_runtime::redis(cfg).await?;
+    let settings = Settings { sweep_interval: Duration::from_millis(cfg.router.sweep_interval_ms.max(10)), ..Settings::default() };
+    Ok(Router::new(
+        pool,
+        Presence::new(redis, &cfg.namespace.prefix),
+        atende_bus::Subjects::new(&cfg.namespace.prefix),
+        Arc::new(SystemClock),
+        settings,
+    ))
+}
+
+/// [`build`], then wait for every task (they end on `shutdown`).
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), RuntimeError> {
+    build(&cfg, shutdown).await?.wait().await
+}
+
+async fn on_route_request(router: &Router, payload: &[u8]) -> Outcome {
+    let req = match atende_proto::v1::RouteRequest::decode(payload) {
+        Ok(r) => r,
+        Err(e) => return Outcome::Poison(format!("undecodable route request: {e}")),
+    };
+    match router.arrived(&req).await {
+        Ok(()) => Outcome::Ack,
+        Err(e) if e.is_transient() => Outcome::Retry(e.to_string()),
+        Err(RouterError::Refused { code, detail, .. }) => Outcome::Poison(format!("{code}: {detail}")),
+        Err(e) => Outcome::Retry(e.to_string()),
+    }
+}

@@ -1,0 +1,95 @@
+//! The one builder of Redis keys. Every key of a tenant is `atende:{<tenant>}:…`: the braces
+//! are Redis Cluster's hash tag, so all keys of one tenant share a slot and one Lua script
+//! may touch several of them. A non-empty namespace prefix (tests) comes first,
+//! `<prefix>:atende:{<tenant>}:…`, so a test's cleanup finds its keys with `KEYS <prefix>:*`.
+
+use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_string() }
+    }
+
+    fn tenant(&self, tenant: TenantId, rest: &str) -> String {
+        if self.prefix.is_empty() {
+            format!("atende:{{{tenant}}}:{rest}")
+        } else {
+            format!("{}:atende:{{{tenant}}}:{rest}", self.prefix)
+        }
+    }
+
+    /// Hash: live state of an agent (status, channel logins, max, assigned, offered,
+    /// idle_since, connected).
+    pub fn agent(&self, tenant: TenantId, agent: AgentId) -> String {
+        self.tenant(tenant, &format!("agent:{agent}"))
+    }
+
+    /// Sorted set: a service's rotation, agent id → position (lower = earlier turn).
+    pub fn rotation(&self, tenant: TenantId, service: ServiceId) -> String {
+        self.tenant(tenant, &format!("rot:{service}"))
+    }
+
+    /// Hash: the reservation of a conversation (agent, mode offer|assign, service, deadline,
+    /// state pending|committed). Keyed by conversation, so re-applying it is a no-op.
+    pub fn reservation(&self, tenant: TenantId, conversation: ConversationId) -> String {
+        self.tenant(tenant, &format!("res:{conversation}"))
+    }
+
+    /// Sorted set: pending offers by deadline (ms). Popped atomically by the sweep.
+    pub fn offer_deadlines(&self, tenant: TenantId) -> String {
+        self.tenant(tenant, "offers")
+    }
+
+    /// Sorted set: reservations not yet confirmed by their Postgres commit, by reservation
+    /// time; the reconciler settles the old ones against Postgres.
+    pub fn pending(&self, tenant: TenantId) -> String {
+        self.tenant(tenant, "pending")
+    }
+
+    /// String: present once capacity was rebuilt from Postgres. Lost with the rest of the
+    /// tenant's keys (same slot), which is what tells the router to rebuild.
+    pub fn rebuilt(&self, tenant: TenantId) -> String {
+        self.tenant(tenant, "rebuilt")
+    }
+
+    /// String: held by the replica rebuilding the tenant's capacity.
+    pub fn rebuild_lock(&self, tenant: TenantId) -> String {
+        self.tenant(tenant, "rebuild-lock")
+    }
+
+    /// String: the lease on routing one service, holding the owner's fencing token.
+    pub fn lease(&self, tenant: TenantId, service: ServiceId) -> String {
+        self.tenant(tenant, &format!("lease:{service}"))
+    }
+
+    /// Counter: fencing tokens, strictly increasing per tenant.
+    pub fn fence(&self, tenant: TenantId) -> String {
+        self.tenant(tenant, "fence")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn keys_are_hash_tagged_by_tenant() {
+        let k = Keys::new("");
+        let t = TenantId(Uuid::nil());
+        assert_eq!(k.rebuilt(t), format!("atende:{{{}}}:rebuilt", Uuid::nil()));
+    }
+
+    #[test]
+    fn a_prefix_comes_first_so_cleanup_finds_the_keys() {
+        let k = Keys::new("t1");
+        let t = TenantId(Uuid::nil());
+        let a = AgentId(Uuid::nil());
+        assert!(k.agent(t, a).starts_with("t1:atende:{"));
+    }
+}

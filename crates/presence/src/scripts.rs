@@ -1,0 +1,289 @@
+//! The Lua scripts. Each runs atomically in Redis, re-checks what it relies on and either
+//! changes state or reports why not; every key it touches is passed in `KEYS` (all share the
+//! tenant's hash slot). Loaded once, invoked with EVALSHA by `redis::Script`.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// KEYS: res, agent, offers, pending, rebuilt, lease
+/// ARGV: conversation, agent, mode (offer|assign|supervisor), kind, max, now, deadline,
+///       service, lease token ('' = no fencing)
+///
+/// Replies `{OK, new|again|accepted}` or `{NOMARKER}`, `{FENCED}`, `{TAKEN, agent, mode}`,
+/// `{UNAVAILABLE, status}`, `{NOCHANNEL}`, `{FULL, load}`.
+pub static RESERVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[5]) == 0 then return {'NOMARKER'} end
+if ARGV[9] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[9] then return {'FENCED'} end
+local want = ARGV[3] == 'offer' and 'offer' or 'assign'
+local cur = redis.call('HMGET', KEYS[1], 'agent', 'mode')
+if cur[1] then
+  if cur[1] == ARGV[2] and cur[2] == want then return {'OK', 'again'} end
+  if cur[1] == ARGV[2] and cur[2] == 'offer' and want == 'assign' then
+    -- accepting one's own offer: the load does not change, only its kind
+    redis.call('HSET', KEYS[1], 'mode', 'assign', 'at', ARGV[6], 'state', 'pending')
+    redis.call('HINCRBY', KEYS[2], 'offered', -1)
+    redis.call('HINCRBY', KEYS[2], 'assigned', 1)
+    redis.call('ZREM', KEYS[3], ARGV[1])
+    redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+    return {'OK', 'accepted'}
+  end
+  return {'TAKEN', cur[1], cur[2]}
+end
+local a = redis.call('HMGET', KEYS[2], 'status', 'kinds', 'assigned', 'offered')
+local status = a[1] or 'offline'
+if ARGV[3] == 'supervisor' then
+  if status ~= 'available' and status ~= 'paused' then return {'UNAVAILABLE', status} end
+else
+  if status ~= 'available' then return {'UNAVAILABLE', status} end
+  if not string.find(',' .. (a[2] or '') .. ',', ',' .. ARGV[4] .. ',', 1, true) then return {'NOCHANNEL'} end
+end
+local load = tonumber(a[3] or '0') + tonumber(a[4] or '0')
+if load >= tonumber(ARGV[5]) then return {'FULL', tostring(load)} end
+redis.call('HSET', KEYS[1], 'agent', ARGV[2], 'mode', want, 'service', ARGV[8], 'at', ARGV[6],
+  'deadline', ARGV[7], 'state', 'pending')
+if want == 'offer' then
+  redis.call('HINCRBY', KEYS[2], 'offered', 1)
+  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
+else
+  redis.call('HINCRBY', KEYS[2], 'assigned', 1)
+end
+redis.call('HSET', KEYS[2], 'idle_since', ARGV[6])
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+return {'OK', 'new'}
+"#,
+    )
+});
+
+/// KEYS: res, agent, offers, pending, rebuilt
+/// ARGV: conversation, agent, mode (offer|assign), deadline, service, now
+///
+/// After the Postgres commit. Replies `{OK}`, `{RESTORED}` (the reservation had been lost
+/// with a Redis wipe after the rebuild read Postgres: it is re-created from the committed
+/// fact), `{MISMATCH, agent, mode}` or `{NOMARKER}` (rebuild, then confirm again).
+pub static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[5]) == 0 then return {'NOMARKER'} end
+local cur = redis.call('HMGET', KEYS[1], 'agent', 'mode')
+if not cur[1] then
+  redis.call('HSET', KEYS[1], 'agent', ARGV[2], 'mode', ARGV[3], 'service', ARGV[5], 'at', ARGV[6],
+    'deadline', ARGV[4], 'state', 'committed')
+  if ARGV[3] == 'offer' then
+    redis.call('HINCRBY', KEYS[2], 'offered', 1)
+    redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+  else
+    redis.call('HINCRBY', KEYS[2], 'assigned', 1)
+  end
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  return {'RESTORED'}
+end
+if cur[1] ~= ARGV[2] or cur[2] ~= ARGV[3] then return {'MISMATCH', cur[1], cur[2]} end
+redis.call('HSET', KEYS[1], 'state', 'committed')
+redis.call('ZREM', KEYS[4], ARGV[1])
+return {'OK'}
+"#,
+    )
+});
+
+/// KEYS: res, agent, offers, pending, rebuilt
+/// ARGV: conversation, agent, mode ('' = any)
+///
+/// Replies `{RELEASED, mode}`, `{NONE}` (nothing reserved: already released), `{OTHER, agent,
+/// mode}` (reserved for someone else, or in another mode: left alone) or `{NOMARKER}`.
+pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[5]) == 0 then return {'NOMARKER'} end
+local cur = redis.call('HMGET', KEYS[1], 'agent', 'mode')
+if not cur[1] then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  return {'NONE'}
+end
+if cur[1] ~= ARGV[2] or (ARGV[3] ~= '' and cur[2] ~= ARGV[3]) then return {'OTHER', cur[1], cur[2]} end
+local field = cur[2] == 'offer' and 'offered' or 'assigned'
+if redis.call('HINCRBY', KEYS[2], field, -1) < 0 then redis.call('HSET', KEYS[2], field, 0) end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return {'RELEASED', cur[2]}
+"#,
+    )
+});
+
+/// KEYS: res, agent, offers, pending, rebuilt
+/// ARGV: conversation, agent, deadline
+///
+/// Undoes an accept whose Postgres commit failed: the assignment becomes the agent's offer
+/// again (same load). Replies `{OK}`, `{NONE}` (not an assignment of this agent) or
+/// `{NOMARKER}`.
+pub static REVERT_ACCEPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[5]) == 0 then return {'NOMARKER'} end
+local cur = redis.call('HMGET', KEYS[1], 'agent', 'mode')
+if cur[1] ~= ARGV[2] or cur[2] ~= 'assign' then return {'NONE'} end
+redis.call('HSET', KEYS[1], 'mode', 'offer', 'deadline', ARGV[3], 'state', 'committed')
+redis.call('HINCRBY', KEYS[2], 'assigned', -1)
+redis.call('HINCRBY', KEYS[2], 'offered', 1)
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return {'OK'}
+"#,
+    )
+});
+
+/// KEYS: offers
+/// ARGV: now, visibility ms, limit
+///
+/// Claims offers whose deadline passed: each is pushed `visibility` ms into the future, so
+/// exactly one replica gets it; handling it removes it (the withdraw releases the offer), a
+/// replica that died while handling lets it reappear.
+pub static POP_DUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local later = tonumber(ARGV[1]) + tonumber(ARGV[2])
+for _, c in ipairs(due) do redis.call('ZADD', KEYS[1], later, c) end
+return due
+"#,
+    )
+});
+
+/// KEYS: agent
+/// ARGV: status, receiving kinds (comma list), logins (kind:paused list), connected (0|1),
+///       max, now
+///
+/// Replies the previous status. idle_since restarts when the agent becomes Available.
+pub static SET_PRESENCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local prev = redis.call('HGET', KEYS[1], 'status') or 'offline'
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'kinds', ARGV[2], 'logins', ARGV[3],
+  'connected', ARGV[4], 'max', ARGV[5])
+if ARGV[1] == 'available' and prev ~= 'available' then
+  redis.call('HSET', KEYS[1], 'idle_since', ARGV[6])
+end
+return prev
+"#,
+    )
+});
+
+/// KEYS: rotation, agent_1 … agent_n
+/// ARGV: (agent id, initial rotation) × n
+///
+/// One round trip for a service's agents: seeds missing rotation places (ZADD NX: a wiped
+/// rotation restarts from the configured order), then replies per agent
+/// `status, kinds, assigned, offered, idle_since, rotation`.
+pub static LOAD_AGENTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local out = {}
+for i = 2, #KEYS do
+  local id = ARGV[(i - 2) * 2 + 1]
+  redis.call('ZADD', KEYS[1], 'NX', ARGV[(i - 2) * 2 + 2], id)
+  local a = redis.call('HMGET', KEYS[i], 'status', 'kinds', 'assigned', 'offered', 'idle_since')
+  local r = redis.call('ZSCORE', KEYS[1], id)
+  out[#out + 1] = a[1] or 'offline'
+  out[#out + 1] = a[2] or ''
+  out[#out + 1] = a[3] or '0'
+  out[#out + 1] = a[4] or '0'
+  out[#out + 1] = a[5] or '0'
+  out[#out + 1] = r or '0'
+end
+return out
+"#,
+    )
+});
+
+/// KEYS: rotation
+/// ARGV: agent
+///
+/// Moves the agent after the last place of the rotation; replies the new place.
+pub static MOVE_TO_BACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local place = 1
+if top[2] then place = math.floor(tonumber(top[2])) + 1 end
+redis.call('ZADD', KEYS[1], place, ARGV[1])
+return place
+"#,
+    )
+});
+
+/// KEYS: lease, fence
+/// ARGV: ttl ms
+///
+/// Replies a fresh fencing token when the lease was free, nil otherwise.
+pub static LEASE_ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token, 'PX', tonumber(ARGV[1]))
+return token
+"#,
+    )
+});
+
+/// KEYS: lease
+/// ARGV: token
+pub static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#,
+    )
+});
+
+/// KEYS: rebuilt, offers, pending, agent_1 … agent_n, res_1 … res_m
+/// ARGV: n, (max, assigned, offered) × n, (conversation, agent, mode, service, deadline) × m, now
+///
+/// Writes the capacity counters and reservations Postgres knows, then the marker, in one
+/// step: until the marker exists every reservation is refused, so none can slip in between.
+pub static REBUILD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local n = tonumber(ARGV[1])
+local now = ARGV[#ARGV]
+for i = 1, n do
+  local b = 1 + (i - 1) * 3
+  redis.call('HSET', KEYS[3 + i], 'max', ARGV[b + 1], 'assigned', ARGV[b + 2], 'offered', ARGV[b + 3])
+end
+local m = #KEYS - 3 - n
+for j = 1, m do
+  local b = 1 + n * 3 + (j - 1) * 5
+  redis.call('HSET', KEYS[3 + n + j], 'agent', ARGV[b + 2], 'mode', ARGV[b + 3], 'service', ARGV[b + 4],
+    'deadline', ARGV[b + 5], 'at', now, 'state', 'committed')
+  if ARGV[b + 3] == 'offer' then redis.call('ZADD', KEYS[2], ARGV[b + 5], ARGV[b + 1]) end
+end
+redis.call('SET', KEYS[1], now)
+return n + m
+"#,
+    )
+});
+
+/// KEYS: lock
+/// ARGV: token, ttl ms
+pub static LOCK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then return 1 end
+return 0
+"#,
+    )
+});
+
+/// The benchmark's baseline: the cheapest script that still reads and writes one key.
+pub static TRIVIAL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+return redis.call('INCR', KEYS[1])
+"#,
+    )
+});

@@ -1,0 +1,1 @@
+//! Routing benchmark (filled in below).

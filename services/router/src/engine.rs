@@ -1,0 +1,385 @@
+//! The IO around `domain::routing::decide`: load a snapshot of one service, decide, apply
+//! each decision (see `apply`), and on a conflict reload and decide again, a bounded number
+//! of times.
+//!
+//! Serialisation: routing of one (tenant, service) runs under a lease — an in-process mutex
+//! (so the tasks of one replica queue instead of spinning) and a Redis lease with a fencing
+//! token (so replicas take turns). The lease is about *quality*, not safety: decisions see
+//! each other's effects, so round-robin turns and least-loaded spreading hold, and a
+//! conversation queued by one replica is seen by another distributing freed capacity. Safety
+//! never depends on it: each reservation script re-checks the marker, the fencing token,
+//! the agent's status, channel and capacity, and that nobody holds the conversation; the
+//! Postgres transaction locks the conversation row and checks its status; the unique open
+//! assignment index is the last wall.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use atende_bus::Subjects;
+use atende_domain::channel::ChannelKind;
+use atende_domain::clock::{Clock, Timestamp};
+use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
+use atende_domain::routing::{
+    decide, AgentSnapshot, Assignment, Decision, Event, PendingOffer, Policy, ServiceRules, Snapshot, Waiting,
+};
+use atende_domain::ErrorCode;
+use atende_presence::{Mode, Presence, Reservation};
+use atende_store::{offers, routing};
+use sqlx::PgPool;
+
+use crate::error::RouterError;
+
+/// Tunables; defaults suit production, tests shorten the sweep through the config.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub sweep_interval: Duration,
+    /// How long a service's rules and members are reused before being read again.
+    pub rules_ttl: Duration,
+    /// The Redis routing lease of a service; far longer than one routing step.
+    pub lease_ttl: Duration,
+    /// Give up waiting for a lease (or a rebuild) after this long.
+    pub lease_wait: Duration,
+    /// Decide-and-apply rounds before giving up with `Contention`.
+    pub max_attempts: u32,
+    /// A popped offer deadline comes back after this long if its handler died.
+    pub offer_visibility: Duration,
+    /// Reservations unconfirmed for longer than this are settled against Postgres; a
+    /// routing step abandons its commit after half of it, so the two never overlap.
+    pub pending_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            sweep_interval: Duration::from_secs(1),
+            rules_ttl: Duration::from_secs(2),
+            lease_ttl: Duration::from_secs(5),
+            lease_wait: Duration::from_secs(20),
+            max_attempts: 12,
+            offer_visibility: Duration::from_secs(30),
+            pending_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// A service member as configured in Postgres.
+#[derive(Clone, Debug)]
+pub(crate) struct Member {
+    pub agent: AgentId,
+    pub max: u32,
+    pub rotation_seed: u64,
+}
+
+pub(crate) struct ServiceInfo {
+    pub rules: ServiceRules,
+    pub members: Vec<Member>,
+}
+
+type ServiceKey = (TenantId, ServiceId);
+
+/// What one routing call did.
+#[derive(Debug, Default)]
+pub struct Routed {
+    pub applied: Vec<Decision>,
+    /// The refusal `decide` returned for the event (claim, accept, supervisor assignment).
+    pub rejected: Option<ErrorCode>,
+}
+
+impl Routed {
+    /// Whether the conversation was assigned to the agent by this call.
+    pub fn assigned(&self, conversation: ConversationId, agent: AgentId) -> bool {
+        self.applied.iter().any(|d| {
+            matches!(d, Decision::Assign { conversation: c, agent: a, .. } if *c == conversation && *a == agent)
+        })
+    }
+}
+
+/// The result of applying one decision.
+pub(crate) enum Applied {
+    Done,
+    /// The world moved (a conflict, a lost lease, a rebuild): reload and decide again.
+    Again(&'static str),
+    Rejected(ErrorCode),
+}
+
+pub struct Router {
+    pub(crate) pool: PgPool,
+    pub(crate) presence: Presence,
+    pub(crate) subjects: Subjects,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) settings: Settings,
+    services: Mutex<HashMap<ServiceKey, (Instant, Arc<ServiceInfo>)>>,
+    local: Mutex<HashMap<ServiceKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Router {
+    pub fn new(pool: PgPool, presence: Presence, subjects: Subjects, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        Self {
+            pool,
+            presence,
+            subjects,
+            clock,
+            settings,
+            services: Mutex::new(HashMap::new()),
+            local: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Routes `event` in the service: snapshot, decide, apply, retrying on conflicts.
+    pub async fn route(&self, tenant: TenantId, service: ServiceId, event: &Event) -> Result<Routed, RouterError> {
+        let local = self.local_lock(tenant, service);
+        let _local = local.lock().await;
+        let mut event = event.clone();
+        let mut routed = Routed::default();
+        for attempt in 0..self.settings.max_attempts {
+            self.ensure_rebuilt(tenant).await?;
+            let fence = self.acquire_lease(tenant, service).await?;
+            let step = self.route_once(tenant, service, &event, fence, &mut routed).await;
+            if let Err(e) = self.presence.release_lease(tenant, service, fence).await {
+                tracing::warn!(error = &e as &dyn std::error::Error, "cannot release routing lease");
+            }
+            match step? {
+                None => return Ok(routed),
+                Some(reason) => {
+                    tracing::debug!(attempt, reason, %tenant, %service, "routing conflict, deciding again");
+                    // Part of the decisions may be committed: what is left of the event's
+                    // work is re-evaluating the service (a sweep) — except for requests
+                    // whose own decision has not happened yet.
+                    if !routed.applied.is_empty() {
+                        event = Event::Sweep;
+                    }
+                }
+            }
+        }
+        Err(RouterError::Contention(self.settings.max_attempts))
+    }
+
+    /// One round; `Some(reason)` when it must be decided again.
+    async fn route_once(
+        &self,
+        tenant: TenantId,
+        service: ServiceId,
+        event: &Event,
+        fence: u64,
+        routed: &mut Routed,
+    ) -> Result<Option<&'static str>, RouterError> {
+        let snapshot = self.snapshot(tenant, service, event).await?;
+        let now = self.now();
+        let decisions = decide(&snapshot, event, now);
+        let ctx = crate::apply::Ctx { tenant, service, now, fence, snapshot: &snapshot, event };
+        for d in decisions {
+            match self.apply(&ctx, &d).await? {
+                Applied::Done => routed.applied.push(d),
+                Applied::Rejected(code) => routed.rejected = Some(code),
+                Applied::Again(reason) => return Ok(Some(reason)),
+            }
+        }
+        Ok(None)
+    }
+
+    fn local_lock(&self, tenant: TenantId, service: ServiceId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry((tenant, service)).or_default().clone()
+    }
+
+    async fn acquire_lease(&self, tenant: TenantId, service: ServiceId) -> Result<u64, RouterError> {
+        let ttl = self.settings.lease_ttl.as_millis() as u64;
+        let deadline = Instant::now() + self.settings.lease_wait;
+        let mut delay = Duration::from_millis(1);
+        loop {
+            if let Some(token) = self.presence.acquire_lease(tenant, service, ttl).await? {
+                return Ok(token);
+            }
+            if Instant::now() >= deadline {
+                return Err(RouterError::Contention(0));
+            }
+            let jitter = Duration::from_micros(rand::random::<u64>() % 1000);
+            tokio::time::sleep(delay + jitter).await;
+            delay = (delay * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Rules and members of a service, cached for `rules_ttl`.
+    pub(crate) async fn service_info(&self, tenant: TenantId, service: ServiceId) -> Result<Arc<ServiceInfo>, RouterError> {
+        let key = (tenant, service);
+        if let Some((at, info)) = self.services.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            if at.elapsed() < self.settings.rules_ttl {
+                return Ok(info.clone());
+            }
+        }
+        let row = routing::service_rules(&self.pool, tenant.0, service.0)
+            .await?
+            .ok_or_else(|| RouterError::Refused {
+                code: ErrorCode::NotFound,
+                detail: format!("no service {service}"),
+                field: Some("service_id"),
+            })?;
+        let policy = Policy::parse(&row.policy).unwrap_or(Policy::Manual);
+        let hours = row.business_hours.and_then(|v| match serde_json::from_value(v) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(%service, error = %e, "invalid business hours, treating the service as always open");
+                None
+            }
+        });
+        let rules = ServiceRules {
+            policy,
+            offer_timeout: Duration::from_secs(row.offer_timeout_secs.max(1) as u64),
+            accepted_channels: row.accepted_channels.iter().filter_map(|k| ChannelKind::parse(k)).collect(),
+            priority: row.priority,
+            hours,
+        };
+        let members = atende_store::admin::service_members(&self.pool, service.0)
+            .await?
+            .into_iter()
+            .map(|m| Member {
+                agent: AgentId(m.agent_id),
+                max: m.max_concurrent.max(0) as u32,
+                rotation_seed: m.rotation_order.max(0) as u64,
+            })
+            .collect();
+        let info = Arc::new(ServiceInfo { rules, members });
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (Instant::now(), info.clone()));
+        Ok(info)
+    }
+
+    /// Everything `decide` needs about the service now: rules and members (cached), live
+    /// agent state (one Redis script), the queue and the pending offers (Postgres).
+    pub(crate) async fn snapshot(&self, tenant: TenantId, service: ServiceId, event: &Event) -> Result<Snapshot, RouterError> {
+        let info = self.service_info(tenant, service).await?;
+        let members: Vec<(AgentId, u64)> = info.members.iter().map(|m| (m.agent, m.rotation_seed)).collect();
+        let (rows, queued, offers) = tokio::join!(
+            self.presence.load_agents(tenant, service, &members),
+            offers::queued(&self.pool, tenant.0, service.0),
+            offers::offers_of_service(&self.pool, tenant.0, service.0),
+        );
+        let (rows, queued, offers) = (rows?, queued?, offers?);
+        let agents = info
+            .members
+            .iter()
+            .zip(rows)
+            .map(|(m, r)| AgentSnapshot {
+                id: m.agent,
+                status: r.status,
+                channels: r.kinds,
+                max_concurrent: m.max,
+                assigned: r.assigned,
+                offered: r.offered,
+                rotation: r.rotation,
+                idle_since: r.idle_since,
+            })
+            .collect();
+        let mut snap = Snapshot::new(service, info.rules.clone(), agents);
+        snap.waiting = queued
+            .into_iter()
+            .filter_map(|q| {
+                Some(Waiting {
+                    conversation: ConversationId(q.conversation_id),
+                    channel: ChannelKind::parse(&q.channel_kind)?,
+                    queued_at: Timestamp(atende_store::to_millis(q.queued_at)),
+                    arrived_with_nobody_online: q.nobody_online,
+                    priority: q.priority,
+                })
+            })
+            .collect();
+        snap.offers = offers
+            .into_iter()
+            .filter_map(|o| {
+                Some(PendingOffer {
+                    conversation: ConversationId(o.conversation_id),
+                    agent: AgentId(o.agent_id),
+                    channel: ChannelKind::parse(&o.channel_kind)?,
+                    offered_at: Timestamp(atende_store::to_millis(o.offered_at)),
+                    expires_at: Timestamp(atende_store::to_millis(o.expires_at)),
+                    queued_at: Timestamp(atende_store::to_millis(o.queued_at)),
+                    priority: o.priority,
+                })
+            })
+            .collect();
+        // A late claim learns the conversation is taken (rather than "not waiting").
+        if let Event::Claim { conversation, .. } | Event::SupervisorAssign { conversation, .. } = event {
+            if let Some(agent) = routing::open_assignment_agent(&self.pool, conversation.0).await? {
+                snap.assigned.push(Assignment { conversation: *conversation, agent: AgentId(agent) });
+            }
+        }
+        Ok(snap)
+    }
+
+    /// Rebuilds the tenant's capacity from Postgres unless the marker says it is there.
+    /// One replica rebuilds (a Redis lock); the others wait for the marker.
+    pub async fn ensure_rebuilt(&self, tenant: TenantId) -> Result<(), RouterError> {
+        if self.presence.is_rebuilt(tenant).await? {
+            return Ok(());
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        let deadline = Instant::now() + self.settings.lease_wait;
+        loop {
+            if self.presence.lock_rebuild(tenant, &token, 30_000).await? {
+                let res = if self.presence.is_rebuilt(tenant).await? { Ok(()) } else { self.rebuild(tenant).await };
+                if let Err(e) = self.presence.unlock_rebuild(tenant, &token).await {
+                    tracing::warn!(error = &e as &dyn std::error::Error, "cannot release rebuild lock");
+                }
+                return res;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if self.presence.is_rebuilt(tenant).await? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(RouterError::refused(ErrorCode::Unavailable, "capacity rebuild in progress"));
+            }
+        }
+    }
+
+    async fn rebuild(&self, tenant: TenantId) -> Result<(), RouterError> {
+        let agents = routing::tenant_agent_capacity(&self.pool, tenant.0).await?;
+        let assignments = routing::open_assignments(&self.pool, tenant.0).await?;
+        let offers = offers::offers_of_tenant(&self.pool, tenant.0).await?;
+        let mut load: HashMap<uuid::Uuid, (u32, u32)> = HashMap::new();
+        let mut held = Vec::with_capacity(assignments.len() + offers.len());
+        for a in &assignments {
+            load.entry(a.agent_id).or_default().0 += 1;
+            held.push(Reservation {
+                conversation: ConversationId(a.conversation_id),
+                agent: AgentId(a.agent_id),
+                service: ServiceId(uuid::Uuid::nil()),
+                mode: Mode::Assign,
+                deadline: Timestamp::EPOCH,
+            });
+        }
+        for o in &offers {
+            load.entry(o.agent_id).or_default().1 += 1;
+            held.push(Reservation {
+                conversation: ConversationId(o.conversation_id),
+                agent: AgentId(o.agent_id),
+                service: ServiceId(o.service_id),
+                mode: Mode::Offer,
+                deadline: Timestamp(atende_store::to_millis(o.expires_at)),
+            });
+        }
+        let counters: Vec<(AgentId, u32, u32, u32)> = agents
+            .iter()
+            .map(|(id, max)| {
+                let (assigned, offered) = load.get(id).copied().unwrap_or_default();
+                (AgentId(*id), (*max).max(0) as u32, assigned, offered)
+            })
+            .collect();
+        self.presence.rebuild(tenant, &counters, &held, self.now()).await?;
+        tracing::info!(
+            %tenant,
+            agents = counters.len(),
+            assignments = assignments.len(),
+            offers = offers.len(),
+            "capacity rebuilt from postgres"
+        );
+        Ok(())
+    }
+}

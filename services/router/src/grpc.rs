@@ -1,0 +1,160 @@
+//! `atende.v1.RouterService`: parses requests, calls the router, maps refusals to their
+//! stable codes.
+
+use std::sync::Arc;
+
+use atende_domain::channel::ChannelKind;
+use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
+use atende_domain::presence::{AgentStatus, ChannelLogin};
+use atende_domain::ErrorCode;
+use atende_presence::AgentLive;
+use atende_proto::v1 as pb;
+use atende_proto::v1::router_service_server::RouterService;
+use atende_runtime::parse_id;
+use tonic::{Request, Response, Status};
+
+use crate::engine::Router;
+
+pub struct RouterGrpc {
+    router: Arc<Router>,
+}
+
+impl RouterGrpc {
+    pub fn new(router: Arc<Router>) -> Self {
+        Self { router }
+    }
+}
+
+fn status_pb(s: AgentStatus) -> pb::AgentStatus {
+    match s {
+        AgentStatus::Available => pb::AgentStatus::Available,
+        AgentStatus::Paused => pb::AgentStatus::Paused,
+        AgentStatus::Inactive => pb::AgentStatus::Inactive,
+        AgentStatus::Offline => pb::AgentStatus::Offline,
+    }
+}
+
+fn presence_pb(agent: AgentId, live: &AgentLive, max: u32) -> pb::AgentPresence {
+    pb::AgentPresence {
+        agent_id: agent.to_string(),
+        status: status_pb(live.status) as i32,
+        channels: live
+            .logins
+            .iter()
+            .map(|l| pb::ChannelLogin { channel_kind: l.kind.as_str().to_string(), paused: l.paused })
+            .collect(),
+        assigned: live.assigned,
+        offered: live.offered,
+        max_concurrent: max,
+    }
+}
+
+fn logins(channels: &[pb::ChannelLogin]) -> Result<Vec<ChannelLogin>, Status> {
+    channels
+        .iter()
+        .map(|c| {
+            ChannelKind::parse(&c.channel_kind)
+                .map(|kind| ChannelLogin { kind, paused: c.paused })
+                .ok_or_else(|| {
+                    atende_runtime::status(
+                        ErrorCode::InvalidArgument,
+                        &format!("unknown channel kind {:?}", c.channel_kind),
+                        Some("channels"),
+                    )
+                })
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl RouterService for RouterGrpc {
+    async fn set_presence(&self, request: Request<pb::SetPresenceRequest>) -> Result<Response<pb::SetPresenceResponse>, Status> {
+        let r = request.into_inner();
+        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
+        let agent: AgentId = parse_id("agent_id", &r.agent_id)?;
+        let logins = logins(&r.channels)?;
+        let (live, max) = self.router.set_presence(tenant, agent, r.connected, logins, r.logout).await?;
+        Ok(Response::new(pb::SetPresenceResponse { presence: Some(presence_pb(agent, &live, max)) }))
+    }
+
+    async fn get_presence(&self, request: Request<pb::GetPresenceRequest>) -> Result<Response<pb::GetPresenceResponse>, Status> {
+        let r = request.into_inner();
+        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
+        let agent: AgentId = parse_id("agent_id", &r.agent_id)?;
+        let (live, max) = self.router.presence(tenant, agent).await?;
+        Ok(Response::new(pb::GetPresenceResponse { presence: Some(presence_pb(agent, &live, max)) }))
+    }
+
+    async fn accept_offer(&self, request: Request<pb::AcceptOfferRequest>) -> Result<Response<pb::AcceptOfferResponse>, Status> {
+        let r = request.into_inner();
+        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
+        let conversation: ConversationId = parse_id("conversation_id", &r.conversation_id)?;
+        let agent: AgentId = parse_id("agent_id", &r.agent_id)?;
+        self.router.accept(tenant, conversation, agent).await?;
+        Ok(Response::new(pb::AcceptOfferResponse {}))
+    }
+
+    async fn claim_conversation(
+        &self,
+        request: Request<pb::ClaimConversationRequest>,
+    ) -> Result<Response<pb::ClaimConversationResponse>, Status> {
+        let r = request.into_inner();
+        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
+        let conversation: ConversationId = parse_id("conversation_id", &r.conversation_id)?;
+        let agent: AgentId = parse_id("agent_id", &r.agent_id)?;
+        self.router.claim(tenant, conversation, agent).await?;
+        Ok(Response::new(pb::ClaimConversationResponse {}))
+    }
+
+    async fn assign_conversation(
+        &self,
+        request: Request<pb::AssignConversationRequest>,
+    ) -> Result<Response<pb::AssignConversationResponse>, Status> {
+        let r = request.into_inner();
+        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
+        let conversation: ConversationId = parse_id("conversation_id", &r.conversation_id)?;
+        let agent: AgentId = parse_id("agent_id", &r.agent_id)?;
+        let supervisor: Option<AgentId> =
+            if r.supervisor_id.is_empty() { None } else { Some(parse_id("supervisor_id", &r.supervisor_id)?) };
+        self.router.supervisor_assign(tenant, conversation, agent, supervisor).await?;
+        Ok(Response::new(pb::AssignConversationResponse {}))
+    }
+
+    async fn release_conversation(
+        &self,
+        request: Request<pb::ReleaseConversationRequest>,
+    ) -> Result<Response<pb::ReleaseConversationResponse>, Status> {
+        let r = request.into_inner();
+        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
+        let conversation: ConversationId = parse_id("conversation_id", &r.conversation_id)?;
+        self.router.release(tenant, conversation, &r.reason).await?;
+        Ok(Response::new(pb::ReleaseConversationResponse {}))
+    }
+
+    async fn get_queue_stats(&self, request: Request<pb::GetQueueStatsRequest>) -> Result<Response<pb::GetQueueStatsResponse>, Status> {
+        let r = request.into_inner();
+        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
+        let service: ServiceId = parse_id("service_id", &r.service_id)?;
+        let s = self.router.queue_stats(tenant, service).await?;
+        Ok(Response::new(pb::GetQueueStatsResponse {
+            waiting: s.waiting,
+            oldest_wait_ms: s.oldest_wait_ms,
+            offered: s.offered,
+            agents_available: s.by_status[0],
+            agents_paused: s.by_status[1],
+            agents_inactive: s.by_status[2],
+            agents_offline: s.by_status[3],
+        }))
+    }
+
+    async fn explain_conversation(
+        &self,
+        request: Request<pb::ExplainConversationRequest>,
+    ) -> Result<Response<pb::ExplainConversationResponse>, Status> {
+        let r = request.into_inner();
+        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
+        let conversation: ConversationId = parse_id("conversation_id", &r.conversation_id)?;
+        let decisions = self.router.explain(tenant, conversation).await?;
+        Ok(Response::new(pb::ExplainConversationResponse { decisions }))
+    }
+}

@@ -1,0 +1,241 @@
+//! The router's operations, as the gRPC service and the route consumer call them.
+
+use atende_domain::channel::ChannelKind;
+use atende_domain::clock::Timestamp;
+use atende_domain::conversation::Status;
+use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
+use atende_domain::presence::{check_logout, derive_status, AgentStatus, ChannelLogin};
+use atende_domain::routing::{Event, Waiting};
+use atende_domain::ErrorCode;
+use atende_presence::{AgentLive, Mode};
+use atende_proto::v1 as pb;
+use atende_store::{admin, conversations, offers, routing};
+
+use crate::engine::{Routed, Router};
+use crate::error::RouterError;
+use crate::events;
+
+/// Queue statistics of a service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub waiting: u32,
+    pub oldest_wait_ms: i64,
+    pub offered: u32,
+    pub by_status: [u32; 4],
+}
+
+impl Router {
+    /// Records the agent's presence and, since his status or channels may have changed,
+    /// re-routes every service he works in (distributing backlog, withdrawing his offers).
+    pub async fn set_presence(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        connected: bool,
+        logins: Vec<ChannelLogin>,
+        logout: bool,
+    ) -> Result<(AgentLive, u32), RouterError> {
+        let row = admin::get_agent(&self.pool, tenant.0, agent.0)
+            .await?
+            .ok_or_else(|| RouterError::Refused { code: ErrorCode::NotFound, detail: format!("no agent {agent}"), field: Some("agent_id") })?;
+        let max = row.max_concurrent.max(0) as u32;
+        let (status, logins) = if logout {
+            let open = routing::open_assignment_count(&self.pool, agent.0).await?;
+            check_logout(open.max(0) as u32).map_err(|code| RouterError::refused(code, format!("{open} conversations in progress")))?;
+            // Out of the platform: no channel, no connection.
+            (AgentStatus::Offline, Vec::new())
+        } else {
+            (derive_status(connected, &logins), logins)
+        };
+        let previous = self.presence.set_presence(tenant, agent, status, connected && !logout, &logins, max, self.now()).await?;
+        tracing::info!(%tenant, %agent, from = %previous, to = %status, "presence");
+        self.agent_changed(tenant, agent).await;
+        Ok((self.presence.agent(tenant, agent).await?, max))
+    }
+
+    pub async fn presence(&self, tenant: TenantId, agent: AgentId) -> Result<(AgentLive, u32), RouterError> {
+        let row = admin::get_agent(&self.pool, tenant.0, agent.0)
+            .await?
+            .ok_or_else(|| RouterError::Refused { code: ErrorCode::NotFound, detail: format!("no agent {agent}"), field: Some("agent_id") })?;
+        Ok((self.presence.agent(tenant, agent).await?, row.max_concurrent.max(0) as u32))
+    }
+
+    /// The agent's capacity, status or channels changed: route every service he is in.
+    /// Failures are logged, not returned: the change itself is recorded, and the periodic
+    /// sweep distributes whatever this could not.
+    pub async fn agent_changed(&self, tenant: TenantId, agent: AgentId) {
+        let services = match admin::agent_service_ids(&self.pool, agent.0).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = &e as &dyn std::error::Error, %agent, "cannot list the agent's services");
+                return;
+            }
+        };
+        for service in services {
+            if let Err(e) = self.route(tenant, ServiceId(service), &Event::AgentChanged(agent)).await {
+                tracing::warn!(error = &e as &dyn std::error::Error, %agent, %service, "distribution after agent change failed");
+            }
+        }
+    }
+
+    /// A conversation entered a service (a `RouteRequest`). Redelivery is a no-op: the
+    /// conversation is no longer queued, or is already in the router's queue.
+    pub async fn arrived(&self, req: &pb::RouteRequest) -> Result<(), RouterError> {
+        let bad = |field: &'static str| RouterError::Refused { code: ErrorCode::InvalidArgument, detail: format!("`{field}` must be a UUID"), field: Some(field) };
+        let tenant: TenantId = req.tenant_id.parse().map_err(|_| bad("tenant_id"))?;
+        let service: ServiceId = req.service_id.parse().map_err(|_| bad("service_id"))?;
+        let conversation: ConversationId = req.conversation_id.parse().map_err(|_| bad("conversation_id"))?;
+        let Some(c) = conversations::get_conversation(&self.pool, tenant.0, conversation.0).await? else {
+            return Err(RouterError::refused(ErrorCode::NotFound, format!("no conversation {conversation}")));
+        };
+        if c.status != Status::Queued.as_str() || c.service_id != Some(service.0) {
+            tracing::debug!(%conversation, status = %c.status, "route request for a conversation no longer queued here");
+            return Ok(());
+        }
+        if offers::queue_entry(&self.pool, conversation.0).await?.is_some_and(|(s, _, _)| s == service.0) {
+            tracing::debug!(%conversation, "route request already queued");
+            return Ok(());
+        }
+        let channel = ChannelKind::parse(&c.channel_kind)
+            .or_else(|| events::domain_kind(req.channel_kind))
+            .ok_or_else(|| RouterError::refused(ErrorCode::InvalidArgument, "unknown channel kind"))?;
+        let queued_at = c
+            .queued_at
+            .map(|t| Timestamp(atende_store::to_millis(t)))
+            .unwrap_or(Timestamp(req.queued_at_ms));
+        let entry = Waiting { conversation, channel, queued_at, arrived_with_nobody_online: false, priority: req.priority };
+        self.route(tenant, service, &Event::Arrived(entry)).await?;
+        Ok(())
+    }
+
+    async fn service_of(&self, tenant: TenantId, conversation: ConversationId) -> Result<(conversations::Conversation, ServiceId), RouterError> {
+        let c = conversations::get_conversation(&self.pool, tenant.0, conversation.0)
+            .await?
+            .ok_or_else(|| RouterError::Refused { code: ErrorCode::NotFound, detail: format!("no conversation {conversation}"), field: Some("conversation_id") })?;
+        let service = c.service_id.map(ServiceId).ok_or_else(|| {
+            RouterError::refused(ErrorCode::ConversationNotWaiting, "the conversation is in no service")
+        })?;
+        Ok((c, service))
+    }
+
+    fn outcome(routed: Routed, conversation: ConversationId, agent: AgentId) -> Result<(), RouterError> {
+        if routed.assigned(conversation, agent) {
+            return Ok(());
+        }
+        Err(RouterError::refused(routed.rejected.unwrap_or(ErrorCode::ConversationNotWaiting), ""))
+    }
+
+    /// Accept (explicit, or the agent's first reply): the offer becomes an assignment.
+    pub async fn accept(&self, tenant: TenantId, conversation: ConversationId, agent: AgentId) -> Result<(), RouterError> {
+        let (c, service) = self.service_of(tenant, conversation).await?;
+        if c.status == Status::Assigned.as_str() && c.agent_id == Some(agent.0) {
+            return Ok(()); // accepted already (a retried call or a second reply)
+        }
+        let routed = self.route(tenant, service, &Event::OfferAccepted { conversation, agent }).await?;
+        Self::outcome(routed, conversation, agent)
+    }
+
+    /// An agent takes a waiting conversation; the first claim wins.
+    pub async fn claim(&self, tenant: TenantId, conversation: ConversationId, agent: AgentId) -> Result<(), RouterError> {
+        let (_, service) = self.service_of(tenant, conversation).await?;
+        let routed = self.route(tenant, service, &Event::Claim { conversation, agent }).await?;
+        Self::outcome(routed, conversation, agent)
+    }
+
+    /// A supervisor gives a waiting conversation to a chosen agent.
+    pub async fn supervisor_assign(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        agent: AgentId,
+        supervisor: Option<AgentId>,
+    ) -> Result<(), RouterError> {
+        if let Some(s) = supervisor {
+            let is_supervisor = admin::get_agent(&self.pool, tenant.0, s.0).await?.is_some_and(|a| a.supervisor);
+            if !is_supervisor {
+                return Err(RouterError::Refused { code: ErrorCode::PermissionDenied, detail: "not a supervisor".into(), field: Some("supervisor_id") });
+            }
+        }
+        let (_, service) = self.service_of(tenant, conversation).await?;
+        let routed = self.route(tenant, service, &Event::SupervisorAssign { conversation, agent }).await?;
+        Self::outcome(routed, conversation, agent)
+    }
+
+    /// The conversation was finished, transferred out or closed: its assignment (or pending
+    /// offer) ends and the agent's capacity is freed, which distributes backlog.
+    pub async fn release(&self, tenant: TenantId, conversation: ConversationId, reason: &str) -> Result<(), RouterError> {
+        let reason = if reason.is_empty() { "released" } else { reason };
+        let mut tx = self.pool.begin().await?;
+        let assigned = routing::release_assignment(&mut tx, conversation.0, reason).await?;
+        let offer = offers::delete_offer(&mut tx, conversation.0).await?;
+        offers::dequeue(&mut tx, conversation.0).await?;
+        if assigned.is_some() || offer.is_some() {
+            let c = conversations::get_conversation(&mut *tx, tenant.0, conversation.0).await?;
+            routing::log_decision(
+                &mut *tx,
+                &routing::Decision {
+                    tenant_id: tenant.0,
+                    conversation_id: Some(conversation.0),
+                    service_id: c.and_then(|c| c.service_id),
+                    agent_id: assigned.or(offer.as_ref().map(|o| o.agent_id)),
+                    decision: "release",
+                    rule: reason,
+                    explanation: serde_json::json!({ "reason": reason, "was": if assigned.is_some() { "assigned" } else { "offered" } }),
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        let mut freed = Vec::new();
+        if let Some(a) = assigned {
+            self.release_redis(tenant, conversation, AgentId(a), Some(Mode::Assign)).await?;
+            freed.push(AgentId(a));
+        }
+        if let Some(o) = &offer {
+            self.release_redis(tenant, conversation, AgentId(o.agent_id), Some(Mode::Offer)).await?;
+            freed.push(AgentId(o.agent_id));
+        }
+        if freed.is_empty() {
+            // Nothing in Postgres: a reservation whose commit never happened may remain.
+            if let Some(h) = self.presence.held(tenant, conversation).await? {
+                self.release_redis(tenant, conversation, h.agent, Some(h.mode)).await?;
+                freed.push(h.agent);
+            }
+        }
+        for agent in freed {
+            tracing::info!(%tenant, %conversation, %agent, reason, "conversation released");
+            self.agent_changed(tenant, agent).await;
+        }
+        Ok(())
+    }
+
+    pub async fn queue_stats(&self, tenant: TenantId, service: ServiceId) -> Result<QueueStats, RouterError> {
+        let snap = self.snapshot(tenant, service, &Event::Sweep).await?;
+        let now = self.now();
+        let mut stats = QueueStats {
+            waiting: snap.waiting.len() as u32,
+            oldest_wait_ms: snap.waiting.iter().map(|w| now.since(w.queued_at).as_millis() as i64).max().unwrap_or(0),
+            offered: snap.offers.len() as u32,
+            ..Default::default()
+        };
+        for a in &snap.agents {
+            let i = AgentStatus::ALL.iter().position(|s| *s == a.status).unwrap_or(3);
+            stats.by_status[i] += 1;
+        }
+        Ok(stats)
+    }
+
+    pub async fn explain(&self, tenant: TenantId, conversation: ConversationId) -> Result<Vec<pb::DecisionRecord>, RouterError> {
+        Ok(routing::decisions_for(&self.pool, tenant.0, conversation.0)
+            .await?
+            .into_iter()
+            .map(|d| pb::DecisionRecord {
+                at_ms: atende_store::to_millis(d.at),
+                decision: d.decision,
+                agent_id: d.agent_id.map(|a| a.to_string()).unwrap_or_default(),
+                rule: d.rule,
+                explanation_json: d.explanation.to_string(),
+            })
+            .collect())
+    }
+}

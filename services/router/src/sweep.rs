@@ -1,0 +1,120 @@
+//! The periodic pass every replica runs: rebuild capacity where Redis lost it, handle due
+//! offers (each popped by exactly one replica), settle reservations whose commit never
+//! confirmed, and re-evaluate every service with a queue or offers (business hours opening,
+//! agents who left with offers pending, capacity a failed distribution left unused).
+
+use std::collections::BTreeSet;
+
+use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
+use atende_domain::routing::Event;
+use atende_presence::{Mode, Reservation, Reserved};
+use atende_store::{offers, routing};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Router;
+use crate::error::RouterError;
+
+impl Router {
+    /// Runs until `shutdown`.
+    pub async fn sweep_loop(&self, shutdown: CancellationToken) {
+        let mut tick: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.settings.sweep_interval) => {}
+            }
+            if let Err(e) = self.sweep_once(tick).await {
+                tracing::warn!(error = &e as &dyn std::error::Error, "routing sweep failed");
+            }
+            tick += 1;
+        }
+    }
+
+    pub async fn sweep_once(&self, tick: u64) -> Result<(), RouterError> {
+        let active = offers::active_services(&self.pool).await?;
+        let mut tenants: BTreeSet<TenantId> = routing::routed_tenants(&self.pool).await?.into_iter().map(TenantId).collect();
+        tenants.extend(active.iter().map(|(t, _)| TenantId(*t)));
+        for tenant in &tenants {
+            self.ensure_rebuilt(*tenant).await?;
+            self.expire_due(*tenant).await?;
+            self.reconcile(*tenant).await?;
+        }
+        for (tenant, service) in active {
+            if let Err(e) = self.route(TenantId(tenant), ServiceId(service), &Event::Sweep).await {
+                tracing::warn!(error = &e as &dyn std::error::Error, %service, "service sweep failed");
+            }
+        }
+        if tick % 30 == 0 {
+            offers::prune_queue(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// Offers past their deadline: popped atomically (one replica each), then routed as
+    /// `OfferExpired` — the policy decides what follows.
+    async fn expire_due(&self, tenant: TenantId) -> Result<(), RouterError> {
+        let visibility = self.settings.offer_visibility.as_millis() as u64;
+        let due = self.presence.pop_due_offers(tenant, self.now(), visibility, 200).await?;
+        for conversation in due {
+            match offers::get_offer(&self.pool, conversation.0).await? {
+                Some(o) => {
+                    let event = Event::OfferExpired { conversation, agent: AgentId(o.agent_id) };
+                    if let Err(e) = self.route(tenant, ServiceId(o.service_id), &event).await {
+                        tracing::warn!(error = &e as &dyn std::error::Error, %conversation, "offer timeout not handled, will retry");
+                    }
+                }
+                // No offer in Postgres: accepted, or the commit never happened.
+                None => self.settle(tenant, conversation).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile(&self, tenant: TenantId) -> Result<(), RouterError> {
+        let older_than = self.now() - self.settings.pending_grace;
+        for conversation in self.presence.stale_pending(tenant, older_than, 200).await? {
+            self.settle(tenant, conversation).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the Redis reservation of a conversation match Postgres, the source of truth.
+    pub(crate) async fn settle(&self, tenant: TenantId, conversation: ConversationId) -> Result<(), RouterError> {
+        let Some(held) = self.presence.held(tenant, conversation).await? else {
+            // Only a stray deadline or pending entry: the release script clears them.
+            self.presence.forget_pending(tenant, conversation).await?;
+            let _ = self.presence.release(tenant, conversation, AgentId(uuid::Uuid::nil()), None).await?;
+            return Ok(());
+        };
+        let assigned = routing::open_assignment_agent(&self.pool, conversation.0).await?;
+        let offer = offers::get_offer(&self.pool, conversation.0).await?;
+        let service = held.service.unwrap_or(ServiceId(uuid::Uuid::nil()));
+        let r = |mode, deadline| Reservation { conversation, agent: held.agent, service, mode, deadline };
+        match (held.mode, assigned == Some(held.agent.0), offer.as_ref().filter(|o| o.agent_id == held.agent.0)) {
+            (Mode::Assign, true, _) => self.confirm(tenant, &r(Mode::Assign, held.deadline)).await?,
+            (Mode::Offer, true, _) => {
+                // Accepted in Postgres; Redis still shows the offer.
+                let reserved = self
+                    .presence
+                    .reserve(tenant, &r(Mode::Assign, held.deadline), atende_presence::Check::Supervisor, atende_domain::channel::ChannelKind::Whatsapp, u32::MAX, self.now(), None)
+                    .await?;
+                if reserved == Reserved::Accepted || reserved == Reserved::Again {
+                    self.confirm(tenant, &r(Mode::Assign, held.deadline)).await?;
+                }
+            }
+            (Mode::Offer, false, Some(o)) => {
+                let deadline = atende_domain::clock::Timestamp(atende_store::to_millis(o.expires_at));
+                self.confirm(tenant, &r(Mode::Offer, deadline)).await?;
+            }
+            (Mode::Assign, false, Some(o)) => {
+                let deadline = atende_domain::clock::Timestamp(atende_store::to_millis(o.expires_at));
+                self.presence.revert_accept(tenant, conversation, held.agent, deadline).await?;
+            }
+            _ => {
+                tracing::info!(%tenant, %conversation, agent = %held.agent, "releasing a reservation postgres does not know");
+                self.release_redis(tenant, conversation, held.agent, Some(held.mode)).await?;
+            }
+        }
+        Ok(())
+    }
+}
