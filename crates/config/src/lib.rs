@@ -55,6 +55,8 @@ pub struct Redis {
 #[derive(Clone, Debug, Deserialize)]
 pub struct Nats {
     pub url: String,
+    /// Redelivery delay of unacknowledged messages (JetStream `ack_wait`).
+    pub ack_wait_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -178,6 +180,9 @@ impl Config {
                 key: "telemetry.log_format",
                 reason: "must be `json` or `pretty`".into(),
             });
+        }
+        if self.nats.ack_wait_ms < 1000 {
+            return Err(ConfigError::Invalid { key: "nats.ack_wait_ms", reason: "must be at least 1000".into() });
         }
         if self.postgres.max_connections == 0 {
             return Err(ConfigError::Invalid {

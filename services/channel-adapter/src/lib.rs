@@ -46,7 +46,13 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         cfg.channel_adapter.graph_api_base.clone(),
         cfg.channel_adapter.graph_api_version.clone(),
     );
-    tasks.spawn(outbound::run(bus.clone(), pool.clone(), graph, shutdown.clone()));
+    tasks.spawn(outbound::run(
+        bus.clone(),
+        pool.clone(),
+        graph,
+        std::time::Duration::from_millis(cfg.nats.ack_wait_ms),
+        shutdown.clone(),
+    ));
     atende_runtime::spawn_relay(&mut tasks, bus, pool, shutdown);
     tracing::info!(%http_addr, %grpc_addr, "channel-adapter started");
     Ok(Started { role: "channel-adapter", grpc_addr, http_addr: Some(http_addr), tasks })

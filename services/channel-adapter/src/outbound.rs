@@ -20,12 +20,13 @@ use uuid::Uuid;
 
 use crate::whatsapp::graph::GraphClient;
 
-pub async fn run(bus: Bus, pool: PgPool, graph: GraphClient, shutdown: CancellationToken) -> atende_runtime::Result<()> {
+pub async fn run(bus: Bus, pool: PgPool, graph: GraphClient, ack_wait: Duration, shutdown: CancellationToken) -> atende_runtime::Result<()> {
     let spec = ConsumerSpec {
         stream: StreamKind::Outbound,
         durable: "channel-adapter",
         filter: None,
-        ack_wait: Duration::from_secs(60),
+        // At least the Graph client's own timeout, so a slow send is not redelivered meanwhile.
+        ack_wait: ack_wait.max(Duration::from_secs(30)),
         max_deliver: 20,
     };
     let ctx = (bus.clone(), pool.clone(), graph);

@@ -24,12 +24,12 @@ use uuid::Uuid;
 
 use crate::convert;
 
-pub async fn run(bus: Bus, pool: PgPool, shutdown: CancellationToken) -> atende_runtime::Result<()> {
+pub async fn run(bus: Bus, pool: PgPool, ack_wait: Duration, shutdown: CancellationToken) -> atende_runtime::Result<()> {
     let spec = ConsumerSpec {
         stream: StreamKind::Inbound,
         durable: "session",
         filter: None,
-        ack_wait: Duration::from_secs(30),
+        ack_wait,
         max_deliver: 50,
     };
     let ctx = (pool.clone(), bus.subjects.clone());

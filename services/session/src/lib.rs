@@ -64,7 +64,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
     )
     .await?;
     tasks.spawn(grpc);
-    tasks.spawn(inbound::run(bus.clone(), pool.clone(), shutdown.clone()));
+    tasks.spawn(inbound::run(bus.clone(), pool.clone(), Duration::from_millis(cfg.nats.ack_wait_ms), shutdown.clone()));
     atende_runtime::spawn_relay(&mut tasks, bus, pool, shutdown);
     tracing::info!(%grpc_addr, "session started");
     Ok(Started { role: "session", grpc_addr, http_addr: None, tasks })
