@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use atende_domain::ErrorCode;
 use atende_proto::v1 as pb;
-use atende_runtime::http_api::{error, from_status};
+use atende_runtime::http_api::{error, from_status, ErrorResponse};
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -228,7 +228,7 @@ async fn my_conversations(State(state): State<AppState>, Agent(claims): Agent) -
 }
 
 /// Agents read conversations they own; supervisors read any of their tenant.
-async fn check_access(state: &AppState, claims: &Claims, conversation: Uuid) -> Result<(), Response> {
+async fn check_access(state: &AppState, claims: &Claims, conversation: Uuid) -> Result<(), ErrorResponse> {
     if claims.supervisor {
         return Ok(());
     }
@@ -239,15 +239,15 @@ async fn check_access(state: &AppState, claims: &Claims, conversation: Uuid) -> 
             if c.agent_id == claims.sub.to_string() {
                 Ok(())
             } else {
-                Err(error(ErrorCode::NotConversationOwner, "").into_response())
+                Err(error(ErrorCode::NotConversationOwner, ""))
             }
         }
-        Err(s) => Err(from_status(&s).into_response()),
+        Err(s) => Err(from_status(&s)),
     }
 }
 
-fn path_id(raw: &str) -> Result<Uuid, Response> {
-    Uuid::parse_str(raw).map_err(|_| error(ErrorCode::InvalidArgument, "conversation id must be a UUID").into_response())
+fn path_id(raw: &str) -> Result<Uuid, ErrorResponse> {
+    Uuid::parse_str(raw).map_err(|_| error(ErrorCode::InvalidArgument, "conversation id must be a UUID"))
 }
 
 #[derive(Deserialize)]
@@ -264,10 +264,10 @@ async fn list_messages(
 ) -> Response {
     let id = match path_id(&id) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if let Err(r) = check_access(&state, &claims, id).await {
-        return r;
+        return r.into_response();
     }
     let req = pb::ListMessagesRequest {
         tenant_id: claims.tenant.to_string(),
@@ -299,7 +299,7 @@ async fn send_message(
 ) -> Response {
     let id = match path_id(&id) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Ok(Json(body)) = body else {
         return error(ErrorCode::MalformedPayload, "expected {text, client_message_id?}").into_response();
@@ -321,7 +321,7 @@ async fn send_message(
 async fn accept_offer(State(state): State<AppState>, Agent(claims): Agent, Path(id): Path<String>) -> Response {
     let id = match path_id(&id) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let req = pb::AcceptOfferRequest { tenant_id: claims.tenant.to_string(), conversation_id: id.to_string(), agent_id: claims.sub.to_string() };
     match state.router.clone().accept_offer(req).await {
@@ -333,7 +333,7 @@ async fn accept_offer(State(state): State<AppState>, Agent(claims): Agent, Path(
 async fn claim(State(state): State<AppState>, Agent(claims): Agent, Path(id): Path<String>) -> Response {
     let id = match path_id(&id) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let req = pb::ClaimConversationRequest { tenant_id: claims.tenant.to_string(), conversation_id: id.to_string(), agent_id: claims.sub.to_string() };
     match state.router.clone().claim_conversation(req).await {

@@ -31,10 +31,12 @@ pub struct Push {
 }
 
 type Key = (Uuid, Uuid);
+/// Sockets per (tenant, agent): connection id and its sender.
+type Sockets = HashMap<Key, Vec<(u64, mpsc::UnboundedSender<Push>)>>;
 
 #[derive(Clone, Default)]
 pub struct Hub {
-    conns: Arc<Mutex<HashMap<Key, Vec<(u64, mpsc::UnboundedSender<Push>)>>>>,
+    conns: Arc<Mutex<Sockets>>,
     next_id: Arc<AtomicU64>,
 }
 
