@@ -14,6 +14,11 @@ use secrecy::ExposeSecret;
 pub const ROLES: [&str; 6] = ["router", "session", "channel-adapter", "gateway", "broadcast", "scheduler"];
 
 pub fn spawn_all(sb: &Sandbox) -> Child {
+    spawn_all_with(sb, &[])
+}
+
+/// As [`spawn_all`], with extra environment variables.
+pub fn spawn_all_with(sb: &Sandbox, extra: &[(&str, &str)]) -> Child {
     let cfg = &sb.config;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_atende"));
     cmd.arg("all")
@@ -40,6 +45,9 @@ pub fn spawn_all(sb: &Sandbox) -> Child {
         "SCHEDULER__GRPC_ADDR",
     ] {
         cmd.env(format!("ATENDE__{key}"), "127.0.0.1:0");
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
     }
     cmd.spawn().expect("spawn atende all")
 }

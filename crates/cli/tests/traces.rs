@@ -1,0 +1,125 @@
+//! OTLP export: `atende all` with `telemetry.otlp_endpoint` set sends its spans to an
+//! OTLP/gRPC receiver (here, one in the test), and the spans of one webhook — the adapter's
+//! HTTP request, the outbox relay's publish, session's consume — share the trace id the
+//! webhook's `traceparent` carried.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+
+const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for rs in request.into_inner().resource_spans {
+            for ss in rs.scope_spans {
+                for span in ss.spans {
+                    let trace: String = span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+                    spans.push((trace, span.name));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_of_one_webhook_are_exported_over_otlp_in_one_trace() {
+    // Arrange: an OTLP receiver and the platform exporting to it.
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = listener.local_addr().unwrap();
+    let svc = TraceServiceServer::new(receiver.clone());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream_listener(listener))
+            .await
+            .unwrap();
+    });
+    let sb = atende_testkit::Sandbox::new().await;
+    let mut child = common::spawn_all_with(&sb, &[("ATENDE__TELEMETRY__OTLP_ENDPOINT", &format!("http://{otlp}"))]);
+    let ready = common::ready_roles(&mut child);
+    let adapter = ready.iter().find(|r| r.role == "channel-adapter").unwrap().http.clone().unwrap();
+    let channel = seed_channel(&sb).await;
+
+    // Act: one signed webhook carrying a traceparent, then a graceful stop (which flushes).
+    let body = atende_testkit::whatsapp::text_message_webhook(&channel.1, "5511987654321", "Maria", "wamid.TRACE1", "oi", 1_763_700_000);
+    let resp = reqwest::Client::new()
+        .post(format!("http://{adapter}/webhooks/whatsapp/{}", channel.0))
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{TRACE_ID}-b7ad6b7169203331-01"))
+        .header("x-hub-signature-256", atende_testkit::whatsapp::sign(b"trace-secret", &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let pool = &sb.pool;
+    atende_testkit::wait_until("message stored", Duration::from_secs(20), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(pool).await.unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(exit.success());
+
+    // Assert: the receiver got spans of every hop under the webhook's trace id.
+    let names: HashSet<String> = receiver.spans.lock().unwrap().iter().filter(|(t, _)| t == TRACE_ID).map(|(_, n)| n.clone()).collect();
+    for expected in ["request", "outbox.publish", "consume"] {
+        assert!(names.contains(expected), "no `{expected}` span in trace {TRACE_ID}; got {names:?}");
+    }
+    sb.cleanup().await;
+}
+
+fn tokio_stream_listener(
+    listener: tokio::net::TcpListener,
+) -> impl futures_core_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    tokio_stream::wrappers::TcpListenerStream::new(listener)
+}
+
+mod futures_core_stream {
+    pub use futures_core::Stream;
+}
+
+/// A tenant and WhatsApp channel (id, phone_number_id) created directly in the database.
+async fn seed_channel(sb: &atende_testkit::Sandbox) -> (uuid::Uuid, String) {
+    let tenant = uuid::Uuid::now_v7();
+    atende_store::admin::create_tenant(&sb.pool, tenant, "T", &format!("t-{}", sb.id), false).await.unwrap();
+    let channel = uuid::Uuid::now_v7();
+    let pnid: String = sb.id.bytes().map(|b| char::from(b'0' + b % 10)).collect();
+    atende_store::admin::create_channel(
+        &sb.pool,
+        &atende_store::admin::NewChannel {
+            id: channel,
+            tenant_id: tenant,
+            kind: "whatsapp",
+            name: "W",
+            provider_account_id: &pnid,
+            app_secret: "trace-secret",
+            verify_token: "v",
+            access_token: "t",
+            default_service_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    (channel, pnid)
+}
