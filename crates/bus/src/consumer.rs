@@ -21,8 +21,11 @@ use crate::{Bus, BusError, StreamKind};
 pub enum Outcome {
     /// Processed (or a known duplicate): remove it.
     Ack,
-    /// A transient failure: redeliver later.
+    /// A transient failure: redeliver later, with the loop's growing backoff.
     Retry(String),
+    /// A transient failure whose source said when to come back (e.g. a provider's rate
+    /// limit): redeliver no sooner than that.
+    RetryAfter(Duration, String),
     /// It can never succeed: terminate and record it.
     Poison(String),
 }
@@ -118,6 +121,11 @@ where
             let _enter = span.enter();
             let ack = match outcome {
                 Outcome::Ack => msg.ack().await,
+                Outcome::RetryAfter(hint, reason) => {
+                    let delay = hint.max(backoff(delivered));
+                    tracing::warn!(reason = %reason, delay_ms = delay.as_millis() as u64, "asked to retry later");
+                    msg.ack_with(AckKind::Nak(Some(delay))).await
+                }
                 Outcome::Retry(reason) => {
                     let delay = backoff(delivered);
                     tracing::warn!(reason = %reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");

@@ -109,9 +109,11 @@ pub enum Placement<S> {
 }
 
 impl SameCustomerRule {
-    /// An inbound message joins the contact's open conversation in the target service (or,
-    /// with the flag off, the contact's single open conversation wherever it is); otherwise
-    /// a new conversation opens.
+    /// An inbound message joins the contact's open conversation in the target service, else
+    /// the contact's most recent open conversation wherever it is (after a transfer the
+    /// customer keeps talking to the service that has him, whatever the flag); a new
+    /// conversation opens only when none is open. The flag governs what may *open* a second
+    /// conversation (see [`SameCustomerRule::check_open`]), not where a reply lands.
     pub fn place_inbound<S: Copy + PartialEq>(
         &self,
         open: &[OpenConversation<S>],
@@ -120,12 +122,10 @@ impl SameCustomerRule {
         if let Some(c) = open.iter().find(|c| c.service == target_service) {
             return Placement::Existing(c.id);
         }
-        if !self.allow_simultaneous {
-            if let Some(c) = open.first() {
-                return Placement::Existing(c.id);
-            }
+        match open.last() {
+            Some(c) => Placement::Existing(c.id),
+            None => Placement::New,
         }
-        Placement::New
     }
 
     /// Whether a new conversation (agent-initiated, transfer in, HSM) may open in
@@ -171,6 +171,16 @@ mod tests {
     }
 
     #[test]
+    fn a_message_after_a_transfer_joins_the_conversation_where_the_customer_is_whatever_the_flag() {
+        for allow_simultaneous in [false, true] {
+            let rule = SameCustomerRule { allow_simultaneous };
+            let open = [OpenConversation { id: 1, service: Some(30) }];
+            assert_eq!(rule.place_inbound(&open, Some(20)), Placement::Existing(1));
+            assert_eq!(rule.place_inbound::<u8>(&[], Some(20)), Placement::New);
+        }
+    }
+
+    #[test]
     fn protocol_numbers_are_date_then_zero_padded_sequence() {
         assert_eq!(protocol_number(2026, 11, 21, 42), "20261121000042");
         assert_eq!(protocol_number(2026, 1, 2, 1_234_567), "202601021234567");
@@ -188,7 +198,6 @@ mod tests {
     fn with_the_flag_on_conversations_coexist_in_different_services_only() {
         let rule = SameCustomerRule { allow_simultaneous: true };
         let open = [OpenConversation { id: 1, service: Some(10) }];
-        assert_eq!(rule.place_inbound(&open, Some(20)), Placement::New);
         assert!(rule.check_open(&open, Some(20)).is_ok());
         assert_eq!(rule.check_open(&open, Some(10)).unwrap_err().code, ErrorCode::CustomerInService);
     }

@@ -72,7 +72,11 @@ pub async fn serve(
             tokio::time::sleep(grace).await;
         };
         tonic::transport::Server::builder()
-            .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(atende_telemetry::propagation::ServerSpan))
+            .layer(
+                tower_http::trace::TraceLayer::new_for_grpc()
+                    .make_span_with(atende_telemetry::propagation::ServerSpan)
+                    .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+            )
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, stop)
             .await?;

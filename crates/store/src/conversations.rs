@@ -80,6 +80,21 @@ pub async fn find_or_create_contact(
             .rows_affected();
             if inserted == 0 && found.is_none() {
                 conflict = true;
+            } else if inserted == 0 {
+                // Already known: for this contact (nothing to do) or for another one, in which
+                // case two contacts are the same customer; merging is an operator's decision.
+                let owner: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT contact_id FROM contact_identities WHERE tenant_id = $1 AND kind = $2 AND scope = $3 AND value = $4",
+                )
+                .bind(tenant)
+                .bind(id.kind)
+                .bind(&id.scope)
+                .bind(&id.value)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if owner.is_some_and(|o| o != contact) {
+                    tracing::warn!(%contact, other = ?owner, kind = id.kind, "identity belongs to another contact; not merged");
+                }
             }
         }
         if !conflict {
@@ -437,7 +452,7 @@ pub async fn begin_delivery(db: impl PgExecutor<'_>, tenant: Uuid, message: Uuid
         "WITH prev AS (SELECT state, attempts, provider_message_id FROM deliveries WHERE message_id = $1),
          up AS (INSERT INTO deliveries (message_id, tenant_id, state, attempts) VALUES ($1, $2, 'sending', 1)
                 ON CONFLICT (message_id) DO UPDATE SET attempts = deliveries.attempts + 1, updated_at = now()
-                  WHERE deliveries.state <> 'sent'
+                  WHERE deliveries.state NOT IN ('sent', 'failed')
                 RETURNING 1)
          SELECT state, attempts, provider_message_id FROM prev",
     )

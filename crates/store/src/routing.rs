@@ -132,3 +132,51 @@ pub async fn decisions_for(db: impl PgExecutor<'_>, tenant: Uuid, conversation: 
     .fetch_all(db)
     .await?)
 }
+
+/// A service's routing configuration as stored (business hours as their JSON).
+#[derive(Clone, Debug, FromRow)]
+pub struct ServiceRules {
+    pub policy: String,
+    pub offer_timeout_secs: i32,
+    pub priority: i32,
+    pub accepted_channels: Vec<String>,
+    pub business_hours: Option<serde_json::Value>,
+}
+
+pub async fn service_rules(db: impl PgExecutor<'_>, tenant: Uuid, service: Uuid) -> Result<Option<ServiceRules>> {
+    Ok(sqlx::query_as::<_, ServiceRules>(
+        "SELECT policy, offer_timeout_secs, priority, accepted_channels, business_hours FROM services
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(service)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Every agent of a tenant with his max: the rebuild writes a counter for each, zero
+/// included, so a stale counter never survives it.
+pub async fn tenant_agent_capacity(db: impl PgExecutor<'_>, tenant: Uuid) -> Result<Vec<(Uuid, i32)>> {
+    Ok(sqlx::query_as::<_, (Uuid, i32)>("SELECT id, max_concurrent FROM agents WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_all(db)
+        .await?)
+}
+
+/// How many conversations the agent has assigned and open.
+pub async fn open_assignment_count(db: impl PgExecutor<'_>, agent: Uuid) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM assignments WHERE agent_id = $1 AND released_at IS NULL")
+        .bind(agent)
+        .fetch_one(db)
+        .await?)
+}
+
+/// Tenants with anything the router must keep live in Redis (open assignments or offers).
+pub async fn routed_tenants(db: impl PgExecutor<'_>) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT tenant_id FROM assignments WHERE released_at IS NULL
+         UNION SELECT DISTINCT tenant_id FROM route_offers",
+    )
+    .fetch_all(db)
+    .await?)
+}

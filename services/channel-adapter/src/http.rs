@@ -109,7 +109,7 @@ async fn whatsapp_verify(
         Ok(challenge) => (StatusCode::OK, challenge).into_response(),
         Err(e) => {
             tracing::info!(channel_id = %channel.id, reason = %e, "verification handshake refused");
-            error(ErrorCode::PermissionDenied, "verification refused").into_response()
+            error(e.code(), "verification refused").into_response()
         }
     }
 }

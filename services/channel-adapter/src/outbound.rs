@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::whatsapp::graph::GraphClient;
+use crate::whatsapp::graph::{GraphClient, RetryClass};
 
 pub async fn run(bus: Bus, pool: PgPool, graph: GraphClient, ack_wait: Duration, shutdown: CancellationToken) -> atende_runtime::Result<()> {
     let spec = ConsumerSpec {
@@ -56,8 +56,9 @@ async fn deliver(ctx: &(Bus, PgPool, GraphClient), d: Delivery) -> Outcome {
         return Outcome::Poison(format!("channel kind {} cannot send yet", channel.kind));
     }
     match atende_store::conversations::begin_delivery(pool, tenant, message_id).await {
-        Ok(Some(prev)) if prev.state == "sent" => {
-            tracing::info!(%message_id, "already delivered, not sending again");
+        Ok(Some(prev)) if prev.state == "sent" || prev.state == "failed" => {
+            // Sent, or refused for good by the provider: a redelivered job changes nothing.
+            tracing::info!(%message_id, state = %prev.state, "delivery already settled, not sending again");
             return Outcome::Ack;
         }
         Ok(_) => {}
@@ -71,7 +72,10 @@ async fn deliver(ctx: &(Bus, PgPool, GraphClient), d: Delivery) -> Outcome {
         Ok(accepted) => ("sent", Some(accepted.provider_message_id), "accepted", None),
         Err(e) if e.is_retryable() => {
             tracing::warn!(%message_id, code = ?e.code, "provider asked to retry");
-            return Outcome::Retry(e.to_string());
+            return match e.retry {
+                RetryClass::Retry { after_hint: Some(hint) } => Outcome::RetryAfter(hint, e.to_string()),
+                _ => Outcome::Retry(e.to_string()),
+            };
         }
         Err(e) => {
             tracing::warn!(%message_id, code = ?e.code, message = %e.message, "provider refused the message");

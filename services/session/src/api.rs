@@ -38,11 +38,6 @@ impl SessionService for SessionApi {
             return Err(status(ErrorCode::InvalidArgument, "text must have 1 to 4096 characters", Some("text")));
         }
         let client_id = Some(req.client_message_id.as_str()).filter(|c| !c.is_empty());
-        if let Some(cid) = client_id {
-            if let Some(existing) = conv::message_by_client_id(&self.pool, conversation_id, cid).await.map_err(store_status)? {
-                return Ok(Response::new(pb::SendMessageResponse { message: Some(convert::message(&existing)) }));
-            }
-        }
         // The first reply to an offered conversation accepts the offer.
         let current = conv::get_conversation(&self.pool, tenant, conversation_id)
             .await
@@ -70,6 +65,13 @@ impl SessionService for SessionApi {
         }
         if st != Status::Assigned || c.agent_id != Some(agent) {
             return Err(status(ErrorCode::NotConversationOwner, "", None));
+        }
+        // A retry of a reply already stored returns it (checked only once the caller is known
+        // to own this conversation of this tenant).
+        if let Some(cid) = client_id {
+            if let Some(existing) = conv::message_by_client_id(&mut *tx, conversation_id, cid).await.map_err(store_status)? {
+                return Ok(Response::new(pb::SendMessageResponse { message: Some(convert::message(&existing)) }));
+            }
         }
         let kind = ChannelKind::parse(&c.channel_kind).ok_or_else(|| status(ErrorCode::Internal, "channel kind", None))?;
         let to = conv::whatsapp_address(&mut *tx, tenant, c.contact_id)

@@ -257,8 +257,10 @@ async fn on_status(
         if delivered < 5 {
             return Err(HandleError::Store(StoreError::Db(sqlx::Error::RowNotFound)));
         }
-        tracing::warn!(provider_message_id = %s.provider_message_id, "status for an unknown message, dropped after retries");
-        return Ok(());
+        return Err(HandleError::Poison(format!(
+            "status `{}` for unknown message {}{}",
+            s.status, s.provider_message_id, s.message_id
+        )));
     };
     let current = DeliveryStatus::parse(&message.status).unwrap_or(DeliveryStatus::Pending);
     let next = current.advance(incoming);
