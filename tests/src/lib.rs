@@ -53,6 +53,18 @@ impl Platform {
         Self::start_with(sandbox, fake, cfg).await
     }
 
+    /// Like [`Platform::start`], with `adjust` applied to the configuration first (a known
+    /// JWT secret, a shutdown grace, ...).
+    pub async fn start_configured(adjust: impl FnOnce(&mut atende_cli::Config)) -> Platform {
+        let sandbox = Sandbox::new().await;
+        let fake = FakeGraph::start().await;
+        let mut cfg = sandbox.config.clone();
+        cfg.channel_adapter.graph_api_base = fake.base_url();
+        cfg.router.sweep_interval_ms = 100;
+        adjust(&mut cfg);
+        Self::start_with(sandbox, fake, cfg).await
+    }
+
     pub async fn start_with(sandbox: Sandbox, fake: FakeGraph, cfg: atende_cli::Config) -> Platform {
         let shutdown = CancellationToken::new();
         let started = roles::start(&cfg, Role::all(), shutdown.clone()).await.expect("roles start");
@@ -138,6 +150,29 @@ impl Platform {
             agent_email: "ana@acme.test".into(),
             agent_password: "correct horse".into(),
         }
+    }
+
+    /// Another agent of `t`'s tenant in `t`'s service, created through AdminService; the
+    /// returned `Tenant` is `t` with the new agent's id and credentials.
+    pub async fn add_agent(&self, t: &Tenant, name: &str, email: &str, password: &str) -> Tenant {
+        let agent = self
+            .admin()
+            .await
+            .create_agent(pb::CreateAgentRequest {
+                tenant_id: t.tenant_id.clone(),
+                name: name.into(),
+                email: email.into(),
+                password: password.into(),
+                max_concurrent: 3,
+                service_ids: vec![t.service_id.clone()],
+                ..Default::default()
+            })
+            .await
+            .expect("agent")
+            .into_inner()
+            .agent
+            .unwrap();
+        Tenant { agent_id: agent.id, agent_email: email.into(), agent_password: password.into(), ..t.clone() }
     }
 
     /// Logs in through the gateway and returns the bearer token.

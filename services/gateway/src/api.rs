@@ -126,7 +126,10 @@ async fn login(State(state): State<AppState>, body: Result<Json<LoginBody>, axum
         },
         None => None,
     };
-    // Same answer for unknown tenant, unknown e-mail and wrong password.
+    // Same answer, and the same argon2 work, for unknown tenant, unknown e-mail and wrong password.
+    if agent.is_none() {
+        auth::verify_nothing(&body.password);
+    }
     let Some(agent) = agent.filter(|a| auth::verify_password(&body.password, &a.password_hash)) else {
         return error(ErrorCode::InvalidCredentials, "").into_response();
     };
@@ -260,11 +263,14 @@ async fn list_messages(
     State(state): State<AppState>,
     Agent(claims): Agent,
     Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let id = match path_id(&id) {
         Ok(i) => i,
         Err(r) => return r.into_response(),
+    };
+    let Ok(Query(q)) = q else {
+        return error(ErrorCode::InvalidArgument, "expected ?page_token=&page_size=<integer>").into_response();
     };
     if let Err(r) = check_access(&state, &claims, id).await {
         return r.into_response();
@@ -342,7 +348,14 @@ async fn claim(State(state): State<AppState>, Agent(claims): Agent, Path(id): Pa
     }
 }
 
-async fn websocket(State(state): State<AppState>, Agent(claims): Agent, ws: WebSocketUpgrade) -> Response {
+async fn websocket(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(ws) = ws else {
+        return error(ErrorCode::InvalidArgument, "expected a WebSocket upgrade").into_response();
+    };
     ws.on_upgrade(move |socket| agent_socket(state, claims, socket))
 }
 

@@ -45,6 +45,15 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Spends the same argon2 work as [`verify_password`] when there is no account to check
+/// (unknown tenant or e-mail), so response times do not reveal which accounts exist.
+pub fn verify_nothing(password: &str) {
+    static DUMMY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        atende_session::admin::hash_password("atende: no such agent").unwrap_or_default()
+    });
+    let _ = verify_password(password, &DUMMY);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
