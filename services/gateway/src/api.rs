@@ -91,8 +91,9 @@ impl FromRequestParts<AppState> for Agent {
             .headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_string);
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_string());
         let query = parts.uri.query().and_then(|q| {
             q.split('&').find_map(|kv| kv.strip_prefix("access_token=").map(str::to_string))
         });
@@ -126,11 +127,19 @@ async fn login(State(state): State<AppState>, body: Result<Json<LoginBody>, axum
         },
         None => None,
     };
-    // Same answer, and the same argon2 work, for unknown tenant, unknown e-mail and wrong password.
-    if agent.is_none() {
-        auth::verify_nothing(&body.password);
-    }
-    let Some(agent) = agent.filter(|a| auth::verify_password(&body.password, &a.password_hash)) else {
+    // Same answer, and the same argon2 work, for unknown tenant, unknown e-mail and wrong
+    // password. Argon2 is deliberately slow CPU work: it runs off the async workers.
+    let password = body.password;
+    let checked = tokio::task::spawn_blocking(move || match agent {
+        Some(a) if auth::verify_password(&password, &a.password_hash) => Some(a),
+        Some(_) => None,
+        None => {
+            auth::verify_nothing(&password);
+            None
+        }
+    })
+    .await;
+    let Ok(Some(agent)) = checked else {
         return error(ErrorCode::InvalidCredentials, "").into_response();
     };
     match state.keys.issue(agent.id, agent.tenant_id, agent.supervisor) {
