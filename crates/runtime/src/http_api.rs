@@ -1,8 +1,59 @@
-//! The HTTP side of the error contract: the same stable code and en/pt-BR messages as the
-//! gRPC details, in a JSON body `{"error": {"code", "message", "message_pt_br", "detail"}}`,
-//! with the status from the domain's one table.
+//! The HTTP side of a role: the error contract (the same stable code and en/pt-BR messages
+//! as the gRPC details, in a JSON body `{"error": {"code", "message", "message_pt_br",
+//! "detail"}}`, with the status from the domain's one table) and [`serve`], which adds
+//! `/healthz`, `/readyz`, per-request tracing and the shutdown sequence to a role's routes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use atende_domain::ErrorCode;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Result, RuntimeError};
+
+/// Binds `addr` (port 0 picks a free one) and returns the bound address and the server
+/// future. `/healthz` answers while the process lives; `/readyz` turns 503 as soon as
+/// shutdown starts, then, after `grace`, intake stops and in-flight requests finish.
+pub async fn serve(
+    addr: SocketAddr,
+    routes: axum::Router,
+    grace: Duration,
+    shutdown: CancellationToken,
+) -> Result<(SocketAddr, impl std::future::Future<Output = Result<()>>)> {
+    let ready = Arc::new(AtomicBool::new(true));
+    let probe = ready.clone();
+    let app = routes
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let ready = probe.load(Ordering::SeqCst);
+                async move {
+                    if ready {
+                        (http::StatusCode::OK, "ready")
+                    } else {
+                        (http::StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+                    }
+                }
+            }),
+        )
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(atende_telemetry::propagation::ServerSpan));
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| RuntimeError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| RuntimeError::Bind { addr, source })?;
+    let fut = async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.cancelled().await;
+                ready.store(false, Ordering::SeqCst);
+                tokio::time::sleep(grace).await;
+            })
+            .await
+            .map_err(|e| RuntimeError::Task(format!("http server: {e}")))
+    };
+    Ok((bound, fut))
+}
 
 pub type ErrorResponse = (http::StatusCode, [(http::header::HeaderName, &'static str); 1], String);
 

@@ -111,3 +111,19 @@ pub fn parse_id<T: From<uuid::Uuid>>(field: &'static str, value: &str) -> std::r
         )
     })
 }
+
+/// A role whose gRPC server only reports health yet (its features come in later issues):
+/// it starts, reports SERVING, and shuts down like every other role.
+pub async fn health_only_role(
+    role: &'static str,
+    addr: std::net::SocketAddr,
+    cfg: &Config,
+    shutdown: CancellationToken,
+) -> Result<Started> {
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+    let (grpc_addr, _health, grpc) =
+        grpc::serve(addr, tonic::service::Routes::default(), vec![], grace(cfg), shutdown).await?;
+    tasks.spawn(grpc);
+    tracing::info!(role, %grpc_addr, "role started");
+    Ok(Started { role, grpc_addr, http_addr: None, tasks })
+}

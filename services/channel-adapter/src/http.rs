@@ -3,13 +3,8 @@
 //! 400, all with nothing stored; 200 only once the content is durable; 503 when the database
 //! is unavailable, so Meta retries.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
 use atende_domain::ErrorCode;
 use atende_runtime::http_api::error;
-use atende_runtime::Result;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -17,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::ingest;
@@ -28,48 +22,18 @@ pub struct AppState {
     pool: PgPool,
     subjects: atende_bus::Subjects,
     body_limit: usize,
-    ready: Arc<AtomicBool>,
 }
 
 impl AppState {
     pub fn new(pool: PgPool, subjects: atende_bus::Subjects, body_limit: usize) -> Self {
-        Self { pool, subjects, body_limit, ready: Arc::new(AtomicBool::new(true)) }
+        Self { pool, subjects, body_limit }
     }
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/webhooks/whatsapp/{channel_id}", get(whatsapp_verify).post(whatsapp_event))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(atende_telemetry::propagation::ServerSpan))
         .with_state(state)
-}
-
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    grace: Duration,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    let ready = state.ready.clone();
-    let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.cancelled().await;
-            ready.store(false, Ordering::SeqCst);
-            tokio::time::sleep(grace).await;
-        })
-        .await
-        .map_err(|e| atende_runtime::RuntimeError::Task(format!("http server: {e}")))
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
-        "ready".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
-    }
 }
 
 #[derive(serde::Deserialize)]

@@ -14,7 +14,7 @@ pub mod outbound;
 pub mod whatsapp;
 
 use atende_config::Config;
-use atende_runtime::{Result, RuntimeError, Started};
+use atende_runtime::{Result, Started};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -36,11 +36,14 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
     tasks.spawn(grpc);
 
     let state = http::AppState::new(pool.clone(), bus.subjects.clone(), cfg.channel_adapter.body_limit_bytes);
-    let listener = tokio::net::TcpListener::bind(cfg.channel_adapter.http_addr)
-        .await
-        .map_err(|source| RuntimeError::Bind { addr: cfg.channel_adapter.http_addr, source })?;
-    let http_addr = listener.local_addr().map_err(|source| RuntimeError::Bind { addr: cfg.channel_adapter.http_addr, source })?;
-    tasks.spawn(http::serve(listener, state, atende_runtime::grace(cfg), shutdown.clone()));
+    let (http_addr, http_server) = atende_runtime::http_api::serve(
+        cfg.channel_adapter.http_addr,
+        http::router(state),
+        atende_runtime::grace(cfg),
+        shutdown.clone(),
+    )
+    .await?;
+    tasks.spawn(http_server);
 
     let graph = whatsapp::graph::GraphClient::new(
         cfg.channel_adapter.graph_api_base.clone(),

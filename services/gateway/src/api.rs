@@ -3,9 +3,7 @@
 //! Errors answer with the platform's stable codes and en/pt-BR messages
 //! (`atende_runtime::http_api`); gRPC errors from other roles keep their code.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use atende_domain::ErrorCode;
 use atende_proto::v1 as pb;
@@ -34,7 +32,6 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     pub session: crate::SessionClient,
     pub router: atende_session::RouterClient,
-    pub ready: Arc<AtomicBool>,
     pub shutdown: CancellationToken,
 }
 
@@ -48,35 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/conversations/{id}/accept", post(accept_offer))
         .route("/api/v1/conversations/{id}/claim", post(claim))
         .route("/api/v1/ws", get(websocket))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(atende_telemetry::propagation::ServerSpan))
         .with_state(state)
-}
-
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    grace: Duration,
-    shutdown: CancellationToken,
-) -> atende_runtime::Result<()> {
-    let ready = state.ready.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            shutdown.cancelled().await;
-            ready.store(false, Ordering::SeqCst);
-            tokio::time::sleep(grace).await;
-        })
-        .await
-        .map_err(|e| atende_runtime::RuntimeError::Task(format!("http server: {e}")))
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::SeqCst) {
-        "ready".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
-    }
 }
 
 /// The authenticated agent: `Authorization: Bearer <token>`, or `?access_token=` for

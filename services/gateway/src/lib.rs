@@ -11,7 +11,6 @@ pub mod auth;
 pub mod frames;
 pub mod hub;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use atende_config::Config;
@@ -46,14 +45,12 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         keys: Arc::new(auth::Keys::new(cfg.gateway.jwt_secret.expose_secret().as_bytes(), cfg.gateway.token_ttl_secs)),
         session,
         router: atende_session::router_client(&cfg.clients.router_url)?,
-        ready: Arc::new(AtomicBool::new(true)),
         shutdown: shutdown.clone(),
     };
-    let listener = tokio::net::TcpListener::bind(cfg.gateway.http_addr)
-        .await
-        .map_err(|source| RuntimeError::Bind { addr: cfg.gateway.http_addr, source })?;
-    let http_addr = listener.local_addr().map_err(|source| RuntimeError::Bind { addr: cfg.gateway.http_addr, source })?;
-    tasks.spawn(api::serve(listener, state, atende_runtime::grace(cfg), shutdown));
+    let (http_addr, http_server) =
+        atende_runtime::http_api::serve(cfg.gateway.http_addr, api::router(state), atende_runtime::grace(cfg), shutdown)
+            .await?;
+    tasks.spawn(http_server);
     tracing::info!(%http_addr, %grpc_addr, "gateway started");
     Ok(Started { role: "gateway", grpc_addr, http_addr: Some(http_addr), tasks })
 }
