@@ -8,6 +8,7 @@ use atende_cli::roles::{self, Role};
 use atende_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
 use atende_runtime::Started;
 use atende_testkit::fake_graph::FakeGraph;
+use atende_testkit::fixtures;
 use atende_testkit::Sandbox;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -45,12 +46,7 @@ pub struct Tenant {
 
 impl Platform {
     pub async fn start() -> Platform {
-        let sandbox = Sandbox::new().await;
-        let fake = FakeGraph::start().await;
-        let mut cfg = sandbox.config.clone();
-        cfg.channel_adapter.graph_api_base = fake.base_url();
-        cfg.router.sweep_interval_ms = 100;
-        Self::start_with(sandbox, fake, cfg).await
+        Self::start_configured(|_| {}).await
     }
 
     /// Like [`Platform::start`], with `adjust` applied to the configuration first (a known
@@ -67,18 +63,32 @@ impl Platform {
 
     pub async fn start_with(sandbox: Sandbox, fake: FakeGraph, cfg: atende_cli::Config) -> Platform {
         let shutdown = CancellationToken::new();
-        let started = roles::start(&cfg, Role::all(), shutdown.clone()).await.expect("roles start");
+        let started = roles::start(&cfg, Role::all(), shutdown.clone())
+            .await
+            .expect("roles start");
         let find = |r: &str| started.iter().find(|s| s.role == r).expect("role started");
         let url = |a: std::net::SocketAddr| format!("http://127.0.0.1:{}", a.port());
         let gateway = url(find("gateway").http_addr.expect("gateway http"));
         let adapter = url(find("channel-adapter").http_addr.expect("adapter http"));
         let session_grpc = url(find("session").grpc_addr);
         let router_grpc = url(find("router").grpc_addr);
-        Platform { sandbox, fake, shutdown, started, gateway, adapter, session_grpc, router_grpc, http: reqwest::Client::new() }
+        Platform {
+            sandbox,
+            fake,
+            shutdown,
+            started,
+            gateway,
+            adapter,
+            session_grpc,
+            router_grpc,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn admin(&self) -> AdminServiceClient<tonic::transport::Channel> {
-        AdminServiceClient::connect(self.session_grpc.clone()).await.expect("admin client")
+        AdminServiceClient::connect(self.session_grpc.clone())
+            .await
+            .expect("admin client")
     }
 
     /// A tenant with one least_loaded service, one WhatsApp channel and one agent.
@@ -86,7 +96,11 @@ impl Platform {
         let mut admin = self.admin().await;
         let slug = format!("acme-{}", &self.sandbox.id);
         let tenant = admin
-            .create_tenant(pb::CreateTenantRequest { name: "Acme".into(), slug: slug.clone(), ..Default::default() })
+            .create_tenant(pb::CreateTenantRequest {
+                name: "Acme".into(),
+                slug: slug.clone(),
+                ..Default::default()
+            })
             .await
             .expect("tenant")
             .into_inner()
@@ -105,7 +119,7 @@ impl Platform {
             .service
             .unwrap();
         // Provider account ids are globally unique: derive one from the sandbox.
-        let phone_number_id: String = self.sandbox.id.bytes().map(|b| char::from(b'0' + b % 10)).collect();
+        let phone_number_id = fixtures::provider_account_id(&self.sandbox.id);
         let channel = admin
             .create_channel(pb::CreateChannelRequest {
                 tenant_id: tenant.id.clone(),
@@ -123,22 +137,7 @@ impl Platform {
             .into_inner()
             .channel
             .unwrap();
-        let agent = admin
-            .create_agent(pb::CreateAgentRequest {
-                tenant_id: tenant.id.clone(),
-                name: "Ana".into(),
-                email: "ana@acme.test".into(),
-                password: "correct horse".into(),
-                max_concurrent: 3,
-                service_ids: vec![service.id.clone()],
-                ..Default::default()
-            })
-            .await
-            .expect("agent")
-            .into_inner()
-            .agent
-            .unwrap();
-        Tenant {
+        let seeded = Tenant {
             tenant_id: tenant.id,
             slug,
             service_id: service.id,
@@ -146,10 +145,11 @@ impl Platform {
             phone_number_id,
             app_secret: "app-secret-e2e".into(),
             access_token: "token-e2e".into(),
-            agent_id: agent.id,
-            agent_email: "ana@acme.test".into(),
-            agent_password: "correct horse".into(),
-        }
+            agent_id: String::new(),
+            agent_email: String::new(),
+            agent_password: String::new(),
+        };
+        self.add_agent(&seeded, "Ana", "ana@acme.test", "correct horse").await
     }
 
     /// Another agent of `t`'s tenant in `t`'s service, created through AdminService; the
@@ -172,7 +172,12 @@ impl Platform {
             .into_inner()
             .agent
             .unwrap();
-        Tenant { agent_id: agent.id, agent_email: email.into(), agent_password: password.into(), ..t.clone() }
+        Tenant {
+            agent_id: agent.id,
+            agent_email: email.into(),
+            agent_password: password.into(),
+            ..t.clone()
+        }
     }
 
     /// Logs in through the gateway and returns the bearer token.
@@ -201,8 +206,20 @@ impl Platform {
         assert_eq!(resp.status(), 200, "presence failed: {:?}", resp.text().await);
     }
 
+    /// Logs `t`'s agent in, makes it available on WhatsApp and opens its socket: an agent
+    /// online, ready to be assigned conversations. Returns its bearer token and socket.
+    pub async fn online(&self, t: &Tenant) -> (String, AgentSocket) {
+        let token = self.login(t).await;
+        self.set_available(&token).await;
+        let socket = self.socket(&token).await;
+        (token, socket)
+    }
+
     pub async fn socket(&self, token: &str) -> AgentSocket {
-        let url = format!("{}/api/v1/ws?access_token={token}", self.gateway.replace("http://", "ws://"));
+        let url = format!(
+            "{}/api/v1/ws?access_token={token}",
+            self.gateway.replace("http://", "ws://")
+        );
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
         let mut s = AgentSocket { ws, seen: Vec::new() };
         s.next_of("hello").await;
@@ -215,7 +232,10 @@ impl Platform {
             .http
             .post(format!("{}/webhooks/whatsapp/{}", self.adapter, t.channel_id))
             .header("content-type", "application/json")
-            .header("x-hub-signature-256", atende_testkit::whatsapp::sign(t.app_secret.as_bytes(), body))
+            .header(
+                "x-hub-signature-256",
+                atende_testkit::whatsapp::sign(t.app_secret.as_bytes(), body),
+            )
             .body(body.to_vec());
         if let Some(tp) = traceparent {
             req = req.header("traceparent", tp);
@@ -225,11 +245,7 @@ impl Platform {
 
     /// Stops every role (as SIGTERM would) and removes the sandbox.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        for s in self.started {
-            let role = s.role;
-            tokio::time::timeout(DEADLINE, s.wait()).await.unwrap_or_else(|_| panic!("{role} did not stop")).expect("role stopped cleanly");
-        }
+        fixtures::stop_roles(&self.shutdown, self.started, DEADLINE).await;
         self.sandbox.cleanup().await;
     }
 }

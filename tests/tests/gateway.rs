@@ -135,6 +135,32 @@ async fn conversation_assigned_to(
     assigned["data"]["conversation"]["id"].as_str().unwrap().to_string()
 }
 
+/// The seed's agent A and a second agent B of the same tenant and service, both logged in,
+/// only A available: the arrangement of every test about what one agent sees of another's.
+struct TwoAgents {
+    p: Platform,
+    a: Tenant,
+    b: Tenant,
+    token_a: String,
+    token_b: String,
+}
+
+async fn two_agents_a_available() -> TwoAgents {
+    let p = Platform::start().await;
+    let a = p.seed().await;
+    let b = p.add_agent(&a, "Bruno", "bruno@acme.test", "battery staple").await;
+    let token_a = p.login(&a).await;
+    let token_b = p.login(&b).await;
+    p.set_available(&token_a).await;
+    TwoAgents {
+        p,
+        a,
+        b,
+        token_a,
+        token_b,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn login_refuses_bad_credentials_alike_and_returns_a_bearer_token_for_good_ones() {
     let p = platform_with_known_secret().await;
@@ -413,12 +439,9 @@ async fn presence_is_set_and_read_back_as_the_status_the_router_derives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn only_the_owner_reads_and_replies_to_a_conversation() {
-    let p = Platform::start().await;
-    let a = p.seed().await;
-    let b = p.add_agent(&a, "Bruno", "bruno@acme.test", "battery staple").await;
-    let token_a = p.login(&a).await;
-    let token_b = p.login(&b).await;
-    p.set_available(&token_a).await;
+    let TwoAgents {
+        p, a, token_a, token_b, ..
+    } = two_agents_a_available().await;
     let mut socket_a = p.socket(&token_a).await;
     let conversation = conversation_assigned_to(&p, &a, &mut socket_a, "5511987654321", "wamid.OWN1").await;
     let messages = format!("/api/v1/conversations/{conversation}/messages");
@@ -515,9 +538,7 @@ async fn only_the_owner_reads_and_replies_to_a_conversation() {
 async fn a_reply_retried_with_the_same_client_message_id_is_stored_and_sent_once() {
     let p = Platform::start().await;
     let t = p.seed().await;
-    let token = p.login(&t).await;
-    p.set_available(&token).await;
-    let mut socket = p.socket(&token).await;
+    let (token, mut socket) = p.online(&t).await;
     let conversation = conversation_assigned_to(&p, &t, &mut socket, "5511987654321", "wamid.IDEM1").await;
 
     // Act: the same reply twice in a row, then twice at once under another client id.
@@ -579,12 +600,9 @@ async fn a_reply_retried_with_the_same_client_message_id_is_stored_and_sent_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logout_is_refused_while_a_conversation_is_open_and_allowed_without_one() {
-    let p = Platform::start().await;
-    let a = p.seed().await;
-    let b = p.add_agent(&a, "Bruno", "bruno@acme.test", "battery staple").await;
-    let token_a = p.login(&a).await;
-    let token_b = p.login(&b).await;
-    p.set_available(&token_a).await;
+    let TwoAgents {
+        p, a, token_a, token_b, ..
+    } = two_agents_a_available().await;
     let mut socket_a = p.socket(&token_a).await;
     conversation_assigned_to(&p, &a, &mut socket_a, "5511987654321", "wamid.LOGOUT1").await;
 
@@ -609,12 +627,13 @@ async fn logout_is_refused_while_a_conversation_is_open_and_allowed_without_one(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn websocket_frames_reach_every_socket_of_their_agent_and_no_other_in_seq_order() {
-    let p = Platform::start().await;
-    let a = p.seed().await;
-    let b = p.add_agent(&a, "Bruno", "bruno@acme.test", "battery staple").await;
-    let token_a = p.login(&a).await;
-    let token_b = p.login(&b).await;
-    p.set_available(&token_a).await;
+    let TwoAgents {
+        p,
+        a,
+        b,
+        token_a,
+        token_b,
+    } = two_agents_a_available().await;
     let mut a1 = p.socket(&token_a).await;
     let mut a2 = p.socket(&token_a).await;
     let mut b1 = p.socket(&token_b).await;

@@ -14,12 +14,17 @@ async fn a_customer_message_reaches_an_agent_and_the_reply_reaches_whatsapp() {
     // Arrange: a tenant set up through AdminService, an agent online watching its socket.
     let p = Platform::start().await;
     let t = p.seed().await;
-    let token = p.login(&t).await;
-    p.set_available(&token).await;
-    let mut socket = p.socket(&token).await;
+    let (token, mut socket) = p.online(&t).await;
 
     // Act: the customer writes.
-    let body = text_message_webhook(&t.phone_number_id, "5511987654321", "Maria Souza", "wamid.SPINE1", "Oi, preciso de ajuda", 1_763_700_000);
+    let body = text_message_webhook(
+        &t.phone_number_id,
+        "5511987654321",
+        "Maria Souza",
+        "wamid.SPINE1",
+        "Oi, preciso de ajuda",
+        1_763_700_000,
+    );
     let traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
     let resp = p.post_webhook(&t, &body, Some(&traceparent)).await;
     assert_eq!(resp.status(), 200);

@@ -20,6 +20,21 @@ fn addr(ready: &[Ready], role: &str) -> (String, Option<String>) {
     (r.grpc.clone(), r.http.clone())
 }
 
+/// POSTs each body signed with the channel's secret, asserting each is acknowledged (200).
+async fn post_all_acknowledged(http: &reqwest::Client, url: &str, bodies: &[Vec<u8>]) {
+    for body in bodies {
+        let resp = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", sign(b"kill-secret", body))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_webhooks_survive_kill_9_and_are_stored_exactly_once() {
     // Arrange: the platform as a real process, a tenant set up through AdminService.
@@ -31,20 +46,28 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_stored_exactly_once() {
     let adapter = adapter.expect("adapter http");
     let mut admin = AdminServiceClient::connect(format!("http://{session}")).await.unwrap();
     let tenant = admin
-        .create_tenant(pb::CreateTenantRequest { name: "K".into(), slug: format!("k-{}", sb.id), ..Default::default() })
+        .create_tenant(pb::CreateTenantRequest {
+            name: "K".into(),
+            slug: format!("k-{}", sb.id),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
         .tenant
         .unwrap();
     let service = admin
-        .create_service(pb::CreateServiceRequest { tenant_id: tenant.id.clone(), name: "S".into(), ..Default::default() })
+        .create_service(pb::CreateServiceRequest {
+            tenant_id: tenant.id.clone(),
+            name: "S".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
         .service
         .unwrap();
-    let phone_number_id: String = sb.id.bytes().map(|b| char::from(b'0' + b % 10)).collect();
+    let phone_number_id = atende_testkit::fixtures::provider_account_id(&sb.id);
     let channel = admin
         .create_channel(pb::CreateChannelRequest {
             tenant_id: tenant.id.clone(),
@@ -68,22 +91,26 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_stored_exactly_once() {
     let bodies: Vec<Vec<u8>> = (0..MESSAGES)
         .map(|i| {
             let wa_id = format!("55119{:08}", 10_000_000 + i);
-            text_message_webhook(&phone_number_id, &wa_id, "Cliente", &format!("wamid.KILL{i}"), &format!("mensagem {i}"), 1_763_700_000)
+            text_message_webhook(
+                &phone_number_id,
+                &wa_id,
+                "Cliente",
+                &format!("wamid.KILL{i}"),
+                &format!("mensagem {i}"),
+                1_763_700_000,
+            )
         })
         .collect();
-    let url = format!("http://{adapter}/webhooks/whatsapp/{}", channel.id);
-    for body in &bodies {
-        let resp = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("x-hub-signature-256", sign(b"kill-secret", body))
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-    }
-    let killed = Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+    post_all_acknowledged(
+        &http,
+        &format!("http://{adapter}/webhooks/whatsapp/{}", channel.id),
+        &bodies,
+    )
+    .await;
+    let killed = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
 
@@ -91,27 +118,31 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_stored_exactly_once() {
     let mut child = spawn_all(&sb);
     let ready = ready_roles(&mut child);
     let pool = &sb.pool;
-    atende_testkit::wait_until("every acknowledged message stored after the restart", Duration::from_secs(30), || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(pool).await.unwrap();
-        (n as usize >= MESSAGES).then_some(())
-    })
+    atende_testkit::wait_until(
+        "every acknowledged message stored after the restart",
+        Duration::from_secs(30),
+        || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            (n as usize >= MESSAGES).then_some(())
+        },
+    )
     .await;
     // Meta retries them all anyway: nothing new.
     let (_, adapter) = addr(&ready, "channel-adapter");
-    let url = format!("http://{}/webhooks/whatsapp/{}", adapter.unwrap(), channel.id);
-    for body in &bodies {
-        let resp = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("x-hub-signature-256", sign(b"kill-secret", body))
-            .body(body.clone())
-            .send()
+    post_all_acknowledged(
+        &http,
+        &format!("http://{}/webhooks/whatsapp/{}", adapter.unwrap(), channel.id),
+        &bodies,
+    )
+    .await;
+    atende_testkit::wait_until("outbox drained", Duration::from_secs(30), || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(pool)
             .await
             .unwrap();
-        assert_eq!(resp.status(), 200);
-    }
-    atende_testkit::wait_until("outbox drained", Duration::from_secs(30), || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetch_one(pool).await.unwrap();
         (n == 0).then_some(())
     })
     .await;
@@ -122,9 +153,15 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_stored_exactly_once() {
     .fetch_one(pool)
     .await
     .unwrap();
-    assert_eq!((messages, distinct, conversations, receipts), (MESSAGES as i64, MESSAGES as i64, MESSAGES as i64, MESSAGES as i64));
+    assert_eq!(
+        (messages, distinct, conversations, receipts),
+        (MESSAGES as i64, MESSAGES as i64, MESSAGES as i64, MESSAGES as i64)
+    );
 
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
     sb.cleanup().await;
 }

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use atende_testkit::fixtures::{self, ChannelSpec};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 
@@ -35,7 +36,9 @@ impl TraceService for Receiver {
                 }
             }
         }
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -56,16 +59,32 @@ async fn spans_of_one_webhook_are_exported_over_otlp_in_one_trace() {
     let sb = atende_testkit::Sandbox::new().await;
     let mut child = common::spawn_all_with(&sb, &[("ATENDE__TELEMETRY__OTLP_ENDPOINT", &format!("http://{otlp}"))]);
     let ready = common::ready_roles(&mut child);
-    let adapter = ready.iter().find(|r| r.role == "channel-adapter").unwrap().http.clone().unwrap();
+    let adapter = ready
+        .iter()
+        .find(|r| r.role == "channel-adapter")
+        .unwrap()
+        .http
+        .clone()
+        .unwrap();
     let channel = seed_channel(&sb).await;
 
     // Act: one signed webhook carrying a traceparent, then a graceful stop (which flushes).
-    let body = atende_testkit::whatsapp::text_message_webhook(&channel.1, "5511987654321", "Maria", "wamid.TRACE1", "oi", 1_763_700_000);
+    let body = atende_testkit::whatsapp::text_message_webhook(
+        &channel.1,
+        "5511987654321",
+        "Maria",
+        "wamid.TRACE1",
+        "oi",
+        1_763_700_000,
+    );
     let resp = reqwest::Client::new()
         .post(format!("http://{adapter}/webhooks/whatsapp/{}", channel.0))
         .header("content-type", "application/json")
         .header("traceparent", format!("00-{TRACE_ID}-b7ad6b7169203331-01"))
-        .header("x-hub-signature-256", atende_testkit::whatsapp::sign(b"trace-secret", &body))
+        .header(
+            "x-hub-signature-256",
+            atende_testkit::whatsapp::sign(b"trace-secret", &body),
+        )
         .body(body)
         .send()
         .await
@@ -73,18 +92,37 @@ async fn spans_of_one_webhook_are_exported_over_otlp_in_one_trace() {
     assert_eq!(resp.status(), 200);
     let pool = &sb.pool;
     atende_testkit::wait_until("message stored", Duration::from_secs(20), || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(pool).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+            .fetch_one(pool)
+            .await
+            .unwrap();
         (n == 1).then_some(())
     })
     .await;
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.success());
 
     // Assert: the receiver got spans of every hop under the webhook's trace id.
-    let names: HashSet<String> = receiver.spans.lock().unwrap().iter().filter(|(t, _)| t == TRACE_ID).map(|(_, n)| n.clone()).collect();
+    let names: HashSet<String> = receiver
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| t == TRACE_ID)
+        .map(|(_, n)| n.clone())
+        .collect();
     for expected in ["request", "outbox.publish", "consume"] {
-        assert!(names.contains(expected), "no `{expected}` span in trace {TRACE_ID}; got {names:?}");
+        assert!(
+            names.contains(expected),
+            "no `{expected}` span in trace {TRACE_ID}; got {names:?}"
+        );
     }
     sb.cleanup().await;
 }
@@ -101,25 +139,12 @@ mod futures_core_stream {
 
 /// A tenant and WhatsApp channel (id, phone_number_id) created directly in the database.
 async fn seed_channel(sb: &atende_testkit::Sandbox) -> (uuid::Uuid, String) {
-    let tenant = uuid::Uuid::now_v7();
-    atende_store::admin::create_tenant(&sb.pool, tenant, "T", &format!("t-{}", sb.id), false).await.unwrap();
-    let channel = uuid::Uuid::now_v7();
-    let pnid: String = sb.id.bytes().map(|b| char::from(b'0' + b % 10)).collect();
-    atende_store::admin::create_channel(
-        &sb.pool,
-        &atende_store::admin::NewChannel {
-            id: channel,
-            tenant_id: tenant,
-            kind: "whatsapp",
-            name: "W",
-            provider_account_id: &pnid,
-            app_secret: "trace-secret",
-            verify_token: "v",
-            access_token: "t",
-            default_service_id: None,
-        },
-    )
-    .await
-    .unwrap();
-    (channel, pnid)
+    let tenant = fixtures::tenant(&sb.pool, "T", &format!("t-{}", sb.id)).await;
+    let pnid = fixtures::provider_account_id(&sb.id);
+    let channel = ChannelSpec {
+        name: "W",
+        app_secret: "trace-secret",
+        ..ChannelSpec::new(&pnid)
+    };
+    (fixtures::whatsapp_channel(&sb.pool, tenant, channel).await.id, pnid)
 }

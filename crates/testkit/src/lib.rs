@@ -6,9 +6,12 @@
 //!   or [`Sandbox::cleanup`] removes what it created.
 //! - [`fake_graph`] a local fake of Meta's Graph API that enforces the send formats.
 //! - [`whatsapp`] builders of signed webhook bodies exactly as Meta sends them.
+//! - [`fixtures`] the rows tests start from (tenant, service, WhatsApp channel, contact,
+//!   conversation, agent, outbound message) and in-process roles to boot and stop.
 //! - [`wait_until`] polls a condition with a deadline (tests never sleep to synchronise).
 
 pub mod fake_graph;
+pub mod fixtures;
 pub mod sandbox;
 pub mod whatsapp;
 

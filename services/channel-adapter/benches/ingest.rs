@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use atende_testkit::fixtures::{self, ChannelSpec};
 use atende_testkit::whatsapp::{sign, text_message_webhook};
 use atende_testkit::Sandbox;
 use tokio_util::sync::CancellationToken;
@@ -67,7 +68,11 @@ where
     }
     let secs = start.elapsed().as_secs_f64();
     latencies_us.sort_unstable();
-    Run { ops: latencies_us.len() as u64, secs, latencies_us }
+    Run {
+        ops: latencies_us.len() as u64,
+        secs,
+        latencies_us,
+    }
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -77,29 +82,19 @@ async fn main() {
     let mut sb = Sandbox::new().await;
     sb.config.postgres.max_connections = 32;
     let shutdown = CancellationToken::new();
-    let started = atende_channel_adapter::build(&sb.config, shutdown.clone()).await.expect("adapter");
+    let started = atende_channel_adapter::build(&sb.config, shutdown.clone())
+        .await
+        .expect("adapter");
     let url_base = format!("http://{}", started.http_addr.expect("http"));
 
-    let tenant = uuid::Uuid::now_v7();
-    atende_store::admin::create_tenant(&sb.pool, tenant, "Bench", &format!("b-{}", sb.id), false).await.unwrap();
-    let channel = uuid::Uuid::now_v7();
+    let tenant = fixtures::tenant(&sb.pool, "Bench", &format!("b-{}", sb.id)).await;
     let pnid = "990011223344";
-    atende_store::admin::create_channel(
-        &sb.pool,
-        &atende_store::admin::NewChannel {
-            id: channel,
-            tenant_id: tenant,
-            kind: "whatsapp",
-            name: "bench",
-            provider_account_id: pnid,
-            app_secret: "bench-secret",
-            verify_token: "v",
-            access_token: "t",
-            default_service_id: None,
-        },
-    )
-    .await
-    .unwrap();
+    let spec = ChannelSpec {
+        name: "bench",
+        app_secret: "bench-secret",
+        ..ChannelSpec::new(pnid)
+    };
+    let channel = fixtures::whatsapp_channel(&sb.pool, tenant, spec).await.id;
 
     // Raw Postgres: one durable single-row INSERT per operation, same concurrency.
     let pool = atende_store::connect(
@@ -108,7 +103,10 @@ async fn main() {
     )
     .await
     .unwrap();
-    sqlx::query("CREATE TABLE bench_raw (id bigint PRIMARY KEY, body bytea NOT NULL)").execute(&pool).await.unwrap();
+    sqlx::query("CREATE TABLE bench_raw (id bigint PRIMARY KEY, body bytea NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
     let raw_pool = pool.clone();
     let raw = drive(clients, secs, move |n| {
         let pool = raw_pool.clone();
@@ -124,12 +122,22 @@ async fn main() {
     .await;
 
     // The adapter: a new message per request, so every request commits a receipt + outbox row.
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients as usize).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients as usize)
+        .build()
+        .unwrap();
     let url = format!("{url_base}/webhooks/whatsapp/{channel}");
     let ingest = drive(clients, secs, move |n| {
         let (http, url) = (http.clone(), url.clone());
         async move {
-            let body = text_message_webhook(pnid, "5511987654321", "Bench", &format!("wamid.BENCH{n}"), "oi", 1_763_700_000);
+            let body = text_message_webhook(
+                pnid,
+                "5511987654321",
+                "Bench",
+                &format!("wamid.BENCH{n}"),
+                "oi",
+                1_763_700_000,
+            );
             let resp = http
                 .post(&url)
                 .header("content-type", "application/json")
@@ -146,7 +154,12 @@ async fn main() {
     println!("webhook ingest, {clients} clients, {secs} s each (same machine, same Postgres)");
     println!("| operation | ops/s | p50 ms | p99 ms |");
     println!("|---|---:|---:|---:|");
-    println!("| raw Postgres: 1-row INSERT + commit | {:.0} | {:.2} | {:.2} |", raw.rate(), raw.pct(0.5), raw.pct(0.99));
+    println!(
+        "| raw Postgres: 1-row INSERT + commit | {:.0} | {:.2} | {:.2} |",
+        raw.rate(),
+        raw.pct(0.5),
+        raw.pct(0.99)
+    );
     println!(
         "| POST /webhooks/whatsapp (verify, parse, receipt + outbox commit, 200) | {:.0} | {:.2} | {:.2} |",
         ingest.rate(),

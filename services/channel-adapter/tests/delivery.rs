@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use atende_domain::channel::ChannelKind;
 use atende_proto::v1::{inbound_event, DeliveryStatusUpdate, InboundEvent, OutboundMessage};
-use atende_runtime::Started;
-use atende_store::admin::{self, NewChannel};
 use atende_testkit::fake_graph::FakeGraph;
+use atende_testkit::fixtures::{self, ChannelSpec, RunningRole};
 use atende_testkit::{wait_until, Sandbox};
 use prost::Message as _;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const PHONE_NUMBER_ID: &str = "106540352242922";
@@ -25,8 +23,7 @@ const DEADLINE: Duration = Duration::from_secs(15);
 /// A channel-adapter pointed at a fake Graph API, with one conversation to reply in.
 struct Harness {
     sandbox: Sandbox,
-    shutdown: CancellationToken,
-    started: Started,
+    role: RunningRole,
     fake: FakeGraph,
     subjects: atende_bus::Subjects,
     tenant_id: Uuid,
@@ -41,64 +38,20 @@ impl Harness {
         let mut sandbox = Sandbox::new().await;
         sandbox.config.channel_adapter.graph_api_base = fake.base_url();
         let pool = &sandbox.pool;
-        let tenant_id = Uuid::now_v7();
-        admin::create_tenant(pool, tenant_id, "Acme", "acme", false)
-            .await
-            .unwrap();
-        let channel_id = Uuid::now_v7();
-        admin::create_channel(
-            pool,
-            &NewChannel {
-                id: channel_id,
-                tenant_id,
-                kind: "whatsapp",
-                name: "WhatsApp Vendas",
-                provider_account_id: PHONE_NUMBER_ID,
-                app_secret: "secret",
-                verify_token: "verify",
-                access_token: ACCESS_TOKEN,
-                default_service_id: None,
-            },
-        )
-        .await
-        .unwrap();
-        let contact_id = Uuid::now_v7();
-        sqlx::query("INSERT INTO contacts (id, tenant_id, name) VALUES ($1, $2, 'Maria Silva')")
-            .bind(contact_id)
-            .bind(tenant_id)
-            .execute(pool)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO contact_identities (tenant_id, contact_id, kind, value) VALUES ($1, $2, 'wa_phone', $3)",
-        )
-        .bind(tenant_id)
-        .bind(contact_id)
-        .bind(CUSTOMER)
-        .execute(pool)
-        .await
-        .unwrap();
-        let conversation_id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO conversations (id, tenant_id, contact_id, channel_id, status, protocol)
-             VALUES ($1, $2, $3, $4, 'assigned', '20261121000001')",
-        )
-        .bind(conversation_id)
-        .bind(tenant_id)
-        .bind(contact_id)
-        .bind(channel_id)
-        .execute(pool)
-        .await
-        .unwrap();
-        let shutdown = CancellationToken::new();
-        let started = atende_channel_adapter::build(&sandbox.config, shutdown.clone())
-            .await
-            .expect("channel-adapter starts");
+        let tenant_id = fixtures::tenant(pool, "Acme", "acme").await;
+        let channel = ChannelSpec {
+            access_token: ACCESS_TOKEN,
+            ..ChannelSpec::new(PHONE_NUMBER_ID)
+        };
+        let channel_id = fixtures::whatsapp_channel(pool, tenant_id, channel).await.id;
+        let contact_id = fixtures::contact_with_phone(pool, tenant_id, "Maria Silva", CUSTOMER).await;
+        let conversation_id =
+            fixtures::conversation(pool, tenant_id, contact_id, channel_id, None, "assigned", None).await;
+        let role = RunningRole::start(|stop| atende_channel_adapter::build(&sandbox.config, stop)).await;
         let subjects = atende_bus::Subjects::new(&sandbox.config.namespace.prefix);
         Harness {
             sandbox,
-            shutdown,
-            started,
+            role,
             fake,
             subjects,
             tenant_id,
@@ -109,19 +62,15 @@ impl Harness {
 
     /// The outbound `messages` row a reply would have, with its job.
     async fn reply(&self, text: &str) -> (Uuid, OutboundMessage) {
-        let id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO messages (id, tenant_id, conversation_id, channel_id, direction, kind, body, status)
-             VALUES ($1, $2, $3, $4, 'outbound', 'text', $5, 'pending')",
+        let id = fixtures::outbound_message(
+            &self.sandbox.pool,
+            self.tenant_id,
+            self.conversation_id,
+            self.channel_id,
+            text,
+            "pending",
         )
-        .bind(id)
-        .bind(self.tenant_id)
-        .bind(self.conversation_id)
-        .bind(self.channel_id)
-        .bind(text)
-        .execute(&self.sandbox.pool)
-        .await
-        .unwrap();
+        .await;
         let job = OutboundMessage {
             tenant_id: self.tenant_id.to_string(),
             channel_id: self.channel_id.to_string(),
@@ -202,11 +151,7 @@ impl Harness {
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(DEADLINE, self.started.wait())
-            .await
-            .expect("channel-adapter stops within the deadline")
-            .expect("channel-adapter tasks end cleanly");
+        self.role.stop(DEADLINE).await;
         drop(self.fake);
         self.sandbox.cleanup().await;
     }

@@ -8,14 +8,12 @@ use std::time::Duration;
 
 use atende_config::Config;
 use atende_proto::v1::{inbound_event, InboundEvent, InboundMessage};
-use atende_runtime::Started;
-use atende_store::admin::{self, NewChannel, NewService};
+use atende_testkit::fixtures::{self, ChannelSpec, RunningRole};
 use atende_testkit::whatsapp as wa;
 use atende_testkit::{wait_until, Sandbox};
 use futures::StreamExt;
 use prost::Message as _;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const APP_SECRET: &str = "test-app-secret";
@@ -27,8 +25,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// A running channel-adapter with one WhatsApp channel.
 struct Adapter {
     sandbox: Sandbox,
-    shutdown: CancellationToken,
-    started: Started,
+    role: RunningRole,
     http: reqwest::Client,
     tenant_id: Uuid,
     channel_id: Uuid,
@@ -42,48 +39,19 @@ impl Adapter {
     async fn start_with(configure: impl FnOnce(&mut Config)) -> Adapter {
         let mut sandbox = Sandbox::new().await;
         configure(&mut sandbox.config);
-        let tenant_id = Uuid::now_v7();
-        admin::create_tenant(&sandbox.pool, tenant_id, "Acme", "acme", false)
-            .await
-            .unwrap();
-        let service = admin::create_service(
-            &sandbox.pool,
-            &NewService {
-                id: Uuid::now_v7(),
-                tenant_id,
-                name: "Vendas",
-                policy: "least_loaded",
-                offer_timeout_secs: 60,
-                priority: 0,
-            },
-        )
-        .await
-        .unwrap();
-        let channel_id = Uuid::now_v7();
-        admin::create_channel(
-            &sandbox.pool,
-            &NewChannel {
-                id: channel_id,
-                tenant_id,
-                kind: "whatsapp",
-                name: "WhatsApp Vendas",
-                provider_account_id: PHONE_NUMBER_ID,
-                app_secret: APP_SECRET,
-                verify_token: VERIFY_TOKEN,
-                access_token: "EAAG-test",
-                default_service_id: Some(service.id),
-            },
-        )
-        .await
-        .unwrap();
-        let shutdown = CancellationToken::new();
-        let started = atende_channel_adapter::build(&sandbox.config, shutdown.clone())
-            .await
-            .expect("channel-adapter starts");
+        let pool = &sandbox.pool;
+        let channel = ChannelSpec {
+            app_secret: APP_SECRET,
+            verify_token: VERIFY_TOKEN,
+            access_token: "EAAG-test",
+            ..ChannelSpec::new(PHONE_NUMBER_ID)
+        };
+        let acme = fixtures::tenant_with_whatsapp(pool, channel).await;
+        let (tenant_id, channel_id) = (acme.tenant, acme.channel.id);
+        let role = RunningRole::start(|stop| atende_channel_adapter::build(&sandbox.config, stop)).await;
         Adapter {
             sandbox,
-            shutdown,
-            started,
+            role,
             http: reqwest::Client::new(),
             tenant_id,
             channel_id,
@@ -93,7 +61,7 @@ impl Adapter {
     fn url_for(&self, channel: &str) -> String {
         format!(
             "http://{}/webhooks/whatsapp/{channel}",
-            self.started.http_addr.expect("http address")
+            self.role.started.http_addr.expect("http address")
         )
     }
 
@@ -144,11 +112,7 @@ impl Adapter {
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(DEADLINE, self.started.wait())
-            .await
-            .expect("channel-adapter stops within the deadline")
-            .expect("channel-adapter tasks end cleanly");
+        self.role.stop(DEADLINE).await;
         self.sandbox.cleanup().await;
     }
 }
@@ -428,20 +392,14 @@ async fn a_message_of_an_unknown_type_is_kept_as_unsupported() {
 const OTHER_NUMBER: &str = "106540352242999";
 
 async fn add_channel(pool: &sqlx::PgPool, tenant_id: Uuid, account: &str) -> Uuid {
-    let id = Uuid::now_v7();
-    let channel = NewChannel {
-        id,
-        tenant_id,
-        kind: "whatsapp",
+    let channel = ChannelSpec {
         name: "WhatsApp Rio",
-        provider_account_id: account,
         app_secret: "another-app-secret",
         verify_token: "another-verify-token",
         access_token: "EAAG-other",
-        default_service_id: None,
+        ..ChannelSpec::new(account)
     };
-    admin::create_channel(pool, &channel).await.unwrap();
-    id
+    fixtures::whatsapp_channel(pool, tenant_id, channel).await.id
 }
 
 fn multi_batch() -> Vec<u8> {
@@ -510,10 +468,7 @@ async fn items_of_one_batch_go_to_the_channel_of_their_phone_number_within_the_t
 async fn an_item_for_a_number_of_another_tenant_is_skipped_and_the_rest_stored() {
     // Arrange
     let adapter = Adapter::start().await;
-    let other_tenant = Uuid::now_v7();
-    admin::create_tenant(&adapter.sandbox.pool, other_tenant, "Other", "other", false)
-        .await
-        .unwrap();
+    let other_tenant = fixtures::tenant(&adapter.sandbox.pool, "Other", "other").await;
     add_channel(&adapter.sandbox.pool, other_tenant, OTHER_NUMBER).await;
 
     // Act

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use atende_domain::ErrorCode;
 use atende_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
-use atende_runtime::Started;
+use atende_testkit::fixtures::RunningRole;
 use atende_testkit::Sandbox;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -16,27 +15,18 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 struct Admin {
     sandbox: Sandbox,
-    shutdown: CancellationToken,
-    started: Started,
+    role: RunningRole,
     client: AdminServiceClient<Channel>,
 }
 
 impl Admin {
     async fn start() -> Admin {
         let sandbox = Sandbox::new().await;
-        let shutdown = CancellationToken::new();
-        let started = atende_session::build(&sandbox.config, shutdown.clone())
-            .await
-            .expect("session starts");
-        let client = AdminServiceClient::connect(format!("http://{}", started.grpc_addr))
+        let role = RunningRole::start(|stop| atende_session::build(&sandbox.config, stop)).await;
+        let client = AdminServiceClient::connect(format!("http://{}", role.started.grpc_addr))
             .await
             .expect("connect");
-        Admin {
-            sandbox,
-            shutdown,
-            started,
-            client,
-        }
+        Admin { sandbox, role, client }
     }
 
     fn client(&self) -> AdminServiceClient<Channel> {
@@ -70,11 +60,7 @@ impl Admin {
 
     async fn stop(self) {
         drop(self.client);
-        self.shutdown.cancel();
-        tokio::time::timeout(DEADLINE, self.started.wait())
-            .await
-            .expect("session stops within the deadline")
-            .expect("session tasks end cleanly");
+        self.role.stop(DEADLINE).await;
         self.sandbox.cleanup().await;
     }
 }
@@ -336,7 +322,7 @@ async fn creating_with_a_fixed_id_twice_is_idempotent() {
 async fn grpc_health_reports_the_session_services_as_serving() {
     // Arrange
     let admin = Admin::start().await;
-    let channel = Channel::from_shared(format!("http://{}", admin.started.grpc_addr))
+    let channel = Channel::from_shared(format!("http://{}", admin.role.started.grpc_addr))
         .unwrap()
         .connect()
         .await

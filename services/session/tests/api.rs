@@ -7,11 +7,9 @@ use std::time::Duration;
 use atende_domain::channel::ChannelKind;
 use atende_domain::ErrorCode;
 use atende_proto::v1::{self as pb, session_service_client::SessionServiceClient, OutboundMessage};
-use atende_runtime::Started;
-use atende_store::admin::{self, NewAgent, NewChannel, NewService};
+use atende_testkit::fixtures::{self, ChannelSpec, RunningRole};
 use atende_testkit::Sandbox;
 use prost::Message as _;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -21,8 +19,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// A session role with a conversation assigned to `owner`; `other` is a second agent.
 struct Harness {
     sandbox: Sandbox,
-    shutdown: CancellationToken,
-    started: Started,
+    role: RunningRole,
     client: SessionServiceClient<Channel>,
     subjects: atende_bus::Subjects,
     tenant_id: Uuid,
@@ -36,102 +33,36 @@ impl Harness {
     async fn start() -> Harness {
         let sandbox = Sandbox::new().await;
         let pool = &sandbox.pool;
-        let tenant_id = Uuid::now_v7();
-        admin::create_tenant(pool, tenant_id, "Acme", "acme", false)
-            .await
-            .unwrap();
-        let service_id = Uuid::now_v7();
-        let service = NewService {
-            id: service_id,
-            tenant_id,
-            name: "Vendas",
-            policy: "least_loaded",
-            offer_timeout_secs: 60,
-            priority: 0,
-        };
-        admin::create_service(pool, &service).await.unwrap();
-        let channel_id = Uuid::now_v7();
-        admin::create_channel(
+        let acme = fixtures::tenant_with_whatsapp(pool, ChannelSpec::new("106540352242922")).await;
+        let (tenant_id, service_id, channel_id) = (acme.tenant, acme.service, acme.channel.id);
+        let owner = fixtures::agent(pool, tenant_id, "Ana", &[service_id], 3).await;
+        let other = fixtures::agent(pool, tenant_id, "Bruno", &[service_id], 3).await;
+        let contact_id = fixtures::contact_with_phone(pool, tenant_id, "Maria Silva", CUSTOMER).await;
+        let conversation_id = fixtures::conversation(
             pool,
-            &NewChannel {
-                id: channel_id,
-                tenant_id,
-                kind: "whatsapp",
-                name: "WhatsApp Vendas",
-                provider_account_id: "106540352242922",
-                app_secret: "secret",
-                verify_token: "verify",
-                access_token: "token",
-                default_service_id: Some(service_id),
-            },
+            tenant_id,
+            contact_id,
+            channel_id,
+            Some(service_id),
+            "assigned",
+            Some(owner),
         )
-        .await
-        .unwrap();
-        let mut agents = Vec::new();
-        for (name, email) in [("Ana", "ana@acme.test"), ("Bruno", "bruno@acme.test")] {
-            let id = Uuid::now_v7();
-            let mut conn = pool.acquire().await.unwrap();
-            let agent = NewAgent {
-                id,
-                tenant_id,
-                name,
-                email,
-                password_hash: "not-a-real-hash",
-                max_concurrent: 3,
-                supervisor: false,
-            };
-            admin::create_agent(&mut conn, &agent, &[service_id]).await.unwrap();
-            agents.push(id);
-        }
-        let contact_id = Uuid::now_v7();
-        sqlx::query("INSERT INTO contacts (id, tenant_id, name) VALUES ($1, $2, 'Maria Silva')")
-            .bind(contact_id)
-            .bind(tenant_id)
-            .execute(pool)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO contact_identities (tenant_id, contact_id, kind, value) VALUES ($1, $2, 'wa_phone', $3)",
-        )
-        .bind(tenant_id)
-        .bind(contact_id)
-        .bind(CUSTOMER)
-        .execute(pool)
-        .await
-        .unwrap();
-        let conversation_id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO conversations (id, tenant_id, contact_id, channel_id, service_id, status, agent_id, protocol)
-             VALUES ($1, $2, $3, $4, $5, 'assigned', $6, '20261121000001')",
-        )
-        .bind(conversation_id)
-        .bind(tenant_id)
-        .bind(contact_id)
-        .bind(channel_id)
-        .bind(service_id)
-        .bind(agents[0])
-        .execute(pool)
-        .await
-        .unwrap();
-        let shutdown = CancellationToken::new();
-        let started = atende_session::build(&sandbox.config, shutdown.clone())
-            .await
-            .expect("session starts");
-        let client = SessionServiceClient::connect(format!("http://{}", started.grpc_addr))
+        .await;
+        let role = RunningRole::start(|stop| atende_session::build(&sandbox.config, stop)).await;
+        let client = SessionServiceClient::connect(format!("http://{}", role.started.grpc_addr))
             .await
             .expect("connect");
         let subjects = atende_bus::Subjects::new(&sandbox.config.namespace.prefix);
         Harness {
             sandbox,
-            shutdown,
-            started,
+            role,
             client,
             subjects,
             tenant_id,
             channel_id,
             conversation_id,
-            owner: agents[0],
-            other: agents[1],
+            owner,
+            other,
         }
     }
 
@@ -152,11 +83,7 @@ impl Harness {
 
     async fn stop(self) {
         drop(self.client);
-        self.shutdown.cancel();
-        tokio::time::timeout(DEADLINE, self.started.wait())
-            .await
-            .expect("session stops within the deadline")
-            .expect("session tasks end cleanly");
+        self.role.stop(DEADLINE).await;
         self.sandbox.cleanup().await;
     }
 }

@@ -14,11 +14,9 @@ use atende_proto::v1::{
     self as pb, domain_event, inbound_event, DeliveryStatusUpdate, DomainEvent, InboundEvent, InboundMessage,
     RouteRequest,
 };
-use atende_runtime::Started;
-use atende_store::admin::{self, NewChannel, NewService};
+use atende_testkit::fixtures::{self, ChannelSpec, RunningRole};
 use atende_testkit::{wait_until, Sandbox};
 use prost::Message as _;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const PHONE_NUMBER_ID: &str = "106540352242922";
@@ -27,8 +25,7 @@ const DEADLINE: Duration = Duration::from_secs(15);
 /// A running session role with one tenant, one service and one WhatsApp channel.
 struct Session {
     sandbox: Sandbox,
-    shutdown: CancellationToken,
-    started: Started,
+    role: RunningRole,
     bus: Bus,
     tenant_id: Uuid,
     service_id: Uuid,
@@ -48,52 +45,15 @@ impl Session {
     async fn start() -> Session {
         let sandbox = Sandbox::new().await;
         let pool = &sandbox.pool;
-        let tenant_id = Uuid::now_v7();
-        admin::create_tenant(pool, tenant_id, "Acme", "acme", false)
-            .await
-            .unwrap();
-        let service_id = Uuid::now_v7();
-        admin::create_service(
-            pool,
-            &NewService {
-                id: service_id,
-                tenant_id,
-                name: "Vendas",
-                policy: "least_loaded",
-                offer_timeout_secs: 60,
-                priority: 0,
-            },
-        )
-        .await
-        .unwrap();
-        let channel_id = Uuid::now_v7();
-        admin::create_channel(
-            pool,
-            &NewChannel {
-                id: channel_id,
-                tenant_id,
-                kind: "whatsapp",
-                name: "WhatsApp Vendas",
-                provider_account_id: PHONE_NUMBER_ID,
-                app_secret: "secret",
-                verify_token: "verify",
-                access_token: "token",
-                default_service_id: Some(service_id),
-            },
-        )
-        .await
-        .unwrap();
-        let shutdown = CancellationToken::new();
-        let started = atende_session::build(&sandbox.config, shutdown.clone())
-            .await
-            .expect("session starts");
+        let acme = fixtures::tenant_with_whatsapp(pool, ChannelSpec::new(PHONE_NUMBER_ID)).await;
+        let (tenant_id, service_id, channel_id) = (acme.tenant, acme.service, acme.channel.id);
+        let role = RunningRole::start(|stop| atende_session::build(&sandbox.config, stop)).await;
         let bus = Bus::connect(&sandbox.config.nats.url, &sandbox.config.namespace.prefix)
             .await
             .unwrap();
         Session {
             sandbox,
-            shutdown,
-            started,
+            role,
             bus,
             tenant_id,
             service_id,
@@ -202,40 +162,26 @@ impl Session {
     /// An outbound message (an agent's reply) in a conversation of its own, for status tests.
     async fn outbound_message(&self, status: &str) -> Uuid {
         let pool = &self.sandbox.pool;
-        let contact = Uuid::now_v7();
-        sqlx::query("INSERT INTO contacts (id, tenant_id, name) VALUES ($1, $2, 'João')")
-            .bind(contact)
-            .bind(self.tenant_id)
-            .execute(pool)
-            .await
-            .unwrap();
-        let conversation = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO conversations (id, tenant_id, contact_id, channel_id, service_id, status, protocol)
-             VALUES ($1, $2, $3, $4, $5, 'queued', '20261121000099')",
+        let contact = fixtures::contact(pool, self.tenant_id, "João").await;
+        let conversation = fixtures::conversation(
+            pool,
+            self.tenant_id,
+            contact,
+            self.channel_id,
+            Some(self.service_id),
+            "queued",
+            None,
         )
-        .bind(conversation)
-        .bind(self.tenant_id)
-        .bind(contact)
-        .bind(self.channel_id)
-        .bind(self.service_id)
-        .execute(pool)
-        .await
-        .unwrap();
-        let message = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO messages (id, tenant_id, conversation_id, channel_id, direction, kind, body, status)
-             VALUES ($1, $2, $3, $4, 'outbound', 'text', 'Seu pedido saiu', $5)",
+        .await;
+        fixtures::outbound_message(
+            pool,
+            self.tenant_id,
+            conversation,
+            self.channel_id,
+            "Seu pedido saiu",
+            status,
         )
-        .bind(message)
-        .bind(self.tenant_id)
-        .bind(conversation)
-        .bind(self.channel_id)
-        .bind(status)
-        .execute(pool)
         .await
-        .unwrap();
-        message
     }
 
     async fn message_status(&self, id: Uuid) -> (String, Option<String>) {
@@ -247,11 +193,7 @@ impl Session {
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(DEADLINE, self.started.wait())
-            .await
-            .expect("session stops within the deadline")
-            .expect("session tasks end cleanly");
+        self.role.stop(DEADLINE).await;
         self.sandbox.cleanup().await;
     }
 }
