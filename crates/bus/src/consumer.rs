@@ -116,7 +116,11 @@ where
             if let Some(h) = msg.headers.as_ref() {
                 atende_telemetry::propagation::set_parent(&span, atende_telemetry::propagation::extract_nats(h));
             }
-            let delivery = Delivery { subject: msg.subject.to_string(), payload: msg.payload.clone(), delivered };
+            let delivery = Delivery {
+                subject: msg.subject.to_string(),
+                payload: msg.payload.clone(),
+                delivered,
+            };
             let outcome = handler(delivery).instrument(span.clone()).await;
             let _enter = span.enter();
             let ack = match outcome {
@@ -134,7 +138,8 @@ where
                 Outcome::Poison(reason) => {
                     tracing::error!(reason = %reason, "poison message terminated");
                     if let Err(e) =
-                        atende_store::outbox::dead_letter(&pool, spec.durable, &msg.subject, &msg.payload, &reason).await
+                        atende_store::outbox::dead_letter(&pool, spec.durable, &msg.subject, &msg.payload, &reason)
+                            .await
                     {
                         // Not recorded: leave it for redelivery rather than lose it silently.
                         tracing::error!(error = %e, "cannot record dead letter, leaving message for redelivery");

@@ -49,7 +49,12 @@ pub enum StreamKind {
 }
 
 impl StreamKind {
-    pub const ALL: [StreamKind; 4] = [StreamKind::Inbound, StreamKind::Outbound, StreamKind::Route, StreamKind::Events];
+    pub const ALL: [StreamKind; 4] = [
+        StreamKind::Inbound,
+        StreamKind::Outbound,
+        StreamKind::Route,
+        StreamKind::Events,
+    ];
 
     pub fn token(self) -> &'static str {
         match self {
@@ -77,7 +82,11 @@ impl Bus {
             .connect(url)
             .await?;
         let js = jetstream::new(client.clone());
-        Ok(Bus { client, js, subjects: Subjects::new(prefix) })
+        Ok(Bus {
+            client,
+            js,
+            subjects: Subjects::new(prefix),
+        })
     }
 
     /// Creates (or updates) the streams: file storage, explicit acks by consumers, and a
@@ -91,7 +100,11 @@ impl Bus {
                 subjects: vec![self.subjects.stream_filter(kind)],
                 storage: stream::StorageType::File,
                 retention: stream::RetentionPolicy::Limits,
-                max_age: if events { Duration::from_secs(24 * 3600) } else { Duration::from_secs(7 * 24 * 3600) },
+                max_age: if events {
+                    Duration::from_secs(24 * 3600)
+                } else {
+                    Duration::from_secs(7 * 24 * 3600)
+                },
                 duplicate_window: Duration::from_secs(120),
                 ..Default::default()
             };
@@ -105,7 +118,13 @@ impl Bus {
 
     /// Publishes and waits for JetStream's ack (the message is stored). `msg_id` lets
     /// JetStream drop a republish within its window; trace context goes in the headers.
-    pub async fn publish(&self, subject: String, msg_id: &str, payload: Bytes, mut headers: HeaderMap) -> Result<(), BusError> {
+    pub async fn publish(
+        &self,
+        subject: String,
+        msg_id: &str,
+        payload: Bytes,
+        mut headers: HeaderMap,
+    ) -> Result<(), BusError> {
         headers.insert("Nats-Msg-Id", msg_id);
         let ack = self.js.publish_with_headers(subject, headers, payload).await?;
         ack.await?;

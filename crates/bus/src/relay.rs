@@ -62,7 +62,8 @@ pub async fn relay_once(bus: &Bus, pool: &PgPool) -> Result<usize, RelayError> {
         let mut headers = HeaderMap::new();
         async {
             atende_telemetry::propagation::inject_nats(&mut headers);
-            bus.publish(row.subject.clone(), &row.msg_id, row.payload.clone().into(), headers).await
+            bus.publish(row.subject.clone(), &row.msg_id, row.payload.clone().into(), headers)
+                .await
         }
         .instrument(span)
         .await?;

@@ -16,7 +16,9 @@ pub struct Subjects {
 
 impl Subjects {
     pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_string() }
+        Self {
+            prefix: prefix.to_string(),
+        }
     }
 
     fn base(&self, kind: StreamKind) -> String {
@@ -72,8 +74,14 @@ mod tests {
     fn subjects_follow_the_contract_without_a_prefix() {
         let s = Subjects::new("");
         let t = Uuid::nil();
-        assert_eq!(s.inbound(t, ChannelKind::Whatsapp), format!("atende.inbound.{t}.whatsapp"));
-        assert_eq!(s.event(t, "conversation.assigned"), format!("atende.events.{t}.conversation.assigned"));
+        assert_eq!(
+            s.inbound(t, ChannelKind::Whatsapp),
+            format!("atende.inbound.{t}.whatsapp")
+        );
+        assert_eq!(
+            s.event(t, "conversation.assigned"),
+            format!("atende.events.{t}.conversation.assigned")
+        );
         assert_eq!(s.stream_name(StreamKind::Route), "ATENDE_ROUTE");
         assert_eq!(s.stream_filter(StreamKind::Outbound), "atende.outbound.>");
     }
@@ -81,7 +89,9 @@ mod tests {
     #[test]
     fn a_prefix_isolates_subjects_and_streams() {
         let s = Subjects::new("t42");
-        assert!(s.inbound(Uuid::nil(), ChannelKind::Whatsapp).starts_with("t42.atende.inbound."));
+        assert!(s
+            .inbound(Uuid::nil(), ChannelKind::Whatsapp)
+            .starts_with("t42.atende.inbound."));
         assert_eq!(s.stream_name(StreamKind::Inbound), "T42_ATENDE_INBOUND");
     }
 }

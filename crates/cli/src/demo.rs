@@ -73,7 +73,10 @@ pub async fn seed(admin_url: &str) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("create agent {email}"))?;
     }
-    println!("demo tenant `{TENANT_SLUG}` ready: agents {} / {} and {} / {}", AGENTS[0].2, AGENTS[0].3, AGENTS[1].2, AGENTS[1].3);
+    println!(
+        "demo tenant `{TENANT_SLUG}` ready: agents {} / {} and {} / {}",
+        AGENTS[0].2, AGENTS[0].3, AGENTS[1].2, AGENTS[1].3
+    );
     Ok(())
 }
 
@@ -92,7 +95,10 @@ async fn connect(url: &str) -> anyhow::Result<AdminServiceClient<tonic::transpor
 /// Serves the fake Graph API and prints every accepted send, so a local reply is visible.
 pub async fn fake_graph(addr: &str) -> anyhow::Result<()> {
     let fake = atende_testkit::fake_graph::FakeGraph::start_on(addr).await;
-    println!("fake Graph API on {} (set ATENDE__CHANNEL_ADAPTER__GRAPH_API_BASE to it)", fake.base_url());
+    println!(
+        "fake Graph API on {} (set ATENDE__CHANNEL_ADAPTER__GRAPH_API_BASE to it)",
+        fake.base_url()
+    );
     let mut seen = 0;
     loop {
         tokio::select! {
@@ -101,19 +107,29 @@ pub async fn fake_graph(addr: &str) -> anyhow::Result<()> {
         }
         let sent = fake.sent();
         for s in &sent[seen..] {
-            println!("{}", serde_json::json!({ "graph_send": { "phone_number_id": s.phone_number_id, "body": s.body, "id": s.provider_message_id } }));
+            println!(
+                "{}",
+                serde_json::json!({ "graph_send": { "phone_number_id": s.phone_number_id, "body": s.body, "id": s.provider_message_id } })
+            );
         }
         seen = sent.len();
     }
 }
 
 fn host_url(addr: std::net::SocketAddr, scheme: &str) -> String {
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
     format!("{scheme}://{host}:{}", addr.port())
 }
 
 pub fn print_help(cfg: &Config) {
-    let webhook = format!("{}/webhooks/whatsapp/{CHANNEL_ID}", host_url(cfg.channel_adapter.http_addr, "http"));
+    let webhook = format!(
+        "{}/webhooks/whatsapp/{CHANNEL_ID}",
+        host_url(cfg.channel_adapter.http_addr, "http")
+    );
     let gateway = host_url(cfg.gateway.http_addr, "http");
     let session_grpc = format!("127.0.0.1:{}", cfg.session.grpc_addr.port());
     let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Maria Souza"},"wa_id":"5511987654321"}],"messages":[{"from":"5511987654321","id":"wamid.DEMO0001","timestamp":"1763700000","text":{"body":"Oi, preciso de ajuda com meu pedido"},"type":"text"}]},"field":"messages"}]}]}"#;

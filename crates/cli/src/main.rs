@@ -5,7 +5,6 @@ use atende_cli::{demo, roles, simulate};
 
 use std::path::PathBuf;
 
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
@@ -108,7 +107,9 @@ fn redact(url: &str) -> String {
 async fn async_main(cfg: atende_config::Config, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Migrate => {
-            let pool = atende_runtime::postgres(&cfg).await.context("cannot connect to postgres")?;
+            let pool = atende_runtime::postgres(&cfg)
+                .await
+                .context("cannot connect to postgres")?;
             atende_store::migrate(&pool).await.context("migration failed")?;
             println!("migrations applied");
             Ok(())
@@ -122,7 +123,9 @@ async fn async_main(cfg: atende_config::Config, command: Command) -> anyhow::Res
         Command::Session => roles::run(&cfg, &[Role::Session]).await,
         Command::Broadcast => roles::run(&cfg, &[Role::Broadcast]).await,
         Command::Scheduler => roles::run(&cfg, &[Role::Scheduler]).await,
-        Command::Simulate(_) | Command::DemoHelp | Command::CheckConfig => unreachable!("handled before the runtime starts"),
+        Command::Simulate(_) | Command::DemoHelp | Command::CheckConfig => {
+            unreachable!("handled before the runtime starts")
+        }
     }
 }
 

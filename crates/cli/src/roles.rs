@@ -25,7 +25,14 @@ pub enum Role {
 impl Role {
     /// Every role, in start order (callees before callers).
     pub fn all() -> &'static [Role] {
-        &[Role::Router, Role::Session, Role::ChannelAdapter, Role::Gateway, Role::Broadcast, Role::Scheduler]
+        &[
+            Role::Router,
+            Role::Session,
+            Role::ChannelAdapter,
+            Role::Gateway,
+            Role::Broadcast,
+            Role::Scheduler,
+        ]
     }
 
     pub fn as_str(self) -> &'static str {
@@ -54,13 +61,21 @@ impl Role {
 impl FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::all().iter().copied().find(|r| r.as_str() == s).ok_or_else(|| format!("unknown role `{s}`"))
+        Role::all()
+            .iter()
+            .copied()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role `{s}`"))
     }
 }
 
 /// A loopback URL for a bound address (0.0.0.0 → 127.0.0.1).
 fn local_url(addr: SocketAddr) -> String {
-    let ip = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let ip = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
     format!("http://{ip}:{}", addr.port())
 }
 
@@ -97,7 +112,9 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
     let guard = atende_telemetry::init(&cfg.telemetry).context("cannot start telemetry")?;
     let shutdown = CancellationToken::new();
     if roles.len() > 1 {
-        let pool = atende_runtime::postgres(cfg).await.context("cannot connect to postgres")?;
+        let pool = atende_runtime::postgres(cfg)
+            .await
+            .context("cannot connect to postgres")?;
         atende_store::migrate(&pool).await.context("migration failed")?;
         pool.close().await;
     }

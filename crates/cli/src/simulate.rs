@@ -62,15 +62,8 @@ pub struct MmnArgs {
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     match (args.command, args.scenario) {
         (Some(SimulateCommand::Mmn(m)), _) => {
-            let report = atende_sim::run_mmn(
-                m.erlangs,
-                m.agents,
-                m.aht_secs,
-                m.patience_secs,
-                m.arrivals,
-                m.seed,
-            )
-            .context("invalid M/M/N parameters")?;
+            let report = atende_sim::run_mmn(m.erlangs, m.agents, m.aht_secs, m.patience_secs, m.arrivals, m.seed)
+                .context("invalid M/M/N parameters")?;
             print(m.json || args.json, report.to_json(), report.to_table());
         }
         (None, Some(path)) => {
@@ -120,10 +113,7 @@ mod tests {
         let Some(SimulateCommand::Mmn(m)) = cli.simulate.command else {
             panic!("not mmn")
         };
-        assert_eq!(
-            (m.erlangs, m.agents, m.aht_secs, m.json),
-            (48.0, 55, 180.0, true)
-        );
+        assert_eq!((m.erlangs, m.agents, m.aht_secs, m.json), (48.0, 55, 180.0, true));
         assert_eq!(m.patience_secs, None);
     }
 
@@ -131,10 +121,7 @@ mod tests {
     fn any_other_word_is_a_scenario_path() {
         let cli = Cli::try_parse_from(["simulate", "scenarios/example.toml", "--json"]).unwrap();
         assert!(cli.simulate.command.is_none());
-        assert_eq!(
-            cli.simulate.scenario,
-            Some(PathBuf::from("scenarios/example.toml"))
-        );
+        assert_eq!(cli.simulate.scenario, Some(PathBuf::from("scenarios/example.toml")));
         assert!(cli.simulate.json);
     }
 

@@ -14,13 +14,22 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 async fn client(addr: &str) -> HealthClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connect");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
     HealthClient::new(channel)
 }
 
 async fn health(addr: &str) -> ServingStatus {
     let mut client = client(addr).await;
-    let status = client.check(HealthCheckRequest { service: String::new() }).await.expect("health check").into_inner().status;
+    let status = client
+        .check(HealthCheckRequest { service: String::new() })
+        .await
+        .expect("health check")
+        .into_inner()
+        .status;
     ServingStatus::try_from(status).expect("status")
 }
 
@@ -36,10 +45,19 @@ async fn atende_all_starts_without_a_config_file_reports_serving_and_stops_clean
     expected.sort();
     assert_eq!(names, expected);
     for r in &ready {
-        assert_eq!(health(&r.grpc).await, ServingStatus::Serving, "{} on {}", r.role, r.grpc);
+        assert_eq!(
+            health(&r.grpc).await,
+            ServingStatus::Serving,
+            "{} on {}",
+            r.role,
+            r.grpc
+        );
     }
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     // During the grace period health turns NOT_SERVING before the servers stop.
     let session = ready.iter().find(|r| r.role == "session").unwrap();
@@ -54,7 +72,10 @@ async fn atende_all_starts_without_a_config_file_reports_serving_and_stops_clean
         }
     })
     .await;
-    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().expect("wait");
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .expect("wait");
     assert!(turned, "the server stopped before reporting NOT_SERVING");
     assert!(exit.success(), "exit status {exit:?}");
     sb.cleanup().await;

@@ -42,11 +42,7 @@ fn simulate_mmn_prints_one_json_object_close_to_erlang_c() {
         "--json",
     ]);
     // Assert
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let json = stdout.trim();
     assert!(
@@ -78,11 +74,7 @@ fn simulate_mmn_with_patience_reports_abandonment() {
         "50000",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json = String::from_utf8(out.stdout).unwrap();
     let abandon = field(&json, "abandon_rate");
     assert!(abandon > 0.02 && abandon < 0.08, "{json}");
@@ -92,16 +84,9 @@ fn simulate_mmn_with_patience_reports_abandonment() {
 fn simulate_runs_a_scenario_file_as_a_table_or_json() {
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/scenarios/example.toml");
     let table = atende(&["simulate", scenario]);
-    assert!(
-        table.status.success(),
-        "{}",
-        String::from_utf8_lossy(&table.stderr)
-    );
+    assert!(table.status.success(), "{}", String::from_utf8_lossy(&table.stderr));
     let text = String::from_utf8(table.stdout).unwrap();
-    assert!(
-        text.contains("P(wait)") && text.contains("least_loaded"),
-        "{text}"
-    );
+    assert!(text.contains("P(wait)") && text.contains("least_loaded"), "{text}");
 
     let json = atende(&["simulate", scenario, "--json"]);
     assert!(json.status.success());

@@ -34,9 +34,7 @@ impl OpenInterval {
         if start >= end || end > MINUTES_PER_DAY {
             return Err(DomainError::new(
                 ErrorCode::InvalidArgument,
-                format!(
-                    "open interval must satisfy start < end <= 24:00 (got {start}..{end} minutes)"
-                ),
+                format!("open interval must satisfy start < end <= 24:00 (got {start}..{end} minutes)"),
             ));
         }
         Ok(Self { start, end })
@@ -176,11 +174,7 @@ impl From<BusinessHours> for BusinessHoursSpec {
 
 impl BusinessHours {
     /// `time_zone` is an IANA name such as `America/Sao_Paulo`.
-    pub fn new(
-        time_zone: &str,
-        weekly: WeeklyHours,
-        holidays: Vec<Date>,
-    ) -> Result<Self, DomainError> {
+    pub fn new(time_zone: &str, weekly: WeeklyHours, holidays: Vec<Date>) -> Result<Self, DomainError> {
         let tz = jiff::tz::TimeZone::get(time_zone).map_err(|e| {
             DomainError::new(
                 ErrorCode::InvalidArgument,
@@ -218,11 +212,7 @@ impl BusinessHours {
             return false;
         }
         let minute = dt.hour() as u16 * 60 + dt.minute() as u16;
-        self.spec
-            .weekly
-            .day(date.weekday())
-            .iter()
-            .any(|i| i.contains(minute))
+        self.spec.weekly.day(date.weekday()).iter().any(|i| i.contains(minute))
     }
 
     /// The first instant after `after` at which `is_open` changes, or `None` if it does not
@@ -232,12 +222,7 @@ impl BusinessHours {
     /// found by bisection, which also handles a boundary that falls in a DST gap.
     pub fn next_change(&self, after: Timestamp) -> Option<Timestamp> {
         let state = self.is_open(after);
-        let mut date = self
-            .tz
-            .to_datetime(to_jiff(after))
-            .date()
-            .yesterday()
-            .ok()?;
+        let mut date = self.tz.to_datetime(to_jiff(after)).date().yesterday().ok()?;
         let mut last_same = after;
         for _ in 0..HORIZON_DAYS {
             let mut candidates: Vec<Timestamp> = Vec::with_capacity(8);
@@ -355,10 +340,7 @@ mod tests {
     fn weekends_without_intervals_and_holidays_are_closed() {
         let hours = office();
         assert!(!hours.is_open(sp_at("2026-03-07", 10, 0)), "saturday");
-        assert!(
-            !hours.is_open(sp_at("2026-03-03", 10, 0)),
-            "holiday tuesday"
-        );
+        assert!(!hours.is_open(sp_at("2026-03-03", 10, 0)), "holiday tuesday");
         assert!(hours.is_open(sp_at("2026-03-04", 10, 0)), "wednesday");
     }
 
@@ -408,8 +390,7 @@ mod tests {
 
     #[test]
     fn a_schedule_that_never_opens_has_no_next_change() {
-        let hours =
-            BusinessHours::new("America/Sao_Paulo", WeeklyHours::default(), vec![]).unwrap();
+        let hours = BusinessHours::new("America/Sao_Paulo", WeeklyHours::default(), vec![]).unwrap();
         assert_eq!(hours.next_change(sp_at("2026-03-02", 9, 0)), None);
     }
 

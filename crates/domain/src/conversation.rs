@@ -141,7 +141,10 @@ impl SameCustomerRule {
             !open.is_empty()
         };
         if clash {
-            Err(DomainError::new(ErrorCode::CustomerInService, "the contact has an open conversation"))
+            Err(DomainError::new(
+                ErrorCode::CustomerInService,
+                "the contact has an open conversation",
+            ))
         } else {
             Ok(())
         }
@@ -174,7 +177,10 @@ mod tests {
     fn a_message_after_a_transfer_joins_the_conversation_where_the_customer_is_whatever_the_flag() {
         for allow_simultaneous in [false, true] {
             let rule = SameCustomerRule { allow_simultaneous };
-            let open = [OpenConversation { id: 1, service: Some(30) }];
+            let open = [OpenConversation {
+                id: 1,
+                service: Some(30),
+            }];
             assert_eq!(rule.place_inbound(&open, Some(20)), Placement::Existing(1));
             assert_eq!(rule.place_inbound::<u8>(&[], Some(20)), Placement::New);
         }
@@ -188,18 +194,31 @@ mod tests {
 
     #[test]
     fn with_the_flag_off_a_message_joins_the_single_open_conversation_wherever_it_is() {
-        let rule = SameCustomerRule { allow_simultaneous: false };
-        let open = [OpenConversation { id: 1, service: Some(10) }];
+        let rule = SameCustomerRule {
+            allow_simultaneous: false,
+        };
+        let open = [OpenConversation {
+            id: 1,
+            service: Some(10),
+        }];
         assert_eq!(rule.place_inbound(&open, Some(20)), Placement::Existing(1));
         assert!(rule.check_open(&open, Some(20)).is_err());
     }
 
     #[test]
     fn with_the_flag_on_conversations_coexist_in_different_services_only() {
-        let rule = SameCustomerRule { allow_simultaneous: true };
-        let open = [OpenConversation { id: 1, service: Some(10) }];
+        let rule = SameCustomerRule {
+            allow_simultaneous: true,
+        };
+        let open = [OpenConversation {
+            id: 1,
+            service: Some(10),
+        }];
         assert!(rule.check_open(&open, Some(20)).is_ok());
-        assert_eq!(rule.check_open(&open, Some(10)).unwrap_err().code, ErrorCode::CustomerInService);
+        assert_eq!(
+            rule.check_open(&open, Some(10)).unwrap_err().code,
+            ErrorCode::CustomerInService
+        );
     }
 
     proptest! {

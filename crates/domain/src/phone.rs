@@ -138,11 +138,7 @@ pub fn parse_br_phone(input: &str) -> Result<PhoneNumber, DomainError> {
         match c {
             '0'..='9' => digits.push(c),
             ' ' | '-' | '.' | '(' | ')' | '\u{a0}' => {}
-            _ => {
-                return Err(invalid(
-                    "the number may contain only digits and punctuation",
-                ))
-            }
+            _ => return Err(invalid("the number may contain only digits and punctuation")),
         }
     }
 
@@ -277,12 +273,7 @@ mod tests {
     #[test]
     fn a_mobile_starting_with_8_or_9_needs_eleven_digits() {
         assert_eq!(ok("11 88765-4321"), "5511887654321");
-        for bad in [
-            "11 9876-5432",
-            "11 8765-4321",
-            "11 998765-43210",
-            "(11)99999999",
-        ] {
+        for bad in ["11 9876-5432", "11 8765-4321", "11 998765-43210", "(11)99999999"] {
             let e = err(bad);
             assert_eq!(e.code, ErrorCode::InvalidPhone, "{bad}");
         }
@@ -310,15 +301,7 @@ mod tests {
 
     #[test]
     fn letters_foreign_numbers_and_empty_input_are_refused() {
-        for bad in [
-            "",
-            "   ",
-            "abc",
-            "11 9876a-4321",
-            "+1 650 555 1234",
-            "+5511",
-            "11",
-        ] {
+        for bad in ["", "   ", "abc", "11 9876a-4321", "+1 650 555 1234", "+5511", "11"] {
             assert_eq!(err(bad).code, ErrorCode::InvalidPhone, "{bad:?}");
         }
     }
@@ -356,14 +339,8 @@ mod tests {
         assert_eq!(canonical_wa_id("5511987654321"), "5511987654321");
         assert_eq!(canonical_wa_id("+551187654321"), "5511987654321");
         assert_eq!(canonical_wa_id("556199998888"), "5561999998888");
-        assert_eq!(
-            wa_id_variants("551187654321"),
-            vec!["5511987654321", "551187654321"]
-        );
-        assert_eq!(
-            wa_id_variants("5511987654321"),
-            vec!["5511987654321", "551187654321"]
-        );
+        assert_eq!(wa_id_variants("551187654321"), vec!["5511987654321", "551187654321"]);
+        assert_eq!(wa_id_variants("5511987654321"), vec!["5511987654321", "551187654321"]);
     }
 
     #[test]
@@ -373,10 +350,7 @@ mod tests {
         assert_eq!(canonical_wa_id("972987654321"), "972987654321");
         assert_eq!(canonical_wa_id("551087654321"), "551087654321"); // DDD 10 does not exist
         assert_eq!(canonical_wa_id("5511887654321"), "5511887654321"); // 9 digits, not 9-prefixed
-        assert_eq!(
-            canonical_wa_id("BR.1502576394655843"),
-            "BR.1502576394655843"
-        );
+        assert_eq!(canonical_wa_id("BR.1502576394655843"), "BR.1502576394655843");
         assert_eq!(wa_id_variants("16505551234"), vec!["16505551234"]);
     }
 

@@ -78,11 +78,7 @@ pub fn derive_status(connected: bool, channels: &[ChannelLogin]) -> AgentStatus 
 
 /// The channel kinds in which the agent can receive conversations (logged in and not paused).
 pub fn receiving_kinds(channels: &[ChannelLogin]) -> Vec<ChannelKind> {
-    let mut kinds: Vec<ChannelKind> = channels
-        .iter()
-        .filter(|c| !c.paused)
-        .map(|c| c.kind)
-        .collect();
+    let mut kinds: Vec<ChannelKind> = channels.iter().filter(|c| !c.paused).map(|c| c.kind).collect();
     kinds.sort();
     kinds.dedup();
     kinds
@@ -111,10 +107,7 @@ mod tests {
     #[test]
     fn an_agent_logged_into_one_unpaused_channel_is_available() {
         // Arrange
-        let channels = [
-            login(ChannelKind::Whatsapp, true),
-            login(ChannelKind::Webchat, false),
-        ];
+        let channels = [login(ChannelKind::Whatsapp, true), login(ChannelKind::Webchat, false)];
         // Act
         let status = derive_status(true, &channels);
         // Assert
@@ -123,10 +116,7 @@ mod tests {
 
     #[test]
     fn an_agent_with_every_channel_paused_is_paused() {
-        let channels = [
-            login(ChannelKind::Whatsapp, true),
-            login(ChannelKind::Webchat, true),
-        ];
+        let channels = [login(ChannelKind::Whatsapp, true), login(ChannelKind::Webchat, true)];
         assert_eq!(derive_status(true, &channels), AgentStatus::Paused);
     }
 
@@ -152,10 +142,7 @@ mod tests {
     fn status_names_round_trip_and_match_serde() {
         for s in AgentStatus::ALL {
             assert_eq!(AgentStatus::parse(s.as_str()), Some(s));
-            assert_eq!(
-                serde_json::to_string(&s).unwrap(),
-                format!("\"{}\"", s.as_str())
-            );
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
         }
     }
 

@@ -20,15 +20,23 @@ pub struct Health {
 
 impl Health {
     pub async fn serving(&self) {
-        self.reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+        self.reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
         for n in &self.names {
-            self.reporter.set_service_status(*n, tonic_health::ServingStatus::Serving).await;
+            self.reporter
+                .set_service_status(*n, tonic_health::ServingStatus::Serving)
+                .await;
         }
     }
     pub async fn not_serving(&self) {
-        self.reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+        self.reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
         for n in &self.names {
-            self.reporter.set_service_status(*n, tonic_health::ServingStatus::NotServing).await;
+            self.reporter
+                .set_service_status(*n, tonic_health::ServingStatus::NotServing)
+                .await;
         }
     }
 }
@@ -43,7 +51,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, Health, impl std::future::Future<Output = Result<()>>)> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let health = Health { reporter, names: service_names };
+    let health = Health {
+        reporter,
+        names: service_names,
+    };
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(atende_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -61,7 +72,9 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RuntimeError::Bind { addr, source })?;
-    let bound = listener.local_addr().map_err(|source| RuntimeError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| RuntimeError::Bind { addr, source })?;
     health.serving().await;
     let health_for_stop = health.clone();
     let fut = async move {

@@ -40,8 +40,12 @@ pub async fn serve(
             }),
         )
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(atende_telemetry::propagation::ServerSpan));
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| RuntimeError::Bind { addr, source })?;
-    let bound = listener.local_addr().map_err(|source| RuntimeError::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RuntimeError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| RuntimeError::Bind { addr, source })?;
     let fut = async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {

@@ -125,5 +125,10 @@ pub async fn health_only_role(
         grpc::serve(addr, tonic::service::Routes::default(), vec![], grace(cfg), shutdown).await?;
     tasks.spawn(grpc);
     tracing::info!(role, %grpc_addr, "role started");
-    Ok(Started { role, grpc_addr, http_addr: None, tasks })
+    Ok(Started {
+        role,
+        grpc_addr,
+        http_addr: None,
+        tasks,
+    })
 }

@@ -14,9 +14,7 @@ use uuid::Uuid;
 
 use atende_domain::channel::ChannelKind;
 use atende_domain::ids::{AgentId, ConversationId, ServiceId};
-use atende_domain::routing::{
-    apply, decide, AgentSnapshot, Decision, Event, ServiceRules, Snapshot, Waiting,
-};
+use atende_domain::routing::{apply, decide, AgentSnapshot, Decision, Event, ServiceRules, Snapshot, Waiting};
 use atende_domain::Timestamp;
 
 use crate::report::{Counts, Report};
@@ -95,24 +93,13 @@ impl<'a> Sim<'a> {
         let mut rules = ServiceRules::new(sc.policy);
         rules.offer_timeout = ms(sc.offer.timeout_secs);
         let agents = (0..sc.agents.count)
-            .map(|i| {
-                AgentSnapshot::available(
-                    agent_id(i),
-                    &[ChannelKind::Webchat],
-                    sc.agents.capacity,
-                    i as u64,
-                )
-            })
+            .map(|i| AgentSnapshot::available(agent_id(i), &[ChannelKind::Webchat], sc.agents.capacity, i as u64))
             .collect();
         let snap = Snapshot::new(ServiceId(Uuid::from_u128(1)), rules, agents);
         let lognormal = (sc.handle.distribution == Distribution::Lognormal).then(|| {
-            let (m, s) = (
-                sc.handle.mean_secs,
-                sc.handle.sd_secs.unwrap_or(sc.handle.mean_secs),
-            );
+            let (m, s) = (sc.handle.mean_secs, sc.handle.sd_secs.unwrap_or(sc.handle.mean_secs));
             let sigma2 = (1.0 + (s * s) / (m * m)).ln();
-            LogNormal::new(m.ln() - sigma2 / 2.0, sigma2.sqrt())
-                .expect("validated lognormal parameters")
+            LogNormal::new(m.ln() - sigma2 / 2.0, sigma2.sqrt()).expect("validated lognormal parameters")
         });
         Self {
             sc,
@@ -127,9 +114,8 @@ impl<'a> Sim<'a> {
                 .patience
                 .as_ref()
                 .map(|p| Exp::new(1.0 / p.mean_secs).expect("validated patience")),
-            accept_delay: (sc.offer.accept_delay_secs > 0.0).then(|| {
-                Exp::new(1.0 / sc.offer.accept_delay_secs).expect("validated accept delay")
-            }),
+            accept_delay: (sc.offer.accept_delay_secs > 0.0)
+                .then(|| Exp::new(1.0 / sc.offer.accept_delay_secs).expect("validated accept delay")),
             lognormal,
             busy: 0,
             busy_area: 0.0,
@@ -277,14 +263,9 @@ impl<'a> Sim<'a> {
     fn handle_time(&mut self) -> f64 {
         let mean = self.sc.handle.mean_secs;
         match self.sc.handle.distribution {
-            Distribution::Exponential => Exp::new(1.0 / mean)
-                .expect("validated mean")
-                .sample(&mut self.rng),
+            Distribution::Exponential => Exp::new(1.0 / mean).expect("validated mean").sample(&mut self.rng),
             Distribution::Fixed => mean,
-            Distribution::Lognormal => self
-                .lognormal
-                .expect("built for lognormal")
-                .sample(&mut self.rng),
+            Distribution::Lognormal => self.lognormal.expect("built for lognormal").sample(&mut self.rng),
         }
     }
 

@@ -97,8 +97,7 @@ impl ErlangA {
                 queue_mass += (k - n as u64) as f64 * p;
             }
             busy_mass += (k.min(n as u64)) as f64 * p;
-            let death =
-                (k + 1).min(n as u64) as f64 * mu + (k + 1).saturating_sub(n as u64) as f64 * theta;
+            let death = (k + 1).min(n as u64) as f64 * mu + (k + 1).saturating_sub(n as u64) as f64 * theta;
             p *= lambda / death;
             k += 1;
             total += p;
@@ -134,20 +133,12 @@ mod tests {
         // The textbook figures (23.9 %, 86.7 %, 8.2 s) are for an AHT of 240 s.
         let c = ErlangC::new(55, 48.0, 240.0);
         assert!((c.p_wait - 0.239).abs() < 0.001, "{}", c.p_wait);
-        assert!(
-            (c.service_level_20s - 0.867).abs() < 0.001,
-            "{}",
-            c.service_level_20s
-        );
+        assert!((c.service_level_20s - 0.867).abs() < 0.001, "{}", c.service_level_20s);
         assert!((c.asa_secs - 8.2).abs() < 0.05, "{}", c.asa_secs);
         // The same load with a 180 s AHT: P(wait) is unchanged, the rest improves.
         let c = ErlangC::new(55, 48.0, 180.0);
         assert!((c.p_wait - 0.239).abs() < 0.001);
-        assert!(
-            (c.service_level_20s - 0.890).abs() < 0.001,
-            "{}",
-            c.service_level_20s
-        );
+        assert!((c.service_level_20s - 0.890).abs() < 0.001, "{}", c.service_level_20s);
         assert!((c.asa_secs - 6.14).abs() < 0.01, "{}", c.asa_secs);
     }
 

@@ -83,8 +83,7 @@ pub fn run_mmn(
     let scenario = Scenario::mmn(erlangs, agents, aht_secs, patience_secs, arrivals, seed);
     scenario.validate()?;
     let simulated = run(&scenario);
-    let erlang_a = patience_secs
-        .map(|p| erlang::ErlangA::new(agents, erlangs / aht_secs, 1.0 / aht_secs, 1.0 / p));
+    let erlang_a = patience_secs.map(|p| erlang::ErlangA::new(agents, erlangs / aht_secs, 1.0 / aht_secs, 1.0 / p));
     Ok(MmnReport {
         simulated,
         erlang_c: erlang::ErlangC::new(agents, erlangs, aht_secs),

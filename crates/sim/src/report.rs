@@ -95,10 +95,7 @@ impl Report {
     pub fn to_table(&self) -> String {
         let rows: Vec<(&str, String)> = vec![
             ("policy", self.policy.clone()),
-            (
-                "agents x capacity",
-                format!("{} x {}", self.agents, self.capacity),
-            ),
+            ("agents x capacity", format!("{} x {}", self.agents, self.capacity)),
             ("offered load", format!("{:.2} Erlangs", self.erlangs)),
             ("arrivals measured", self.counts.arrivals.to_string()),
             ("P(wait)", pct(self.p_wait)),
@@ -114,9 +111,7 @@ impl Report {
             ("never answered", self.counts.unanswered.to_string()),
         ];
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        rows.iter()
-            .map(|(k, v)| format!("{k:<width$}  {v}\n"))
-            .collect()
+        rows.iter().map(|(k, v)| format!("{k:<width$}  {v}\n")).collect()
     }
 }
 

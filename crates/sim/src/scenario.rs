@@ -137,14 +137,7 @@ fn default_accept_delay() -> f64 {
 impl Scenario {
     /// The classic M/M/N (+M with patience) setting: least_loaded, capacity 1, Poisson
     /// arrivals, exponential handle times, warm-up of a tenth of the arrivals.
-    pub fn mmn(
-        erlangs: f64,
-        agents: u32,
-        aht_secs: f64,
-        patience_secs: Option<f64>,
-        arrivals: u64,
-        seed: u64,
-    ) -> Self {
+    pub fn mmn(erlangs: f64, agents: u32, aht_secs: f64, patience_secs: Option<f64>, arrivals: u64, seed: u64) -> Self {
         Self {
             policy: Policy::LeastLoaded,
             seed,
@@ -202,17 +195,13 @@ impl Scenario {
         match (self.arrival.rate_per_hour, self.arrival.erlangs) {
             (Some(_), Some(_)) => return bad("arrival: give rate_per_hour or erlangs, not both"),
             (None, None) => return bad("arrival: give rate_per_hour or erlangs"),
-            (Some(x), None) | (None, Some(x)) if !positive(x) => {
-                return bad("arrival rate must be positive")
-            }
+            (Some(x), None) | (None, Some(x)) if !positive(x) => return bad("arrival rate must be positive"),
             _ => {}
         }
         if !positive(self.handle.mean_secs) {
             return bad("handle.mean_secs must be positive");
         }
-        if self.handle.distribution == Distribution::Lognormal
-            && !self.handle.sd_secs.is_some_and(positive)
-        {
+        if self.handle.distribution == Distribution::Lognormal && !self.handle.sd_secs.is_some_and(positive) {
             return bad("handle.sd_secs (positive) is required for a lognormal handle time");
         }
         if self.agents.count == 0 || self.agents.capacity == 0 {
@@ -221,11 +210,7 @@ impl Scenario {
         if self.arrivals == 0 {
             return bad("arrivals must be at least 1");
         }
-        if self
-            .patience
-            .as_ref()
-            .is_some_and(|p| !positive(p.mean_secs))
-        {
+        if self.patience.as_ref().is_some_and(|p| !positive(p.mean_secs)) {
             return bad("patience.mean_secs must be positive");
         }
         let o = &self.offer;
@@ -234,9 +219,7 @@ impl Scenario {
             || o.accept_delay_secs.is_nan()
             || o.accept_delay_secs < 0.0
         {
-            return bad(
-                "offer: timeout_secs > 0, 0 <= accept_probability <= 1, accept_delay_secs >= 0",
-            );
+            return bad("offer: timeout_secs > 0, 0 <= accept_probability <= 1, accept_delay_secs >= 0");
         }
         Ok(())
     }
@@ -269,21 +252,15 @@ mod tests {
 
     #[test]
     fn a_scenario_with_both_rate_and_erlangs_is_refused() {
-        let text = include_str!("../scenarios/example.toml")
-            .replace("erlangs = 48.0", "erlangs = 48.0\nrate_per_hour = 10.0");
-        assert!(matches!(
-            Scenario::from_toml(&text),
-            Err(ScenarioError::Invalid(_))
-        ));
+        let text =
+            include_str!("../scenarios/example.toml").replace("erlangs = 48.0", "erlangs = 48.0\nrate_per_hour = 10.0");
+        assert!(matches!(Scenario::from_toml(&text), Err(ScenarioError::Invalid(_))));
     }
 
     #[test]
     fn an_unknown_policy_or_field_is_a_parse_error() {
         let text = include_str!("../scenarios/example.toml").replace("least_loaded", "fifo");
-        assert!(matches!(
-            Scenario::from_toml(&text),
-            Err(ScenarioError::Parse(_))
-        ));
+        assert!(matches!(Scenario::from_toml(&text), Err(ScenarioError::Parse(_))));
         let text = format!("{}\nbogus = 1\n", include_str!("../scenarios/example.toml"));
         assert!(Scenario::from_toml(&text).is_err());
     }

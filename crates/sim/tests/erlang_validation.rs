@@ -12,9 +12,7 @@ fn check_erlang_c(erlangs: f64, agents: u32, aht: f64, arrivals: u64, seed: u64)
     // Arrange
     let theory = ErlangC::new(agents, erlangs, aht);
     // Act
-    let sim = run_mmn(erlangs, agents, aht, None, arrivals, seed)
-        .unwrap()
-        .simulated;
+    let sim = run_mmn(erlangs, agents, aht, None, arrivals, seed).unwrap().simulated;
     // Assert
     let msg = format!("{erlangs} E on {agents} agents: sim {sim:?}\ntheory {theory:?}");
     assert!((sim.p_wait - theory.p_wait).abs() < 0.01, "P(wait) {msg}");
@@ -26,10 +24,7 @@ fn check_erlang_c(erlangs: f64, agents: u32, aht: f64, arrivals: u64, seed: u64)
         (sim.asa_secs - theory.asa_secs).abs() < 0.05 * theory.asa_secs,
         "ASA {msg}"
     );
-    assert!(
-        (sim.occupancy - theory.occupancy).abs() < 0.01,
-        "occupancy {msg}"
-    );
+    assert!((sim.occupancy - theory.occupancy).abs() < 0.01, "occupancy {msg}");
     assert_eq!(
         sim.counts.answered, sim.counts.arrivals,
         "everyone is answered without abandonment"
@@ -74,9 +69,6 @@ fn simulated_abandonment_with_exponential_patience_matches_erlang_a() {
         .simulated;
     // Assert
     let msg = format!("sim {sim:?}\ntheory {theory:?}");
-    assert!(
-        (sim.abandon_rate - theory.p_abandon).abs() < 0.005,
-        "abandonment {msg}"
-    );
+    assert!((sim.abandon_rate - theory.p_abandon).abs() < 0.005, "abandonment {msg}");
     assert!((sim.p_wait - theory.p_wait).abs() < 0.01, "P(wait) {msg}");
 }

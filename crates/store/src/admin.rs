@@ -111,7 +111,8 @@ pub struct NewChannel<'a> {
     pub default_service_id: Option<Uuid>,
 }
 
-const CHANNEL_COLS: &str = "id, tenant_id, kind, name, provider_account_id, app_secret, verify_token, access_token, default_service_id";
+const CHANNEL_COLS: &str =
+    "id, tenant_id, kind, name, provider_account_id, app_secret, verify_token, access_token, default_service_id";
 
 pub async fn create_channel(db: impl PgExecutor<'_>, c: &NewChannel<'_>) -> Result<Channel> {
     Ok(sqlx::query_as::<_, Channel>(&format!(
@@ -136,13 +137,20 @@ pub async fn create_channel(db: impl PgExecutor<'_>, c: &NewChannel<'_>) -> Resu
 }
 
 pub async fn get_channel(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Channel>> {
-    Ok(sqlx::query_as::<_, Channel>(&format!("SELECT {CHANNEL_COLS} FROM channels WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await?)
+    Ok(
+        sqlx::query_as::<_, Channel>(&format!("SELECT {CHANNEL_COLS} FROM channels WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
 }
 
-pub async fn list_channels(db: impl PgExecutor<'_>, tenant: Uuid, after: Option<Uuid>, limit: i64) -> Result<Vec<Channel>> {
+pub async fn list_channels(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Channel>> {
     Ok(sqlx::query_as::<_, Channel>(&format!(
         "SELECT {CHANNEL_COLS} FROM channels WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
     ))
@@ -192,7 +200,12 @@ pub async fn get_service(db: impl PgExecutor<'_>, tenant: Uuid, id: Uuid) -> Res
     .await?)
 }
 
-pub async fn list_services(db: impl PgExecutor<'_>, tenant: Uuid, after: Option<Uuid>, limit: i64) -> Result<Vec<Service>> {
+pub async fn list_services(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Service>> {
     Ok(sqlx::query_as::<_, Service>(&format!(
         "SELECT {SERVICE_COLS} FROM services WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
     ))
@@ -261,11 +274,13 @@ pub async fn list_agents(db: impl PgExecutor<'_>, tenant: Uuid, after: Option<Uu
 }
 
 pub async fn get_agent(db: impl PgExecutor<'_>, tenant: Uuid, id: Uuid) -> Result<Option<Agent>> {
-    Ok(sqlx::query_as::<_, Agent>(&format!("SELECT {AGENT_COLS} FROM agents WHERE tenant_id = $1 AND id = $2"))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_as::<_, Agent>(&format!(
+        "SELECT {AGENT_COLS} FROM agents WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
 }
 
 pub async fn agent_by_email(db: impl PgExecutor<'_>, tenant: Uuid, email: &str) -> Result<Option<Agent>> {
@@ -279,10 +294,12 @@ pub async fn agent_by_email(db: impl PgExecutor<'_>, tenant: Uuid, email: &str) 
 }
 
 pub async fn agent_service_ids(db: impl PgExecutor<'_>, agent: Uuid) -> Result<Vec<Uuid>> {
-    Ok(sqlx::query_scalar("SELECT service_id FROM agent_services WHERE agent_id = $1 ORDER BY service_id")
-        .bind(agent)
-        .fetch_all(db)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT service_id FROM agent_services WHERE agent_id = $1 ORDER BY service_id")
+            .bind(agent)
+            .fetch_all(db)
+            .await?,
+    )
 }
 
 /// Members of a service with their capacity and initial rotation place.

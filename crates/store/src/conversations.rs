@@ -43,13 +43,18 @@ pub async fn find_or_create_contact(
         }
         let contact = match found {
             Some(c) => {
-                sqlx::query("SELECT id FROM contacts WHERE id = $1 FOR UPDATE").bind(c).execute(&mut *tx).await?;
+                sqlx::query("SELECT id FROM contacts WHERE id = $1 FOR UPDATE")
+                    .bind(c)
+                    .execute(&mut *tx)
+                    .await?;
                 if let Some(n) = name {
-                    sqlx::query("UPDATE contacts SET name = $2, updated_at = now() WHERE id = $1 AND name IS DISTINCT FROM $2")
-                        .bind(c)
-                        .bind(n)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE contacts SET name = $2, updated_at = now() WHERE id = $1 AND name IS DISTINCT FROM $2",
+                    )
+                    .bind(c)
+                    .bind(n)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 c
             }
@@ -101,11 +106,19 @@ pub async fn find_or_create_contact(
             return Ok(contact);
         }
         // Someone created this customer concurrently: drop our contact and use theirs.
-        sqlx::query("DELETE FROM contact_identities WHERE contact_id = $1").bind(contact).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM contacts WHERE id = $1").bind(contact).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM contact_identities WHERE contact_id = $1")
+            .bind(contact)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM contacts WHERE id = $1")
+            .bind(contact)
+            .execute(&mut *tx)
+            .await?;
         tracing::debug!(attempt, "contact created concurrently, retrying");
     }
-    Err(crate::StoreError::Db(sqlx::Error::Protocol("contact identity kept conflicting".into())))
+    Err(crate::StoreError::Db(sqlx::Error::Protocol(
+        "contact identity kept conflicting".into(),
+    )))
 }
 
 /// The next protocol number of the tenant for `day`: `YYYYMMDD` + a 6-digit daily sequence.
@@ -143,7 +156,8 @@ pub struct Conversation {
     pub contact_name: Option<String>,
 }
 
-const CONV_SELECT: &str = "SELECT c.id, c.tenant_id, c.contact_id, c.channel_id, ch.kind AS channel_kind, c.service_id, c.status,
+const CONV_SELECT: &str =
+    "SELECT c.id, c.tenant_id, c.contact_id, c.channel_id, ch.kind AS channel_kind, c.service_id, c.status,
     c.agent_id, c.protocol, c.opened_at, c.queued_at, ct.name AS contact_name
     FROM conversations c JOIN channels ch ON ch.id = c.channel_id JOIN contacts ct ON ct.id = c.contact_id";
 
@@ -159,11 +173,13 @@ pub async fn open_conversations_of_contact(tx: &mut PgConnection, contact: Uuid)
 }
 
 pub async fn get_conversation(db: impl PgExecutor<'_>, tenant: Uuid, id: Uuid) -> Result<Option<Conversation>> {
-    Ok(sqlx::query_as::<_, Conversation>(&format!("{CONV_SELECT} WHERE c.tenant_id = $1 AND c.id = $2"))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(db)
-        .await?)
+    Ok(
+        sqlx::query_as::<_, Conversation>(&format!("{CONV_SELECT} WHERE c.tenant_id = $1 AND c.id = $2"))
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
 }
 
 /// As `get_conversation`, locking the row for the rest of the transaction.
@@ -227,11 +243,13 @@ pub async fn insert_conversation(tx: &mut PgConnection, c: &NewConversation) -> 
 }
 
 pub async fn touch_inbound(tx: &mut PgConnection, conversation: Uuid, at: OffsetDateTime) -> Result<()> {
-    sqlx::query("UPDATE conversations SET last_inbound_at = GREATEST(last_inbound_at, $2), updated_at = now() WHERE id = $1")
-        .bind(conversation)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE conversations SET last_inbound_at = GREATEST(last_inbound_at, $2), updated_at = now() WHERE id = $1",
+    )
+    .bind(conversation)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -345,7 +363,11 @@ pub async fn message_exists(db: impl PgExecutor<'_>, channel: Uuid, provider_mes
     .await?)
 }
 
-pub async fn message_by_client_id(db: impl PgExecutor<'_>, conversation: Uuid, client_id: &str) -> Result<Option<Message>> {
+pub async fn message_by_client_id(
+    db: impl PgExecutor<'_>,
+    conversation: Uuid,
+    client_id: &str,
+) -> Result<Option<Message>> {
     Ok(sqlx::query_as::<_, Message>(&format!(
         "SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND client_message_id = $2"
     ))
@@ -356,11 +378,13 @@ pub async fn message_by_client_id(db: impl PgExecutor<'_>, conversation: Uuid, c
 }
 
 pub async fn get_message(db: impl PgExecutor<'_>, tenant: Uuid, id: Uuid) -> Result<Option<Message>> {
-    Ok(sqlx::query_as::<_, Message>(&format!("SELECT {MSG_COLS} FROM messages WHERE tenant_id = $1 AND id = $2"))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_as::<_, Message>(&format!(
+        "SELECT {MSG_COLS} FROM messages WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
 }
 
 /// Messages of a conversation, oldest first, after the (created_at, id) cursor.
@@ -387,7 +411,11 @@ pub async fn list_messages(
 }
 
 /// Finds our outbound message by the provider's id (for status webhooks).
-pub async fn message_by_provider_id(tx: &mut PgConnection, channel: Uuid, provider_id: &str) -> Result<Option<Message>> {
+pub async fn message_by_provider_id(
+    tx: &mut PgConnection,
+    channel: Uuid,
+    provider_id: &str,
+) -> Result<Option<Message>> {
     Ok(sqlx::query_as::<_, Message>(&format!(
         "SELECT {MSG_COLS} FROM messages WHERE channel_id = $1 AND provider_message_id = $2 FOR UPDATE"
     ))

@@ -71,11 +71,21 @@ pub async fn mark_published(tx: &mut PgConnection, ids: &[i64]) -> Result<()> {
 }
 
 pub async fn unpublished_count(db: impl PgExecutor<'_>) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetch_one(db).await?)
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(db)
+            .await?,
+    )
 }
 
 /// Records a message a consumer terminated, with why.
-pub async fn dead_letter(db: impl PgExecutor<'_>, consumer: &str, subject: &str, payload: &[u8], reason: &str) -> Result<()> {
+pub async fn dead_letter(
+    db: impl PgExecutor<'_>,
+    consumer: &str,
+    subject: &str,
+    payload: &[u8],
+    reason: &str,
+) -> Result<()> {
     sqlx::query("INSERT INTO dead_letters (consumer, subject, payload, reason) VALUES ($1, $2, $3, $4)")
         .bind(consumer)
         .bind(subject)

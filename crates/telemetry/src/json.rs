@@ -18,10 +18,12 @@ struct Fields(Map<String, Value>);
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_string(), Value::String(format!("{value:?}")));
+        self.0
+            .insert(field.name().to_string(), Value::String(format!("{value:?}")));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_string(), Value::String(value.to_string()));
+        self.0
+            .insert(field.name().to_string(), Value::String(value.to_string()));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().to_string(), Value::from(value));
@@ -50,12 +52,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let mut fields = Fields(Map::new());
         event.record(&mut fields);
         let mut line = Map::new();
@@ -67,7 +64,10 @@ where
                     .unwrap_or_default(),
             ),
         );
-        line.insert("level".into(), Value::String(event.metadata().level().to_string().to_lowercase()));
+        line.insert(
+            "level".into(),
+            Value::String(event.metadata().level().to_string().to_lowercase()),
+        );
         line.insert("target".into(), Value::String(event.metadata().target().to_string()));
         if let Some(message) = fields.0.remove("message") {
             line.insert("message".into(), message);

@@ -15,9 +15,9 @@ use atende_config::Telemetry as TelemetryConfig;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::Layer;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -75,12 +75,8 @@ pub fn init_for_tests() {
     });
 }
 
-fn build(
-    cfg: &TelemetryConfig,
-) -> Result<(SdkTracerProvider, impl tracing::Subscriber + Send + Sync), TelemetryError> {
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-    );
+fn build(cfg: &TelemetryConfig) -> Result<(SdkTracerProvider, impl tracing::Subscriber + Send + Sync), TelemetryError> {
+    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(cfg.service_name.clone())
         .build();
@@ -97,7 +93,10 @@ fn build(
     let tracer = provider.tracer("atende");
     let directives = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => v,
-        _ => format!("{},h2=warn,hyper=warn,tower=warn,sqlx=warn,async_nats=warn", cfg.log_level),
+        _ => format!(
+            "{},h2=warn,hyper=warn,tower=warn,sqlx=warn,async_nats=warn",
+            cfg.log_level
+        ),
     };
     let filter = EnvFilter::try_new(&directives)?;
     let filter_json = EnvFilter::try_new(&directives)?;
@@ -106,7 +105,11 @@ fn build(
     // so an operator turning logs down to `warn` keeps one trace per request.
     let trace_filter = EnvFilter::try_new("info,h2=off,hyper=off,tower=off,sqlx=warn,async_nats=warn")?;
     let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(trace_filter))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(trace_filter),
+        )
         .with(if pretty {
             Some(tracing_subscriber::fmt::layer().with_target(true).with_filter(filter))
         } else {
@@ -115,7 +118,11 @@ fn build(
         .with(if pretty {
             None
         } else {
-            Some(tracing_subscriber::fmt::layer().event_format(json::JsonFormat).with_filter(filter_json))
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .event_format(json::JsonFormat)
+                    .with_filter(filter_json),
+            )
         });
     Ok((provider, subscriber))
 }

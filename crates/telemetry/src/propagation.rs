@@ -68,7 +68,10 @@ impl Injector for MapInjector<'_> {
 struct MapExtractor<'a>(&'a [(String, String)]);
 impl Extractor for MapExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
     }
     fn keys(&self) -> Vec<&str> {
         self.0.iter().map(|(k, _)| k.as_str()).collect()
@@ -140,9 +143,7 @@ impl<B> tower_http::trace::MakeSpan<B> for ServerSpan {
 }
 
 /// A tonic client interceptor that sends the current trace context.
-pub fn grpc_client_interceptor(
-    mut request: tonic::Request<()>,
-) -> Result<tonic::Request<()>, tonic::Status> {
+pub fn grpc_client_interceptor(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
     inject_grpc(request.metadata_mut());
     Ok(request)
 }

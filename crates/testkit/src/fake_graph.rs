@@ -86,9 +86,7 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panicking handler must not hide the recorded sends from the test's assertions.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -159,10 +157,9 @@ impl FakeGraph {
     /// `code` (e.g. `429, 130429` or `400, 131047`).
     pub fn fail_next(&self, n: usize, http_status: u16, code: i64) {
         let mut inner = self.shared.lock();
-        inner.failures.extend(std::iter::repeat_n(
-            InjectedFailure { http_status, code },
-            n,
-        ));
+        inner
+            .failures
+            .extend(std::iter::repeat_n(InjectedFailure { http_status, code }, n));
     }
 
     /// Waits until at least `n` messages were accepted and returns them all. Panics after
@@ -279,10 +276,7 @@ async fn messages(
             json!({ "success": true })
         }
         Request::Message { to } => {
-            let wamid = format!(
-                "wamid.{}",
-                uuid::Uuid::new_v4().simple().to_string().to_uppercase()
-            );
+            let wamid = format!("wamid.{}", uuid::Uuid::new_v4().simple().to_string().to_uppercase());
             let contact = if is_bsuid(&to) {
                 json!({ "input": to, "user_id": to })
             } else {
@@ -407,30 +401,21 @@ fn validate(v: &Value) -> Result<Request, String> {
         "text" => {
             let body = non_empty_str(object, "body").map_err(|e| format!("text.{e}"))?;
             if body.chars().count() > MAX_TEXT_CHARS {
-                return Err(format!(
-                    "text.body is longer than {MAX_TEXT_CHARS} characters"
-                ));
+                return Err(format!("text.body is longer than {MAX_TEXT_CHARS} characters"));
             }
             if object.get("preview_url").is_some_and(|p| !p.is_boolean()) {
                 return Err("text.preview_url must be a boolean".into());
             }
         }
         "image" | "audio" | "video" | "document" | "sticker" => {
-            let has = |f: &str| {
-                object
-                    .get(f)
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| !s.is_empty())
-            };
+            let has = |f: &str| object.get(f).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
             if has("id") == has("link") {
                 return Err(format!("{kind} needs exactly one of id or link"));
             }
         }
         "template" => {
             non_empty_str(object, "name").map_err(|e| format!("template.{e}"))?;
-            let language = object
-                .get("language")
-                .ok_or("template.language is required")?;
+            let language = object.get("language").ok_or("template.language is required")?;
             non_empty_str(language, "code").map_err(|e| format!("template.language.{e}"))?;
             if object.get("components").is_some_and(|c| !c.is_array()) {
                 return Err("template.components must be an array".into());
@@ -469,12 +454,7 @@ fn validate(v: &Value) -> Result<Request, String> {
 }
 
 fn invalid(details: &str) -> Response {
-    graph_error(
-        StatusCode::BAD_REQUEST,
-        100,
-        "Invalid parameter",
-        Some(details),
-    )
+    graph_error(StatusCode::BAD_REQUEST, 100, "Invalid parameter", Some(details))
 }
 
 fn injected_message(code: i64) -> &'static str {

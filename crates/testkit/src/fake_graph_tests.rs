@@ -9,12 +9,7 @@ fn text(to: &str, body: &str) -> Value {
     })
 }
 
-async fn post_json(
-    fake: &FakeGraph,
-    path: &str,
-    token: Option<&str>,
-    body: &Value,
-) -> (u16, Value) {
+async fn post_json(fake: &FakeGraph, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
     let mut req = reqwest::Client::new()
         .post(format!("{}{path}", fake.base_url()))
         .json(body);
@@ -34,9 +29,7 @@ fn assert_graph_error(status: u16, body: &Value, want_status: u16, want_code: i6
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["error"]["code"], want_code, "{body}");
     assert_eq!(body["error"]["type"], "OAuthException");
-    assert!(body["error"]["fbtrace_id"]
-        .as_str()
-        .is_some_and(|t| !t.is_empty()));
+    assert!(body["error"]["fbtrace_id"].as_str().is_some_and(|t| !t.is_empty()));
 }
 
 #[tokio::test]
@@ -44,20 +37,8 @@ async fn a_valid_text_send_is_accepted_with_a_fresh_wamid_and_recorded() {
     let fake = FakeGraph::start().await;
     fake.expect_token(PNID, "tok");
 
-    let (status, body) = post_json(
-        &fake,
-        &messages_path(),
-        Some("tok"),
-        &text("5511987654321", "olá"),
-    )
-    .await;
-    let (_, second) = post_json(
-        &fake,
-        &messages_path(),
-        Some("tok"),
-        &text("5511987654321", "de novo"),
-    )
-    .await;
+    let (status, body) = post_json(&fake, &messages_path(), Some("tok"), &text("5511987654321", "olá")).await;
+    let (_, second) = post_json(&fake, &messages_path(), Some("tok"), &text("5511987654321", "de novo")).await;
 
     assert_eq!(status, 200);
     assert_eq!(body["messaging_product"], "whatsapp");
@@ -117,23 +98,11 @@ async fn malformed_sends_get_a_400_with_code_100_and_details() {
 #[tokio::test]
 async fn wrong_paths_versions_and_content_types_are_refused() {
     let fake = FakeGraph::start().await;
-    let (status, body) = post_json(
-        &fake,
-        &format!("/23.0/{PNID}/messages"),
-        Some("t"),
-        &text("1", "x"),
-    )
-    .await;
+    let (status, body) = post_json(&fake, &format!("/23.0/{PNID}/messages"), Some("t"), &text("1", "x")).await;
     assert_graph_error(status, &body, 400, 100);
     let (status, body) = post_json(&fake, "/v23.0/abc/messages", Some("t"), &text("1", "x")).await;
     assert_graph_error(status, &body, 400, 100);
-    let (status, body) = post_json(
-        &fake,
-        &format!("/v23.0/{PNID}/media"),
-        Some("t"),
-        &text("1", "x"),
-    )
-    .await;
+    let (status, body) = post_json(&fake, &format!("/v23.0/{PNID}/media"), Some("t"), &text("1", "x")).await;
     assert_graph_error(status, &body, 400, 100);
 
     let res = reqwest::Client::new()
@@ -196,10 +165,7 @@ async fn injected_failures_apply_to_the_next_n_valid_requests_only() {
     let (s3, _) = post_json(&fake, &messages_path(), Some("t"), &text("1", "c")).await;
 
     assert_graph_error(s1, &b1, 429, 130429);
-    assert!(b1["error"]["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("(#130429)"));
+    assert!(b1["error"]["message"].as_str().unwrap().starts_with("(#130429)"));
     assert_eq!((s2, s3), (429, 200));
     assert_eq!(fake.sent().len(), 1);
     assert_eq!(fake.sent()[0].body["text"]["body"], "c");
@@ -233,9 +199,7 @@ fn api_versions_and_bsuids_are_recognised() {
     assert!(is_api_version("v23.0") && is_api_version("v9.10"));
     assert!(!is_api_version("23.0") && !is_api_version("v23") && !is_api_version("v2x.0"));
     assert!(is_bsuid("US.13491208655302741918") && is_bsuid("US.ENT.11815799212886844830"));
-    assert!(
-        !is_bsuid("us.1") && !is_bsuid("USA.1") && !is_bsuid("US.") && !is_bsuid("5511987654321")
-    );
+    assert!(!is_bsuid("us.1") && !is_bsuid("USA.1") && !is_bsuid("US.") && !is_bsuid("5511987654321"));
 }
 
 #[test]

@@ -35,7 +35,10 @@ fn replace_db(url: &str, db: &str) -> String {
         None => (url, None),
     };
     let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
     let mut out = format!("{}/{}", &base[..path_start], db);
     if let Some(q) = query {
         out.push('?');
@@ -78,13 +81,21 @@ impl Sandbox {
         base.shutdown.grace_ms = 0;
         base.shutdown.drain_timeout_ms = 3000;
         let pool = atende_store::connect(&url, 4).await.expect("connect to test database");
-        Sandbox { id, config: base, pool, admin_url, db_name }
+        Sandbox {
+            id,
+            config: base,
+            pool,
+            admin_url,
+            db_name,
+        }
     }
 
     /// A Redis connection for assertions.
     pub async fn redis(&self) -> redis::aio::ConnectionManager {
         let client = redis::Client::open(self.config.redis.url.expose_secret()).expect("redis url");
-        redis::aio::ConnectionManager::new(client).await.expect("connect to redis")
+        redis::aio::ConnectionManager::new(client)
+            .await
+            .expect("connect to redis")
     }
 
     /// Drops the database, this namespace's streams and Redis keys.
@@ -95,7 +106,11 @@ impl Sandbox {
         }
         let mut redis = self.redis().await;
         let pattern = format!("{}:*", self.id);
-        let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut redis).await.unwrap_or_default();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query_async(&mut redis)
+            .await
+            .unwrap_or_default();
         if !keys.is_empty() {
             let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut redis).await;
         }
@@ -119,10 +134,18 @@ async fn ensure_template(admin_url: &str, template: &str) {
         .expect("query pg_database");
     if !exists {
         let building = format!("{template}_build");
-        admin.execute(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)").as_str()).await.expect("drop");
-        admin.execute(format!("CREATE DATABASE {building}").as_str()).await.expect("create template");
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)").as_str())
+            .await
+            .expect("drop");
+        admin
+            .execute(format!("CREATE DATABASE {building}").as_str())
+            .await
+            .expect("create template");
         {
-            let pool = atende_store::connect(&replace_db(admin_url, &building), 2).await.expect("connect template");
+            let pool = atende_store::connect(&replace_db(admin_url, &building), 2)
+                .await
+                .expect("connect template");
             atende_store::migrate(&pool).await.expect("migrate template");
             pool.close().await;
         }
@@ -132,7 +155,10 @@ async fn ensure_template(admin_url: &str, template: &str) {
             .await
             .expect("rename template");
     }
-    admin.execute("SELECT pg_advisory_unlock(8217311)").await.expect("unlock");
+    admin
+        .execute("SELECT pg_advisory_unlock(8217311)")
+        .await
+        .expect("unlock");
     let _ = tokio::time::timeout(Duration::from_secs(5), admin.close()).await;
 }
 
@@ -143,14 +169,20 @@ mod tests {
     #[test]
     fn the_database_name_is_swapped_in_a_url() {
         assert_eq!(replace_db("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
-        assert_eq!(replace_db("postgres://u@h:5432/postgres?sslmode=disable", "x"), "postgres://u@h:5432/x?sslmode=disable");
+        assert_eq!(
+            replace_db("postgres://u@h:5432/postgres?sslmode=disable", "x"),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
         assert_eq!(replace_db("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
     }
 
     #[tokio::test]
     async fn a_sandbox_gets_a_migrated_database_of_its_own_and_removes_it() {
         let sb = Sandbox::new().await;
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants").fetch_one(&sb.pool).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
+            .fetch_one(&sb.pool)
+            .await
+            .unwrap();
         assert_eq!(n, 0);
         let name = sb.db_name.clone();
         let admin_url = sb.admin_url.clone();

@@ -16,8 +16,7 @@ pub const DISPLAY_PHONE_NUMBER: &str = "15550783881";
 
 /// `X-Hub-Signature-256` value for `body`: `sha256=<lowercase hex HMAC-SHA256>`.
 pub fn sign(app_secret: &[u8], body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(app_secret).expect("hmac takes keys of any length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(app_secret).expect("hmac takes keys of any length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -31,10 +30,7 @@ pub fn text_message_webhook(
     body: &str,
     timestamp: i64,
 ) -> Vec<u8> {
-    let contact = obj(vec![
-        ("profile", obj(vec![("name", s(name))])),
-        ("wa_id", s(wa_id)),
-    ]);
+    let contact = obj(vec![("profile", obj(vec![("name", s(name))])), ("wa_id", s(wa_id))]);
     let message = obj(vec![
         ("from", s(wa_id)),
         ("id", s(wamid)),
@@ -57,10 +53,7 @@ pub fn bsuid_text_message_webhook(
     timestamp: i64,
 ) -> Vec<u8> {
     let contact = obj(vec![
-        (
-            "profile",
-            obj(vec![("name", s(name)), ("username", s(username))]),
-        ),
+        ("profile", obj(vec![("name", s(name)), ("username", s(username))])),
         ("user_id", s(user_id)),
     ]);
     let message = obj(vec![
@@ -83,10 +76,7 @@ pub fn unknown_type_webhook(
     type_name: &str,
     timestamp: i64,
 ) -> Vec<u8> {
-    let contact = obj(vec![
-        ("profile", obj(vec![("name", s(name))])),
-        ("wa_id", s(wa_id)),
-    ]);
+    let contact = obj(vec![("profile", obj(vec![("name", s(name))])), ("wa_id", s(wa_id))]);
     let message = obj(vec![
         ("from", s(wa_id)),
         ("id", s(wamid)),
@@ -99,13 +89,7 @@ pub fn unknown_type_webhook(
 
 /// A status (`sent`, `delivered`, `read`, `played`, or anything, to test unknown ones) for a
 /// message we sent.
-pub fn status_webhook(
-    phone_number_id: &str,
-    wamid: &str,
-    status: &str,
-    recipient_id: &str,
-    timestamp: i64,
-) -> Vec<u8> {
+pub fn status_webhook(phone_number_id: &str, wamid: &str, status: &str, recipient_id: &str, timestamp: i64) -> Vec<u8> {
     let st = obj(vec![
         ("id", s(wamid)),
         ("status", s(status)),
@@ -145,12 +129,7 @@ pub fn failed_status_webhook(
     messages_envelope(phone_number_id, None, "statuses", st)
 }
 
-fn messages_envelope(
-    phone_number_id: &str,
-    contact: Option<J>,
-    array: &'static str,
-    item: J,
-) -> Vec<u8> {
+fn messages_envelope(phone_number_id: &str, contact: Option<J>, array: &'static str, item: J) -> Vec<u8> {
     let mut value = vec![
         ("messaging_product", s("whatsapp")),
         (

@@ -26,13 +26,20 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(pool: PgPool, subjects: atende_bus::Subjects, body_limit: usize) -> Self {
-        Self { pool, subjects, body_limit }
+        Self {
+            pool,
+            subjects,
+            body_limit,
+        }
     }
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/webhooks/whatsapp/{channel_id}", get(whatsapp_verify).post(whatsapp_event))
+        .route(
+            "/webhooks/whatsapp/{channel_id}",
+            get(whatsapp_verify).post(whatsapp_event),
+        )
         .with_state(state)
 }
 
@@ -69,7 +76,12 @@ async fn whatsapp_verify(
         Ok(c) => c,
         Err(r) => return r,
     };
-    match handshake::verify_subscription(q.mode.as_deref(), q.token.as_deref(), q.challenge.as_deref(), &channel.verify_token) {
+    match handshake::verify_subscription(
+        q.mode.as_deref(),
+        q.token.as_deref(),
+        q.challenge.as_deref(),
+        &channel.verify_token,
+    ) {
         Ok(challenge) => (StatusCode::OK, challenge).into_response(),
         Err(e) => {
             tracing::info!(channel_id = %channel.id, reason = %e, "verification handshake refused");
@@ -91,7 +103,11 @@ async fn whatsapp_event(
     let raw = match axum::body::to_bytes(body, state.body_limit).await {
         Ok(b) => b,
         Err(_) => {
-            return error(ErrorCode::PayloadTooLarge, &format!("limit is {} bytes", state.body_limit)).into_response()
+            return error(
+                ErrorCode::PayloadTooLarge,
+                &format!("limit is {} bytes", state.body_limit),
+            )
+            .into_response()
         }
     };
     let sig = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());

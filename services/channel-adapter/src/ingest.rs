@@ -37,11 +37,19 @@ pub async fn store_whatsapp(
         let (account, key, event) = match item {
             WaItem::Message(m) => {
                 let key = format!("m:{}", m.provider_message_id);
-                (m.phone_number_id.clone(), key, inbound_event::Item::Message(message_event(m)))
+                (
+                    m.phone_number_id.clone(),
+                    key,
+                    inbound_event::Item::Message(message_event(m)),
+                )
             }
             WaItem::Status(s) => {
                 let key = format!("s:{}:{}", s.provider_message_id, s.status.as_str());
-                (s.phone_number_id.clone(), key, inbound_event::Item::Status(status_event(s)))
+                (
+                    s.phone_number_id.clone(),
+                    key,
+                    inbound_event::Item::Status(status_event(s)),
+                )
             }
             WaItem::ChannelError { phone_number_id, error } => {
                 tracing::warn!(phone_number_id, code = ?error.code, message = ?error.message, "provider reported a channel error");
@@ -67,7 +75,10 @@ pub async fn store_whatsapp(
             match atende_store::admin::channel_by_account(&mut *tx, "whatsapp", &account).await? {
                 Some(c) if c.tenant_id == url_channel.tenant_id => c,
                 _ => {
-                    tracing::warn!(phone_number_id = account, "webhook item for an unknown phone number, skipped");
+                    tracing::warn!(
+                        phone_number_id = account,
+                        "webhook item for an unknown phone number, skipped"
+                    );
                     out.skipped += 1;
                     continue;
                 }
@@ -132,7 +143,10 @@ fn status_event(s: WaStatus) -> DeliveryStatusUpdate {
         status: s.status.as_str().to_string(),
         at_ms: s.timestamp_secs.saturating_mul(1000),
         message_id: String::new(),
-        error_code: first_error.and_then(|e| e.code).map(|c| c.to_string()).unwrap_or_default(),
+        error_code: first_error
+            .and_then(|e| e.code)
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
         error_message: first_error
             .and_then(|e| e.details.clone().or_else(|| e.message.clone()))
             .unwrap_or_default(),

@@ -58,7 +58,12 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
     ));
     atende_runtime::spawn_relay(&mut tasks, bus, pool, shutdown);
     tracing::info!(%http_addr, %grpc_addr, "channel-adapter started");
-    Ok(Started { role: "channel-adapter", grpc_addr, http_addr: Some(http_addr), tasks })
+    Ok(Started {
+        role: "channel-adapter",
+        grpc_addr,
+        http_addr: Some(http_addr),
+        tasks,
+    })
 }
 
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {

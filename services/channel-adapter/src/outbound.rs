@@ -20,7 +20,13 @@ use uuid::Uuid;
 
 use crate::whatsapp::graph::{GraphClient, RetryClass};
 
-pub async fn run(bus: Bus, pool: PgPool, graph: GraphClient, ack_wait: Duration, shutdown: CancellationToken) -> atende_runtime::Result<()> {
+pub async fn run(
+    bus: Bus,
+    pool: PgPool,
+    graph: GraphClient,
+    ack_wait: Duration,
+    shutdown: CancellationToken,
+) -> atende_runtime::Result<()> {
     let spec = ConsumerSpec {
         stream: StreamKind::Outbound,
         durable: "channel-adapter",
@@ -66,7 +72,13 @@ async fn deliver(ctx: &(Bus, PgPool, GraphClient), d: Delivery) -> Outcome {
     }
     let reply_to = Some(msg.reply_to_provider_message_id.as_str()).filter(|s| !s.is_empty());
     let result = graph
-        .send_text(&channel.provider_account_id, &channel.access_token, &msg.to, &msg.text, reply_to)
+        .send_text(
+            &channel.provider_account_id,
+            &channel.access_token,
+            &msg.to,
+            &msg.text,
+            reply_to,
+        )
         .await;
     let (state, provider_id, status, error) = match result {
         Ok(accepted) => ("sent", Some(accepted.provider_message_id), "accepted", None),
@@ -103,7 +115,11 @@ async fn deliver(ctx: &(Bus, PgPool, GraphClient), d: Delivery) -> Outcome {
                 status: status.to_string(),
                 at_ms: atende_store::to_millis(time::OffsetDateTime::now_utc()),
                 message_id: message_id.to_string(),
-                error_code: error.as_ref().and_then(|e| e.code).map(|c| c.to_string()).unwrap_or_default(),
+                error_code: error
+                    .as_ref()
+                    .and_then(|e| e.code)
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
                 error_message: error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
             })),
         };

@@ -41,7 +41,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/me/presence", put(set_presence).get(get_presence))
         .route("/api/v1/me/conversations", get(my_conversations))
-        .route("/api/v1/conversations/{id}/messages", get(list_messages).post(send_message))
+        .route(
+            "/api/v1/conversations/{id}/messages",
+            get(list_messages).post(send_message),
+        )
         .route("/api/v1/conversations/{id}/accept", post(accept_offer))
         .route("/api/v1/conversations/{id}/claim", post(claim))
         .route("/api/v1/ws", get(websocket))
@@ -64,12 +67,17 @@ impl FromRequestParts<AppState> for Agent {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim().to_string());
         let query = parts.uri.query().and_then(|q| {
-            q.split('&').find_map(|kv| kv.strip_prefix("access_token=").map(str::to_string))
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("access_token=").map(str::to_string))
         });
         let Some(token) = header.or(query) else {
             return Err(error(ErrorCode::Unauthenticated, "").into_response());
         };
-        state.keys.verify(&token).map(Agent).ok_or_else(|| error(ErrorCode::Unauthenticated, "invalid or expired token").into_response())
+        state
+            .keys
+            .verify(&token)
+            .map(Agent)
+            .ok_or_else(|| error(ErrorCode::Unauthenticated, "invalid or expired token").into_response())
     }
 }
 
@@ -81,7 +89,10 @@ struct LoginBody {
     password: String,
 }
 
-async fn login(State(state): State<AppState>, body: Result<Json<LoginBody>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    body: Result<Json<LoginBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
     let Ok(Json(body)) = body else {
         return error(ErrorCode::MalformedPayload, "expected {tenant, email, password}").into_response();
     };
@@ -153,17 +164,41 @@ async fn set_presence(
     let Ok(Json(body)) = body else {
         return error(ErrorCode::MalformedPayload, "expected {status, channels?}").into_response();
     };
-    let kinds = body
-        .channels
-        .unwrap_or_else(|| atende_domain::channel::ChannelKind::ALL.iter().map(|k| k.as_str().to_string()).collect());
-    if let Some(bad) = kinds.iter().find(|k| atende_domain::channel::ChannelKind::parse(k).is_none()) {
+    let kinds = body.channels.unwrap_or_else(|| {
+        atende_domain::channel::ChannelKind::ALL
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect()
+    });
+    if let Some(bad) = kinds
+        .iter()
+        .find(|k| atende_domain::channel::ChannelKind::parse(k).is_none())
+    {
         return error(ErrorCode::InvalidArgument, &format!("unknown channel kind {bad}")).into_response();
     }
     let channels = match body.status.as_str() {
-        "available" => kinds.into_iter().map(|k| pb::ChannelLogin { channel_kind: k, paused: false }).collect(),
-        "paused" => kinds.into_iter().map(|k| pb::ChannelLogin { channel_kind: k, paused: true }).collect(),
+        "available" => kinds
+            .into_iter()
+            .map(|k| pb::ChannelLogin {
+                channel_kind: k,
+                paused: false,
+            })
+            .collect(),
+        "paused" => kinds
+            .into_iter()
+            .map(|k| pb::ChannelLogin {
+                channel_kind: k,
+                paused: true,
+            })
+            .collect(),
         "offline" => Vec::new(),
-        _ => return error(ErrorCode::InvalidArgument, "status must be available, paused or offline").into_response(),
+        _ => {
+            return error(
+                ErrorCode::InvalidArgument,
+                "status must be available, paused or offline",
+            )
+            .into_response()
+        }
     };
     let req = pb::SetPresenceRequest {
         tenant_id: claims.tenant.to_string(),
@@ -179,7 +214,10 @@ async fn set_presence(
 }
 
 async fn get_presence(State(state): State<AppState>, Agent(claims): Agent) -> Response {
-    let req = pb::GetPresenceRequest { tenant_id: claims.tenant.to_string(), agent_id: claims.sub.to_string() };
+    let req = pb::GetPresenceRequest {
+        tenant_id: claims.tenant.to_string(),
+        agent_id: claims.sub.to_string(),
+    };
     match state.router.clone().get_presence(req).await {
         Ok(r) => Json(presence_json(r.into_inner().presence)).into_response(),
         Err(s) => from_status(&s).into_response(),
@@ -201,7 +239,10 @@ async fn logout(State(state): State<AppState>, Agent(claims): Agent) -> Response
 }
 
 async fn my_conversations(State(state): State<AppState>, Agent(claims): Agent) -> Response {
-    let req = pb::ListAgentConversationsRequest { tenant_id: claims.tenant.to_string(), agent_id: claims.sub.to_string() };
+    let req = pb::ListAgentConversationsRequest {
+        tenant_id: claims.tenant.to_string(),
+        agent_id: claims.sub.to_string(),
+    };
     match state.session.clone().list_agent_conversations(req).await {
         Ok(r) => Json(json!({ "conversations": r.into_inner().conversations.iter().map(crate::frames::conversation).collect::<Vec<_>>() })).into_response(),
         Err(s) => from_status(&s).into_response(),
@@ -213,7 +254,10 @@ async fn check_access(state: &AppState, claims: &Claims, conversation: Uuid) -> 
     if claims.supervisor {
         return Ok(());
     }
-    let req = pb::GetConversationRequest { tenant_id: claims.tenant.to_string(), conversation_id: conversation.to_string() };
+    let req = pb::GetConversationRequest {
+        tenant_id: claims.tenant.to_string(),
+        conversation_id: conversation.to_string(),
+    };
     match state.session.clone().get_conversation(req).await {
         Ok(r) => {
             let c = r.into_inner().conversation.unwrap_or_default();
@@ -297,7 +341,11 @@ async fn send_message(
         reply_to_message_id: body.reply_to_message_id.unwrap_or_default(),
     };
     match state.session.clone().send_message(req).await {
-        Ok(r) => (StatusCode::CREATED, Json(json!({ "message": r.into_inner().message.as_ref().map(crate::frames::message) }))).into_response(),
+        Ok(r) => (
+            StatusCode::CREATED,
+            Json(json!({ "message": r.into_inner().message.as_ref().map(crate::frames::message) })),
+        )
+            .into_response(),
         Err(s) => from_status(&s).into_response(),
     }
 }
@@ -307,7 +355,11 @@ async fn accept_offer(State(state): State<AppState>, Agent(claims): Agent, Path(
         Ok(i) => i,
         Err(r) => return r.into_response(),
     };
-    let req = pb::AcceptOfferRequest { tenant_id: claims.tenant.to_string(), conversation_id: id.to_string(), agent_id: claims.sub.to_string() };
+    let req = pb::AcceptOfferRequest {
+        tenant_id: claims.tenant.to_string(),
+        conversation_id: id.to_string(),
+        agent_id: claims.sub.to_string(),
+    };
     match state.router.clone().accept_offer(req).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(s) => from_status(&s).into_response(),
@@ -319,7 +371,11 @@ async fn claim(State(state): State<AppState>, Agent(claims): Agent, Path(id): Pa
         Ok(i) => i,
         Err(r) => return r.into_response(),
     };
-    let req = pb::ClaimConversationRequest { tenant_id: claims.tenant.to_string(), conversation_id: id.to_string(), agent_id: claims.sub.to_string() };
+    let req = pb::ClaimConversationRequest {
+        tenant_id: claims.tenant.to_string(),
+        conversation_id: id.to_string(),
+        agent_id: claims.sub.to_string(),
+    };
     match state.router.clone().claim_conversation(req).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(s) => from_status(&s).into_response(),

@@ -23,12 +23,25 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(secret: &[u8], ttl_secs: u64) -> Self {
-        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), ttl_secs }
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            ttl_secs,
+        }
     }
 
     pub fn issue(&self, agent: Uuid, tenant: Uuid, supervisor: bool) -> Result<String, jsonwebtoken::errors::Error> {
         let exp = jsonwebtoken::get_current_timestamp() + self.ttl_secs;
-        encode(&Header::new(Algorithm::HS256), &Claims { sub: agent, tenant, supervisor, exp }, &self.encoding)
+        encode(
+            &Header::new(Algorithm::HS256),
+            &Claims {
+                sub: agent,
+                tenant,
+                supervisor,
+                exp,
+            },
+            &self.encoding,
+        )
     }
 
     pub fn verify(&self, token: &str) -> Option<Claims> {
@@ -41,16 +54,19 @@ impl Keys {
 /// Checks a password against its stored argon2 PHC string.
 pub fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
-        .map(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
 /// Spends the same argon2 work as [`verify_password`] when there is no account to check
 /// (unknown tenant or e-mail), so response times do not reveal which accounts exist.
 pub fn verify_nothing(password: &str) {
-    static DUMMY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        atende_session::admin::hash_password("atende: no such agent").unwrap_or_default()
-    });
+    static DUMMY: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| atende_session::admin::hash_password("atende: no such agent").unwrap_or_default());
     let _ = verify_password(password, &DUMMY);
 }
 
@@ -72,7 +88,12 @@ mod tests {
     #[test]
     fn an_expired_token_is_refused() {
         let keys = Keys::new(b"0123456789abcdef0123456789abcdef", 0);
-        let claims = Claims { sub: Uuid::new_v4(), tenant: Uuid::new_v4(), supervisor: false, exp: 1 };
+        let claims = Claims {
+            sub: Uuid::new_v4(),
+            tenant: Uuid::new_v4(),
+            supervisor: false,
+            exp: 1,
+        };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
         assert!(keys.verify(&token).is_none());
     }

@@ -57,7 +57,11 @@ pub fn route(event: &pb::DomainEvent) -> Option<(&'static str, String, Value)> {
             e.conversation.as_ref().map(|c| c.agent_id.clone()).unwrap_or_default(),
             json!({ "conversation": e.conversation.as_ref().map(conversation), "reason": e.reason }),
         ),
-        Kind::MessageCreated(e) => ("message.created", e.agent_id.clone(), json!({ "message": e.message.as_ref().map(message) })),
+        Kind::MessageCreated(e) => (
+            "message.created",
+            e.agent_id.clone(),
+            json!({ "message": e.message.as_ref().map(message) }),
+        ),
         Kind::MessageStatusChanged(e) => (
             "message.status",
             e.agent_id.clone(),

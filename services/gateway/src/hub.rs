@@ -45,7 +45,12 @@ impl Hub {
     pub fn connect(&self, tenant: Uuid, agent: Uuid) -> (u64, mpsc::UnboundedReceiver<Push>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
-        self.conns.lock().expect("hub lock").entry((tenant, agent)).or_default().push((id, tx));
+        self.conns
+            .lock()
+            .expect("hub lock")
+            .entry((tenant, agent))
+            .or_default()
+            .push((id, tx));
         (id, rx)
     }
 
@@ -67,7 +72,9 @@ impl Hub {
 
     pub fn send(&self, tenant: Uuid, agent: Uuid, push: Push) -> usize {
         let conns = self.conns.lock().expect("hub lock");
-        conns.get(&(tenant, agent)).map_or(0, |list| list.iter().filter(|(_, tx)| tx.send(push.clone()).is_ok()).count())
+        conns.get(&(tenant, agent)).map_or(0, |list| {
+            list.iter().filter(|(_, tx)| tx.send(push.clone()).is_ok()).count()
+        })
     }
 
     pub fn connected(&self, tenant: Uuid, agent: Uuid) -> bool {
@@ -103,13 +110,25 @@ pub async fn pump(
 }
 
 async fn deliver(hub: &Hub, session: &crate::SessionClient, event: pb::DomainEvent) {
-    let Some((ty, agent, data)) = frames::route(&event) else { return };
-    let (Ok(tenant), Ok(agent)) = (Uuid::parse_str(&event.tenant_id), Uuid::parse_str(&agent)) else { return };
+    let Some((ty, agent, data)) = frames::route(&event) else {
+        return;
+    };
+    let (Ok(tenant), Ok(agent)) = (Uuid::parse_str(&event.tenant_id), Uuid::parse_str(&agent)) else {
+        return;
+    };
     if !hub.connected(tenant, agent) {
         return;
     }
     let trace_id = atende_telemetry::current_trace_id();
-    hub.send(tenant, agent, Push { ty, trace_id: trace_id.clone(), data });
+    hub.send(
+        tenant,
+        agent,
+        Push {
+            ty,
+            trace_id: trace_id.clone(),
+            data,
+        },
+    );
     if let Some(Kind::ConversationAssigned(a)) = &event.kind {
         let Some(c) = a.conversation.as_ref() else { return };
         match session
@@ -125,10 +144,20 @@ async fn deliver(hub: &Hub, session: &crate::SessionClient, event: pb::DomainEve
             Ok(resp) => {
                 for m in resp.into_inner().messages {
                     let data = serde_json::json!({ "message": frames::message(&m), "backfill": true });
-                    hub.send(tenant, agent, Push { ty: "message.created", trace_id: trace_id.clone(), data });
+                    hub.send(
+                        tenant,
+                        agent,
+                        Push {
+                            ty: "message.created",
+                            trace_id: trace_id.clone(),
+                            data,
+                        },
+                    );
                 }
             }
-            Err(e) => tracing::warn!(error = %e, conversation_id = %c.id, "cannot load messages for the new assignment"),
+            Err(e) => {
+                tracing::warn!(error = %e, conversation_id = %c.id, "cannot load messages for the new assignment")
+            }
         }
     }
 }
@@ -144,7 +173,11 @@ mod tests {
         let (_, mut r1) = hub.connect(t, a);
         let (id2, mut r2) = hub.connect(t, a);
         let (_, mut r3) = hub.connect(t, b);
-        let push = Push { ty: "x", trace_id: None, data: Value::Null };
+        let push = Push {
+            ty: "x",
+            trace_id: None,
+            data: Value::Null,
+        };
         assert_eq!(hub.send(t, a, push), 2);
         assert!(r1.try_recv().is_ok() && r2.try_recv().is_ok());
         assert!(r3.try_recv().is_err());

@@ -35,24 +35,40 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
     tasks.spawn(grpc);
 
     let hub = hub::Hub::default();
-    let subscriber = bus.client.subscribe(bus.subjects.stream_filter(atende_bus::StreamKind::Events)).await.map_err(atende_bus::BusError::from)?;
+    let subscriber = bus
+        .client
+        .subscribe(bus.subjects.stream_filter(atende_bus::StreamKind::Events))
+        .await
+        .map_err(atende_bus::BusError::from)?;
     let session = session_client(&cfg.clients.session_url)?;
     tasks.spawn(hub::pump(hub.clone(), subscriber, session.clone(), shutdown.clone()));
 
     let state = api::AppState {
         pool,
         hub,
-        keys: Arc::new(auth::Keys::new(cfg.gateway.jwt_secret.expose_secret().as_bytes(), cfg.gateway.token_ttl_secs)),
+        keys: Arc::new(auth::Keys::new(
+            cfg.gateway.jwt_secret.expose_secret().as_bytes(),
+            cfg.gateway.token_ttl_secs,
+        )),
         session,
         router: atende_session::router_client(&cfg.clients.router_url)?,
         shutdown: shutdown.clone(),
     };
-    let (http_addr, http_server) =
-        atende_runtime::http_api::serve(cfg.gateway.http_addr, api::router(state), atende_runtime::grace(cfg), shutdown)
-            .await?;
+    let (http_addr, http_server) = atende_runtime::http_api::serve(
+        cfg.gateway.http_addr,
+        api::router(state),
+        atende_runtime::grace(cfg),
+        shutdown,
+    )
+    .await?;
     tasks.spawn(http_server);
     tracing::info!(%http_addr, %grpc_addr, "gateway started");
-    Ok(Started { role: "gateway", grpc_addr, http_addr: Some(http_addr), tasks })
+    Ok(Started {
+        role: "gateway",
+        grpc_addr,
+        http_addr: Some(http_addr),
+        tasks,
+    })
 }
 
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
@@ -72,8 +88,10 @@ fn session_client(url: &str) -> Result<SessionClient> {
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(10))
         .connect_lazy();
-    Ok(atende_proto::v1::session_service_client::SessionServiceClient::with_interceptor(
-        channel,
-        atende_telemetry::propagation::grpc_client_interceptor as fn(_) -> _,
-    ))
+    Ok(
+        atende_proto::v1::session_service_client::SessionServiceClient::with_interceptor(
+            channel,
+            atende_telemetry::propagation::grpc_client_interceptor as fn(_) -> _,
+        ),
+    )
 }

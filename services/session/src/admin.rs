@@ -32,9 +32,19 @@ fn page(size: i32, token: &str) -> Result<(i64, Option<Uuid>), Status> {
     let size = match size {
         0 => 100,
         n if (1..=1000).contains(&n) => n,
-        _ => return Err(status(ErrorCode::InvalidArgument, "page_size must be 1 to 1000", Some("page_size"))),
+        _ => {
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "page_size must be 1 to 1000",
+                Some("page_size"),
+            ))
+        }
     };
-    let after = if token.is_empty() { None } else { Some(parse_id("page_token", token)?) };
+    let after = if token.is_empty() {
+        None
+    } else {
+        Some(parse_id("page_token", token)?)
+    };
     Ok((i64::from(size), after))
 }
 
@@ -49,7 +59,11 @@ fn next_token<T>(rows: &[T], size: i64, id: impl Fn(&T) -> Uuid) -> String {
 fn required<'a>(field: &'static str, v: &'a str) -> Result<&'a str, Status> {
     let v = v.trim();
     if v.is_empty() {
-        Err(status(ErrorCode::InvalidArgument, &format!("`{field}` is required"), Some(field)))
+        Err(status(
+            ErrorCode::InvalidArgument,
+            &format!("`{field}` is required"),
+            Some(field),
+        ))
     } else {
         Ok(v)
     }
@@ -125,29 +139,52 @@ pub fn hash_password(password: &str) -> Result<String, Status> {
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
-    async fn create_tenant(&self, r: Request<pb::CreateTenantRequest>) -> Result<Response<pb::CreateTenantResponse>, Status> {
+    async fn create_tenant(
+        &self,
+        r: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::CreateTenantResponse>, Status> {
         let r = r.into_inner();
         let id = id_or_new("id", &r.id)?;
         let name = required("name", &r.name)?;
         let slug = required("slug", &r.slug)?;
-        if !slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-            return Err(status(ErrorCode::InvalidArgument, "slug may hold a-z, 0-9 and -", Some("slug")));
+        if !slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "slug may hold a-z, 0-9 and -",
+                Some("slug"),
+            ));
         }
         let t = store::create_tenant(&self.pool, id, name, slug, r.allow_simultaneous_conversations)
             .await
             .map_err(|e| conflict(e, "a tenant with this slug exists"))?;
-        Ok(Response::new(pb::CreateTenantResponse { tenant: Some(tenant_pb(t)) }))
+        Ok(Response::new(pb::CreateTenantResponse {
+            tenant: Some(tenant_pb(t)),
+        }))
     }
 
-    async fn list_tenants(&self, r: Request<pb::ListTenantsRequest>) -> Result<Response<pb::ListTenantsResponse>, Status> {
+    async fn list_tenants(
+        &self,
+        r: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
         let r = r.into_inner();
         let (size, after) = page(r.page_size, &r.page_token)?;
-        let rows = store::list_tenants(&self.pool, after, size).await.map_err(store_status)?;
+        let rows = store::list_tenants(&self.pool, after, size)
+            .await
+            .map_err(store_status)?;
         let next_page_token = next_token(&rows, size, |t| t.id);
-        Ok(Response::new(pb::ListTenantsResponse { tenants: rows.into_iter().map(tenant_pb).collect(), next_page_token }))
+        Ok(Response::new(pb::ListTenantsResponse {
+            tenants: rows.into_iter().map(tenant_pb).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn create_channel(&self, r: Request<pb::CreateChannelRequest>) -> Result<Response<pb::CreateChannelResponse>, Status> {
+    async fn create_channel(
+        &self,
+        r: Request<pb::CreateChannelRequest>,
+    ) -> Result<Response<pb::CreateChannelResponse>, Status> {
         let r = r.into_inner();
         let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
         tenant_exists(&self.pool, tenant).await?;
@@ -163,7 +200,11 @@ impl AdminService for AdminApi {
             None
         } else {
             let s: Uuid = parse_id("default_service_id", &r.default_service_id)?;
-            if store::get_service(&self.pool, tenant, s).await.map_err(store_status)?.is_none() {
+            if store::get_service(&self.pool, tenant, s)
+                .await
+                .map_err(store_status)?
+                .is_none()
+            {
                 return Err(status(ErrorCode::NotFound, "service", Some("default_service_id")));
             }
             Some(s)
@@ -184,24 +225,41 @@ impl AdminService for AdminApi {
         )
         .await
         .map_err(|e| conflict(e, "this provider account is already connected"))?;
-        Ok(Response::new(pb::CreateChannelResponse { channel: Some(channel_pb(c)) }))
+        Ok(Response::new(pb::CreateChannelResponse {
+            channel: Some(channel_pb(c)),
+        }))
     }
 
-    async fn list_channels(&self, r: Request<pb::ListChannelsRequest>) -> Result<Response<pb::ListChannelsResponse>, Status> {
+    async fn list_channels(
+        &self,
+        r: Request<pb::ListChannelsRequest>,
+    ) -> Result<Response<pb::ListChannelsResponse>, Status> {
         let r = r.into_inner();
         let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
         let (size, after) = page(r.page_size, &r.page_token)?;
-        let rows = store::list_channels(&self.pool, tenant, after, size).await.map_err(store_status)?;
+        let rows = store::list_channels(&self.pool, tenant, after, size)
+            .await
+            .map_err(store_status)?;
         let next_page_token = next_token(&rows, size, |c| c.id);
-        Ok(Response::new(pb::ListChannelsResponse { channels: rows.into_iter().map(channel_pb).collect(), next_page_token }))
+        Ok(Response::new(pb::ListChannelsResponse {
+            channels: rows.into_iter().map(channel_pb).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn create_service(&self, r: Request<pb::CreateServiceRequest>) -> Result<Response<pb::CreateServiceResponse>, Status> {
+    async fn create_service(
+        &self,
+        r: Request<pb::CreateServiceRequest>,
+    ) -> Result<Response<pb::CreateServiceResponse>, Status> {
         let r = r.into_inner();
         let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
         tenant_exists(&self.pool, tenant).await?;
         let id = id_or_new("id", &r.id)?;
-        let policy = if r.policy.is_empty() { "least_loaded" } else { r.policy.as_str() };
+        let policy = if r.policy.is_empty() {
+            "least_loaded"
+        } else {
+            r.policy.as_str()
+        };
         let Some(policy) = Policy::parse(policy) else {
             return Err(status(
                 ErrorCode::InvalidArgument,
@@ -209,9 +267,17 @@ impl AdminService for AdminApi {
                 Some("policy"),
             ));
         };
-        let timeout = if r.offer_timeout_secs == 0 { 60 } else { r.offer_timeout_secs };
+        let timeout = if r.offer_timeout_secs == 0 {
+            60
+        } else {
+            r.offer_timeout_secs
+        };
         if !(1..=86_400).contains(&timeout) {
-            return Err(status(ErrorCode::InvalidArgument, "offer_timeout_secs must be 1 to 86400", Some("offer_timeout_secs")));
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "offer_timeout_secs must be 1 to 86400",
+                Some("offer_timeout_secs"),
+            ));
         }
         let s = store::create_service(
             &self.pool,
@@ -226,38 +292,67 @@ impl AdminService for AdminApi {
         )
         .await
         .map_err(|e| conflict(e, "a service with this name exists"))?;
-        Ok(Response::new(pb::CreateServiceResponse { service: Some(service_pb(s)) }))
+        Ok(Response::new(pb::CreateServiceResponse {
+            service: Some(service_pb(s)),
+        }))
     }
 
-    async fn list_services(&self, r: Request<pb::ListServicesRequest>) -> Result<Response<pb::ListServicesResponse>, Status> {
+    async fn list_services(
+        &self,
+        r: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
         let r = r.into_inner();
         let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
         let (size, after) = page(r.page_size, &r.page_token)?;
-        let rows = store::list_services(&self.pool, tenant, after, size).await.map_err(store_status)?;
+        let rows = store::list_services(&self.pool, tenant, after, size)
+            .await
+            .map_err(store_status)?;
         let next_page_token = next_token(&rows, size, |s| s.id);
-        Ok(Response::new(pb::ListServicesResponse { services: rows.into_iter().map(service_pb).collect(), next_page_token }))
+        Ok(Response::new(pb::ListServicesResponse {
+            services: rows.into_iter().map(service_pb).collect(),
+            next_page_token,
+        }))
     }
 
-    async fn create_agent(&self, r: Request<pb::CreateAgentRequest>) -> Result<Response<pb::CreateAgentResponse>, Status> {
+    async fn create_agent(
+        &self,
+        r: Request<pb::CreateAgentRequest>,
+    ) -> Result<Response<pb::CreateAgentResponse>, Status> {
         let r = r.into_inner();
         let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
         tenant_exists(&self.pool, tenant).await?;
         let id = id_or_new("id", &r.id)?;
         let email = required("email", &r.email)?;
         if !email.contains('@') {
-            return Err(status(ErrorCode::InvalidArgument, "email is not an address", Some("email")));
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "email is not an address",
+                Some("email"),
+            ));
         }
         if r.password.chars().count() < 8 {
-            return Err(status(ErrorCode::InvalidArgument, "password needs at least 8 characters", Some("password")));
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "password needs at least 8 characters",
+                Some("password"),
+            ));
         }
         let max = if r.max_concurrent == 0 { 3 } else { r.max_concurrent };
         if max > 1000 {
-            return Err(status(ErrorCode::InvalidArgument, "max_concurrent must be 1 to 1000", Some("max_concurrent")));
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "max_concurrent must be 1 to 1000",
+                Some("max_concurrent"),
+            ));
         }
         let mut services = Vec::with_capacity(r.service_ids.len());
         for s in &r.service_ids {
             let s: Uuid = parse_id("service_ids", s)?;
-            if store::get_service(&self.pool, tenant, s).await.map_err(store_status)?.is_none() {
+            if store::get_service(&self.pool, tenant, s)
+                .await
+                .map_err(store_status)?
+                .is_none()
+            {
                 return Err(status(ErrorCode::NotFound, "service", Some("service_ids")));
             }
             services.push(s);
@@ -281,20 +376,27 @@ impl AdminService for AdminApi {
         .map_err(|e| conflict(e, "an agent with this e-mail exists"))?;
         let service_ids = store::agent_service_ids(&mut *tx, a.id).await.map_err(store_status)?;
         tx.commit().await.map_err(|e| store_status(e.into()))?;
-        Ok(Response::new(pb::CreateAgentResponse { agent: Some(agent_pb(a, service_ids)) }))
+        Ok(Response::new(pb::CreateAgentResponse {
+            agent: Some(agent_pb(a, service_ids)),
+        }))
     }
 
     async fn list_agents(&self, r: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
         let r = r.into_inner();
         let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
         let (size, after) = page(r.page_size, &r.page_token)?;
-        let rows = store::list_agents(&self.pool, tenant, after, size).await.map_err(store_status)?;
+        let rows = store::list_agents(&self.pool, tenant, after, size)
+            .await
+            .map_err(store_status)?;
         let next_page_token = next_token(&rows, size, |a| a.id);
         let mut agents = Vec::with_capacity(rows.len());
         for a in rows {
             let services = store::agent_service_ids(&self.pool, a.id).await.map_err(store_status)?;
             agents.push(agent_pb(a, services));
         }
-        Ok(Response::new(pb::ListAgentsResponse { agents, next_page_token }))
+        Ok(Response::new(pb::ListAgentsResponse {
+            agents,
+            next_page_token,
+        }))
     }
 }

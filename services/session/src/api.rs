@@ -35,7 +35,11 @@ impl SessionService for SessionApi {
         let agent: Uuid = parse_id("agent_id", &req.agent_id)?;
         let text = req.text.trim();
         if text.is_empty() || text.chars().count() > MAX_TEXT {
-            return Err(status(ErrorCode::InvalidArgument, "text must have 1 to 4096 characters", Some("text")));
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "text must have 1 to 4096 characters",
+                Some("text"),
+            ));
         }
         let client_id = Some(req.client_message_id.as_str()).filter(|c| !c.is_empty());
         // The first reply to an offered conversation accepts the offer.
@@ -69,19 +73,34 @@ impl SessionService for SessionApi {
         // A retry of a reply already stored returns it (checked only once the caller is known
         // to own this conversation of this tenant).
         if let Some(cid) = client_id {
-            if let Some(existing) = conv::message_by_client_id(&mut *tx, conversation_id, cid).await.map_err(store_status)? {
-                return Ok(Response::new(pb::SendMessageResponse { message: Some(convert::message(&existing)) }));
+            if let Some(existing) = conv::message_by_client_id(&mut *tx, conversation_id, cid)
+                .await
+                .map_err(store_status)?
+            {
+                return Ok(Response::new(pb::SendMessageResponse {
+                    message: Some(convert::message(&existing)),
+                }));
             }
         }
-        let kind = ChannelKind::parse(&c.channel_kind).ok_or_else(|| status(ErrorCode::Internal, "channel kind", None))?;
+        let kind =
+            ChannelKind::parse(&c.channel_kind).ok_or_else(|| status(ErrorCode::Internal, "channel kind", None))?;
         let to = conv::whatsapp_address(&mut *tx, tenant, c.contact_id)
             .await
             .map_err(store_status)?
-            .ok_or_else(|| status(ErrorCode::InvalidPhone, "the contact has no address on this channel", None))?;
+            .ok_or_else(|| {
+                status(
+                    ErrorCode::InvalidPhone,
+                    "the contact has no address on this channel",
+                    None,
+                )
+            })?;
         let reply_to = match Some(req.reply_to_message_id.as_str()).filter(|s| !s.is_empty()) {
             Some(id) => {
                 let id: Uuid = parse_id("reply_to_message_id", id)?;
-                conv::get_message(&mut *tx, tenant, id).await.map_err(store_status)?.and_then(|m| m.provider_message_id)
+                conv::get_message(&mut *tx, tenant, id)
+                    .await
+                    .map_err(store_status)?
+                    .and_then(|m| m.provider_message_id)
             }
             None => None,
         };
@@ -114,7 +133,9 @@ impl SessionService for SessionApi {
                 .await
                 .map_err(store_status)?
                 .ok_or_else(|| status(ErrorCode::Unavailable, "", None))?;
-            return Ok(Response::new(pb::SendMessageResponse { message: Some(convert::message(&existing)) }));
+            return Ok(Response::new(pb::SendMessageResponse {
+                message: Some(convert::message(&existing)),
+            }));
         };
         let outbound = pb::OutboundMessage {
             tenant_id: tenant.to_string(),
@@ -150,7 +171,9 @@ impl SessionService for SessionApi {
         .map_err(store_status)?;
         tx.commit().await.map_err(|e| store_status(e.into()))?;
         tracing::info!(%conversation_id, message_id = %message.id, "reply stored");
-        Ok(Response::new(pb::SendMessageResponse { message: Some(convert::message(&message)) }))
+        Ok(Response::new(pb::SendMessageResponse {
+            message: Some(convert::message(&message)),
+        }))
     }
 
     async fn get_conversation(
@@ -164,7 +187,9 @@ impl SessionService for SessionApi {
             .await
             .map_err(store_status)?
             .ok_or_else(|| status(ErrorCode::NotFound, "conversation", Some("conversation_id")))?;
-        Ok(Response::new(pb::GetConversationResponse { conversation: Some(convert::conversation(&c)) }))
+        Ok(Response::new(pb::GetConversationResponse {
+            conversation: Some(convert::conversation(&c)),
+        }))
     }
 
     async fn list_messages(
@@ -177,17 +202,28 @@ impl SessionService for SessionApi {
         let size = match req.page_size {
             0 => 50,
             n if (1..=500).contains(&n) => n,
-            _ => return Err(status(ErrorCode::InvalidArgument, "page_size must be 1 to 500", Some("page_size"))),
+            _ => {
+                return Err(status(
+                    ErrorCode::InvalidArgument,
+                    "page_size must be 1 to 500",
+                    Some("page_size"),
+                ))
+            }
         };
         let after = decode_cursor(&req.page_token)?;
-        let rows = conv::list_messages(&self.pool, tenant, id, after, i64::from(size) + 1).await.map_err(store_status)?;
+        let rows = conv::list_messages(&self.pool, tenant, id, after, i64::from(size) + 1)
+            .await
+            .map_err(store_status)?;
         let more = rows.len() > size as usize;
         let rows = &rows[..rows.len().min(size as usize)];
         let next_page_token = match (more, rows.last()) {
             (true, Some(last)) => format!("{}:{}", last.created_at.unix_timestamp_nanos() / 1000, last.id),
             _ => String::new(),
         };
-        Ok(Response::new(pb::ListMessagesResponse { messages: rows.iter().map(convert::message).collect(), next_page_token }))
+        Ok(Response::new(pb::ListMessagesResponse {
+            messages: rows.iter().map(convert::message).collect(),
+            next_page_token,
+        }))
     }
 
     async fn list_agent_conversations(
@@ -197,8 +233,12 @@ impl SessionService for SessionApi {
         let req = request.into_inner();
         let tenant: Uuid = parse_id("tenant_id", &req.tenant_id)?;
         let agent: Uuid = parse_id("agent_id", &req.agent_id)?;
-        let rows = conv::agent_open_conversations(&self.pool, tenant, agent).await.map_err(store_status)?;
-        Ok(Response::new(pb::ListAgentConversationsResponse { conversations: rows.iter().map(convert::conversation).collect() }))
+        let rows = conv::agent_open_conversations(&self.pool, tenant, agent)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::ListAgentConversationsResponse {
+            conversations: rows.iter().map(convert::conversation).collect(),
+        }))
     }
 }
 

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use atende_bus::consumer::{self, ConsumerSpec, Delivery, Outcome};
-use atende_bus::{Bus, Subjects, StreamKind};
+use atende_bus::{Bus, StreamKind, Subjects};
 use atende_domain::conversation::{OpenConversation, Placement, SameCustomerRule, Status};
 use atende_domain::message::DeliveryStatus;
 use atende_proto::v1::{self as pb, domain_event, inbound_event, InboundEvent};
@@ -24,7 +24,12 @@ use uuid::Uuid;
 
 use crate::convert;
 
-pub async fn run(bus: Bus, pool: PgPool, ack_wait: Duration, shutdown: CancellationToken) -> atende_runtime::Result<()> {
+pub async fn run(
+    bus: Bus,
+    pool: PgPool,
+    ack_wait: Duration,
+    shutdown: CancellationToken,
+) -> atende_runtime::Result<()> {
     let spec = ConsumerSpec {
         stream: StreamKind::Inbound,
         durable: "session",
@@ -81,7 +86,11 @@ fn identities(channel: Uuid, kind: &str, m: &pb::InboundMessage) -> Vec<Identity
     match kind {
         "whatsapp" => {
             if !m.from_user_id.is_empty() {
-                ids.push(Identity { kind: "wa_bsuid", scope: String::new(), value: m.from_user_id.clone() });
+                ids.push(Identity {
+                    kind: "wa_bsuid",
+                    scope: String::new(),
+                    value: m.from_user_id.clone(),
+                });
             }
             if !m.from_phone.is_empty() {
                 ids.push(Identity {
@@ -94,12 +103,20 @@ fn identities(channel: Uuid, kind: &str, m: &pb::InboundMessage) -> Vec<Identity
         "messenger" | "instagram" => {
             let k = if kind == "messenger" { "psid" } else { "igsid" };
             if !m.from_user_id.is_empty() {
-                ids.push(Identity { kind: k, scope: channel.to_string(), value: m.from_user_id.clone() });
+                ids.push(Identity {
+                    kind: k,
+                    scope: channel.to_string(),
+                    value: m.from_user_id.clone(),
+                });
             }
         }
         _ => {
             if !m.from_user_id.is_empty() {
-                ids.push(Identity { kind: "webchat", scope: channel.to_string(), value: m.from_user_id.clone() });
+                ids.push(Identity {
+                    kind: "webchat",
+                    scope: channel.to_string(),
+                    value: m.from_user_id.clone(),
+                });
             }
         }
     }
@@ -133,8 +150,16 @@ async fn on_message(
     let name = Some(m.profile_name.as_str()).filter(|n| !n.is_empty());
     let contact = conv::find_or_create_contact(&mut tx, tenant, &ids, name).await?;
     let open = conv::open_conversations_of_contact(&mut tx, contact).await?;
-    let rule = SameCustomerRule { allow_simultaneous: tenant_row.allow_simultaneous_conversations };
-    let view: Vec<OpenConversation<Uuid>> = open.iter().map(|c| OpenConversation { id: c.id, service: c.service_id }).collect();
+    let rule = SameCustomerRule {
+        allow_simultaneous: tenant_row.allow_simultaneous_conversations,
+    };
+    let view: Vec<OpenConversation<Uuid>> = open
+        .iter()
+        .map(|c| OpenConversation {
+            id: c.id,
+            service: c.service_id,
+        })
+        .collect();
     let target_service = channel.default_service_id;
     let (conversation_id, is_new) = match rule.place_inbound(&view, target_service) {
         Placement::Existing(id) => (id, false),
@@ -196,7 +221,9 @@ async fn on_message(
             subjects,
             tenant,
             "conversation.queued",
-            domain_event::Kind::ConversationQueued(pb::ConversationQueued { conversation: Some(convert::conversation(&conversation)) }),
+            domain_event::Kind::ConversationQueued(pb::ConversationQueued {
+                conversation: Some(convert::conversation(&conversation)),
+            }),
         )
         .await?;
         if let Some(service) = target_service {

@@ -52,9 +52,14 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
     let router = router_client(&cfg.clients.router_url)?;
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
 
-    let api = api::SessionApi { pool: pool.clone(), subjects: bus.subjects.clone(), router };
+    let api = api::SessionApi {
+        pool: pool.clone(),
+        subjects: bus.subjects.clone(),
+        router,
+    };
     let admin = admin::AdminApi { pool: pool.clone() };
-    let routes = tonic::service::Routes::new(SessionServiceServer::new(api)).add_service(AdminServiceServer::new(admin));
+    let routes =
+        tonic::service::Routes::new(SessionServiceServer::new(api)).add_service(AdminServiceServer::new(admin));
     let (grpc_addr, _health, grpc) = atende_runtime::grpc::serve(
         cfg.session.grpc_addr,
         routes,
@@ -64,10 +69,20 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
     )
     .await?;
     tasks.spawn(grpc);
-    tasks.spawn(inbound::run(bus.clone(), pool.clone(), Duration::from_millis(cfg.nats.ack_wait_ms), shutdown.clone()));
+    tasks.spawn(inbound::run(
+        bus.clone(),
+        pool.clone(),
+        Duration::from_millis(cfg.nats.ack_wait_ms),
+        shutdown.clone(),
+    ));
     atende_runtime::spawn_relay(&mut tasks, bus, pool, shutdown);
     tracing::info!(%grpc_addr, "session started");
-    Ok(Started { role: "session", grpc_addr, http_addr: None, tasks })
+    Ok(Started {
+        role: "session",
+        grpc_addr,
+        http_addr: None,
+        tasks,
+    })
 }
 
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {

@@ -11,7 +11,14 @@ use std::time::Duration;
 use atende_testkit::Sandbox;
 use secrecy::ExposeSecret;
 
-pub const ROLES: [&str; 6] = ["router", "session", "channel-adapter", "gateway", "broadcast", "scheduler"];
+pub const ROLES: [&str; 6] = [
+    "router",
+    "session",
+    "channel-adapter",
+    "gateway",
+    "broadcast",
+    "scheduler",
+];
 
 pub fn spawn_all(sb: &Sandbox) -> Child {
     spawn_all_with(sb, &[])
@@ -71,16 +78,26 @@ pub fn ready_roles(child: &mut Child) -> Vec<Ready> {
     });
     let mut ready = Vec::new();
     while ready.len() < ROLES.len() {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("role ready log lines within 60 s");
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("role ready log lines within 60 s");
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         if v["message"] == "role ready" {
             let f = &v["fields"];
-            let http = f["http"].as_str().and_then(|h| h.strip_prefix("Some(")).map(|h| h.trim_end_matches(')').to_string());
-            ready.push(Ready { role: f["role"].as_str().unwrap().to_string(), grpc: f["grpc"].as_str().unwrap().to_string(), http });
+            let http = f["http"]
+                .as_str()
+                .and_then(|h| h.strip_prefix("Some("))
+                .map(|h| h.trim_end_matches(')').to_string());
+            ready.push(Ready {
+                role: f["role"].as_str().unwrap().to_string(),
+                grpc: f["grpc"].as_str().unwrap().to_string(),
+                http,
+            });
         }
     }
     // Keep draining so the child never blocks on a full pipe.
     std::thread::spawn(move || while rx.recv().is_ok() {});
     ready
 }
-

@@ -17,9 +17,7 @@ pub fn apply(snapshot: &mut Snapshot, decisions: &[Decision], now: Timestamp) {
 fn apply_one(s: &mut Snapshot, decision: &Decision, now: Timestamp) {
     match decision {
         Decision::Assign {
-            conversation,
-            agent,
-            ..
+            conversation, agent, ..
         } => {
             if s.assigned.iter().any(|a| a.conversation == *conversation) {
                 return;
@@ -63,9 +61,7 @@ fn apply_one(s: &mut Snapshot, decision: &Decision, now: Timestamp) {
             }
         }
         Decision::Withdraw {
-            conversation,
-            agent,
-            ..
+            conversation, agent, ..
         } => {
             if s.offers
                 .iter()
@@ -75,9 +71,7 @@ fn apply_one(s: &mut Snapshot, decision: &Decision, now: Timestamp) {
             }
         }
         Decision::Queue {
-            conversation,
-            entry,
-            ..
+            conversation, entry, ..
         } => {
             if !s.waiting.iter().any(|w| w.conversation == *conversation) {
                 s.waiting.push(entry.clone());
@@ -109,11 +103,7 @@ fn take_offer(s: &mut Snapshot, conversation: ConversationId) {
 
 /// Removes the conversation from the queue, keeping the others in order.
 fn take_waiting(s: &mut Snapshot, conversation: ConversationId) {
-    if let Some(at) = s
-        .waiting
-        .iter()
-        .position(|w| w.conversation == conversation)
-    {
+    if let Some(at) = s.waiting.iter().position(|w| w.conversation == conversation) {
         s.waiting.remove(at);
     }
 }

@@ -20,22 +20,10 @@ pub fn decide(snapshot: &Snapshot, event: &Event, now: Timestamp) -> Vec<Decisio
     match event {
         Event::Arrived(entry) => w.arrived(entry),
         Event::AgentChanged(agent) => w.agent_changed(*agent),
-        Event::OfferExpired {
-            conversation,
-            agent,
-        } => w.offer_expired(*conversation, *agent),
-        Event::OfferAccepted {
-            conversation,
-            agent,
-        } => w.accept(*conversation, *agent, Rule::OfferAccepted),
-        Event::Claim {
-            conversation,
-            agent,
-        } => w.claim(*conversation, *agent, Rule::ClaimFirstWins),
-        Event::SupervisorAssign {
-            conversation,
-            agent,
-        } => w.claim(*conversation, *agent, Rule::SupervisorChoice),
+        Event::OfferExpired { conversation, agent } => w.offer_expired(*conversation, *agent),
+        Event::OfferAccepted { conversation, agent } => w.accept(*conversation, *agent, Rule::OfferAccepted),
+        Event::Claim { conversation, agent } => w.claim(*conversation, *agent, Rule::ClaimFirstWins),
+        Event::SupervisorAssign { conversation, agent } => w.claim(*conversation, *agent, Rule::SupervisorChoice),
         Event::Abandoned { conversation } => w.abandoned(*conversation),
         Event::Sweep => w.sweep(),
     }
@@ -57,14 +45,7 @@ pub fn missed_lead_notice_target(snapshot: &Snapshot) -> Option<AgentId> {
 /// Whether `agent` may receive a conversation of `kind` now: Available, logged into that
 /// kind, and `assigned + offered < max_concurrent`.
 pub fn is_eligible(agent: &AgentSnapshot, kind: ChannelKind) -> bool {
-    skip_reason(
-        agent.status,
-        &agent.channels,
-        agent.load(),
-        agent.max_concurrent,
-        kind,
-    )
-    .is_none()
+    skip_reason(agent.status, &agent.channels, agent.load(), agent.max_concurrent, kind).is_none()
 }
 
 fn skip_reason(
@@ -86,10 +67,7 @@ fn skip_reason(
 }
 
 fn kind_index(kind: ChannelKind) -> usize {
-    ChannelKind::ALL
-        .iter()
-        .position(|k| *k == kind)
-        .unwrap_or(0)
+    ChannelKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
 }
 
 /// The mutable parts of an agent, as earlier decisions of this call left them.
@@ -145,8 +123,7 @@ impl<'a> Work<'a> {
 
     fn arrived(&mut self, arrival: &Waiting) {
         let c = arrival.conversation;
-        if self.pending_offer(c).is_some() || self.snap.assigned.iter().any(|a| a.conversation == c)
-        {
+        if self.pending_offer(c).is_some() || self.snap.assigned.iter().any(|a| a.conversation == c) {
             return; // already handled: deciding again is a no-op
         }
         let entry = match self.snap.waiting.iter().find(|w| w.conversation == c) {
@@ -298,8 +275,7 @@ impl<'a> Work<'a> {
 
     fn abandoned(&mut self, conversation: ConversationId) {
         if let Some(offer) = self.pending_offer(conversation) {
-            let explanation =
-                self.explain(Rule::CustomerAbandoned, offer.channel, Some(offer.agent));
+            let explanation = self.explain(Rule::CustomerAbandoned, offer.channel, Some(offer.agent));
             self.emit(Decision::Withdraw {
                 conversation,
                 agent: offer.agent,
@@ -307,12 +283,7 @@ impl<'a> Work<'a> {
             });
             self.emit(Decision::Remove { conversation });
             self.distribute(Vec::new()); // the withdrawn offer freed capacity
-        } else if self
-            .snap
-            .waiting
-            .iter()
-            .any(|w| w.conversation == conversation)
-        {
+        } else if self.snap.waiting.iter().any(|w| w.conversation == conversation) {
             self.emit(Decision::Remove { conversation });
         }
     }
@@ -368,8 +339,7 @@ impl<'a> Work<'a> {
         let (conversation, agent) = (offer.conversation, offer.agent);
         match self.snap.rules.policy {
             Policy::OfferOrMiss => {
-                let explanation =
-                    self.explain(Rule::OfferTimedOutMissedLead, offer.channel, Some(agent));
+                let explanation = self.explain(Rule::OfferTimedOutMissedLead, offer.channel, Some(agent));
                 self.emit(Decision::Withdraw {
                     conversation,
                     agent,
@@ -382,8 +352,7 @@ impl<'a> Work<'a> {
                 });
             }
             policy => {
-                let explanation =
-                    self.explain(Rule::OfferTimedOutLosesTurn, offer.channel, Some(agent));
+                let explanation = self.explain(Rule::OfferTimedOutLosesTurn, offer.channel, Some(agent));
                 self.emit(Decision::Withdraw {
                     conversation,
                     agent,
@@ -457,11 +426,7 @@ impl<'a> Work<'a> {
                 continue;
             }
             let k = kind_index(entry.channel);
-            let chosen = if exhausted[k] {
-                None
-            } else {
-                self.choose(entry.channel)
-            };
+            let chosen = if exhausted[k] { None } else { self.choose(entry.channel) };
             match chosen {
                 Some(i) => self.give(entry, i),
                 None => {
@@ -523,24 +488,16 @@ impl<'a> Work<'a> {
             Policy::Manual => None,
             Policy::LeastLoaded => eligible.min_by_key(|&i| {
                 let free = agents[i].max_concurrent - self.load(i);
-                (
-                    std::cmp::Reverse(free),
-                    self.live[i].idle_since,
-                    agents[i].id,
-                )
+                (std::cmp::Reverse(free), self.live[i].idle_since, agents[i].id)
             }),
             Policy::RoundRobin | Policy::OrderedOffer => {
                 eligible.min_by_key(|&i| (self.live[i].rotation, agents[i].id))
             }
             // Rotation does not move on an offer here, so prefer agents not already holding
             // one: otherwise a burst would pile every lead on the first agent.
-            Policy::OfferOrMiss => eligible.min_by_key(|&i| {
-                (
-                    self.live[i].offered > 0,
-                    self.live[i].rotation,
-                    agents[i].id,
-                )
-            }),
+            Policy::OfferOrMiss => {
+                eligible.min_by_key(|&i| (self.live[i].offered > 0, self.live[i].rotation, agents[i].id))
+            }
         }
     }
 
@@ -590,10 +547,7 @@ impl<'a> Work<'a> {
                 self.snap
                     .offers
                     .iter()
-                    .find(|o| {
-                        o.conversation == conversation
-                            && !self.gone_offers.contains(&o.conversation)
-                    })
+                    .find(|o| o.conversation == conversation && !self.gone_offers.contains(&o.conversation))
                     .cloned()
             })
     }
@@ -639,9 +593,7 @@ impl<'a> Work<'a> {
     fn emit(&mut self, decision: Decision) {
         match &decision {
             Decision::Assign {
-                conversation,
-                agent,
-                ..
+                conversation, agent, ..
             } => {
                 if let Some(offer) = self.pending_offer(*conversation) {
                     self.drop_offer(&offer);
@@ -677,14 +629,9 @@ impl<'a> Work<'a> {
                 });
             }
             Decision::Withdraw {
-                conversation,
-                agent,
-                ..
+                conversation, agent, ..
             } => {
-                if let Some(offer) = self
-                    .pending_offer(*conversation)
-                    .filter(|o| o.agent == *agent)
-                {
+                if let Some(offer) = self.pending_offer(*conversation).filter(|o| o.agent == *agent) {
                     self.drop_offer(&offer);
                 }
             }

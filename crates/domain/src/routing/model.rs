@@ -59,10 +59,7 @@ impl Policy {
 
     /// Whether the rotation order (`AgentSnapshot::rotation`) matters.
     pub fn uses_rotation(self) -> bool {
-        matches!(
-            self,
-            Policy::RoundRobin | Policy::OrderedOffer | Policy::OfferOrMiss
-        )
+        matches!(self, Policy::RoundRobin | Policy::OrderedOffer | Policy::OfferOrMiss)
     }
 }
 
@@ -136,12 +133,7 @@ pub struct AgentSnapshot {
 
 impl AgentSnapshot {
     /// An Available agent with no load, logged into `channels`.
-    pub fn available(
-        id: AgentId,
-        channels: &[ChannelKind],
-        max_concurrent: u32,
-        rotation: u64,
-    ) -> Self {
+    pub fn available(id: AgentId, channels: &[ChannelKind], max_concurrent: u32, rotation: u64) -> Self {
         Self {
             id,
             status: AgentStatus::Available,
@@ -241,10 +233,7 @@ impl Snapshot {
     /// The conversation was finished (or transferred out): drop its assignment and free the
     /// agent's capacity. Returns the agent, to be reported with `Event::AgentChanged`.
     pub fn finish(&mut self, conversation: ConversationId) -> Option<AgentId> {
-        let at = self
-            .assigned
-            .iter()
-            .position(|a| a.conversation == conversation)?;
+        let at = self.assigned.iter().position(|a| a.conversation == conversation)?;
         let agent = self.assigned.swap_remove(at).agent;
         if let Some(a) = self.agent_mut(agent) {
             a.assigned = a.assigned.saturating_sub(1);

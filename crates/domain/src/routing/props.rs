@@ -208,9 +208,7 @@ impl Harness {
         let s = &self.s;
         match d {
             Decision::Assign {
-                conversation,
-                agent,
-                ..
+                conversation, agent, ..
             } => {
                 prop_assert!(
                     !s.assigned.iter().any(|a| a.conversation == *conversation),
@@ -233,10 +231,7 @@ impl Harness {
                     !s.offers.iter().any(|o| o.conversation == *conversation),
                     "offered twice"
                 );
-                prop_assert!(
-                    !self.missed.contains(conversation),
-                    "missed lead re-offered"
-                );
+                prop_assert!(!self.missed.contains(conversation), "missed lead re-offered");
             }
             Decision::MissedLead { conversation, .. } => {
                 self.missed.insert(*conversation);
@@ -244,8 +239,7 @@ impl Harness {
             _ => {}
         }
         // The chosen agent of an automatic choice is eligible and the one the policy ranks first.
-        if let Decision::Assign { explanation: e, .. } | Decision::Offer { explanation: e, .. } = d
-        {
+        if let Decision::Assign { explanation: e, .. } | Decision::Offer { explanation: e, .. } = d {
             let chosen = e.candidates.iter().find(|c| Some(c.agent) == e.chosen);
             prop_assert!(chosen.is_some(), "chosen agent missing from candidates");
             let chosen = chosen.unwrap();
@@ -263,10 +257,7 @@ impl Harness {
                 Rule::LeastLoadedMostFree => {
                     prop_assert!(chosen.skipped.is_none());
                     for c in eligible {
-                        prop_assert!(
-                            chosen.max - chosen.load >= c.max - c.load,
-                            "not the most free"
-                        );
+                        prop_assert!(chosen.max - chosen.load >= c.max - c.load, "not the most free");
                     }
                 }
                 _ => {}
@@ -288,10 +279,7 @@ impl Harness {
             prop_assert!(seen.insert(c), "conversation {c} held twice");
         }
         for a in &s.agents {
-            prop_assert_eq!(
-                a.offered as usize,
-                s.offers.iter().filter(|o| o.agent == a.id).count()
-            );
+            prop_assert_eq!(a.offered as usize, s.offers.iter().filter(|o| o.agent == a.id).count());
             prop_assert_eq!(
                 a.assigned as usize,
                 s.assigned.iter().filter(|x| x.agent == a.id).count()
@@ -315,12 +303,7 @@ impl Harness {
             };
             if must_place {
                 let idle = s.agents.iter().find(|a| is_eligible(a, w.channel));
-                prop_assert!(
-                    idle.is_none(),
-                    "{} waits while {:?} is eligible",
-                    w.conversation,
-                    idle
-                );
+                prop_assert!(idle.is_none(), "{} waits while {:?} is eligible", w.conversation, idle);
             }
         }
         Ok(())

@@ -50,16 +50,10 @@ fn step(s: &mut Snapshot, event: Event, now: Timestamp) -> Vec<Decision> {
 }
 
 fn owner(s: &Snapshot, c: u128) -> Option<AgentId> {
-    s.assigned
-        .iter()
-        .find(|a| a.conversation == conv(c))
-        .map(|a| a.agent)
+    s.assigned.iter().find(|a| a.conversation == conv(c)).map(|a| a.agent)
 }
 fn offered_to(s: &Snapshot, c: u128) -> Option<AgentId> {
-    s.offers
-        .iter()
-        .find(|o| o.conversation == conv(c))
-        .map(|o| o.agent)
+    s.offers.iter().find(|o| o.conversation == conv(c)).map(|o| o.agent)
 }
 fn is_waiting(s: &Snapshot, c: u128) -> bool {
     s.waiting.iter().any(|w| w.conversation == conv(c))
@@ -81,10 +75,7 @@ fn rejected_with(d: &[Decision]) -> Option<ErrorCode> {
 fn policy_names_round_trip_and_match_serde() {
     for p in Policy::ALL {
         assert_eq!(Policy::parse(p.as_str()), Some(p));
-        assert_eq!(
-            serde_json::to_string(&p).unwrap(),
-            format!("\"{}\"", p.as_str())
-        );
+        assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{}\"", p.as_str()));
     }
     assert_eq!(Policy::parse("fifo"), None);
 }
@@ -124,10 +115,7 @@ fn manual_first_claim_wins_and_a_second_claim_is_refused_as_already_assigned() {
     );
     // Assert
     assert!(matches!(&first[..], [Decision::Assign { agent: a, .. }] if *a == agent(2)));
-    assert_eq!(
-        rejected_with(&second),
-        Some(ErrorCode::ConversationAlreadyAssigned)
-    );
+    assert_eq!(rejected_with(&second), Some(ErrorCode::ConversationAlreadyAssigned));
     assert_eq!(owner(&s, 1), Some(agent(2)));
     assert_eq!(s.agent(agent(2)).unwrap().assigned, 1);
 }
@@ -224,11 +212,7 @@ fn round_robin_skips_a_full_agent_who_keeps_his_turn() {
     assert_eq!(expl.rule, Rule::RoundRobinNextInTurn);
     assert_eq!(expl.candidates[0].skipped, Some(SkipReason::AtCapacity));
     assert_eq!(owner(&s, 1), Some(agent(2)));
-    assert_eq!(
-        owner(&s, 2),
-        Some(agent(1)),
-        "agent 1 kept his turn while full"
-    );
+    assert_eq!(owner(&s, 2), Some(agent(1)), "agent 1 kept his turn while full");
 }
 
 #[test]
@@ -280,10 +264,7 @@ fn round_robin_nobody_online_backlog_can_be_claimed_or_assigned_by_a_supervisor(
     );
     assert_eq!(rule_of(&claim[0]), Some(Rule::ClaimFirstWins));
     assert_eq!(rule_of(&sup[0]), Some(Rule::SupervisorChoice));
-    assert_eq!(
-        (owner(&s, 1), owner(&s, 2)),
-        (Some(agent(1)), Some(agent(2)))
-    );
+    assert_eq!((owner(&s, 1), owner(&s, 2)), (Some(agent(1)), Some(agent(2))));
 }
 
 #[test]
@@ -314,10 +295,7 @@ fn least_loaded_picks_the_agent_with_the_most_free_capacity() {
     let e = d[0].explanation().unwrap();
     assert_eq!(e.rule, Rule::LeastLoadedMostFree);
     assert_eq!(e.chosen, Some(agent(2)));
-    assert_eq!(
-        e.candidates.iter().map(|c| c.load).collect::<Vec<_>>(),
-        vec![1, 1, 2]
-    );
+    assert_eq!(e.candidates.iter().map(|c| c.load).collect::<Vec<_>>(), vec![1, 1, 2]);
 }
 
 #[test]
@@ -348,13 +326,7 @@ fn least_loaded_spreads_a_backlog_by_load_when_agents_come_online() {
     set_status(&mut s, 2, AgentStatus::Available);
     step(&mut s, Event::AgentChanged(agent(2)), t(11));
     // Assert: agent 1 filled to capacity (3), the 4th went to agent 2 when he came.
-    assert_eq!(
-        first
-            .iter()
-            .filter(|d| matches!(d, Decision::Assign { .. }))
-            .count(),
-        3
-    );
+    assert_eq!(first.iter().filter(|d| matches!(d, Decision::Assign { .. })).count(), 3);
     assert_eq!(s.agent(agent(1)).unwrap().assigned, 3);
     assert_eq!(owner(&s, 4), Some(agent(2)));
     assert!(s.waiting.is_empty());
@@ -373,10 +345,7 @@ fn least_loaded_sweep_spreads_a_backlog_evenly_over_agents_online_together() {
     let d = step(&mut s, Event::Sweep, t(10));
     assert_eq!(d.len(), 4);
     assert_eq!(
-        (
-            s.agent(agent(1)).unwrap().assigned,
-            s.agent(agent(2)).unwrap().assigned
-        ),
+        (s.agent(agent(1)).unwrap().assigned, s.agent(agent(2)).unwrap().assigned),
         (2, 2)
     );
 }
@@ -439,9 +408,7 @@ fn higher_priority_conversations_leave_the_queue_first() {
 fn ordered_offer_offers_to_the_first_in_rotation_until_the_offer_timeout() {
     let mut s = service(Policy::OrderedOffer, 3, 1);
     let d = step(&mut s, arrival(1, Webchat, t(0)), t(0));
-    assert!(
-        matches!(&d[0], Decision::Offer { agent: a, expires_at, .. } if *a == agent(1) && *expires_at == t(30))
-    );
+    assert!(matches!(&d[0], Decision::Offer { agent: a, expires_at, .. } if *a == agent(1) && *expires_at == t(30)));
     assert_eq!(rule_of(&d[0]), Some(Rule::OrderedOfferFirstInRotation));
     assert_eq!(offered_to(&s, 1), Some(agent(1)));
     assert_eq!(s.agent(agent(1)).unwrap().offered, 1);
@@ -552,10 +519,7 @@ fn ordered_offer_with_nobody_online_records_the_lead_and_offers_it_in_rotation_o
     set_status(&mut s, 1, AgentStatus::Available);
     set_status(&mut s, 2, AgentStatus::Available);
     step(&mut s, Event::Sweep, t(100));
-    assert_eq!(
-        (offered_to(&s, 1), offered_to(&s, 2)),
-        (Some(agent(1)), Some(agent(2)))
-    );
+    assert_eq!((offered_to(&s, 1), offered_to(&s, 2)), (Some(agent(1)), Some(agent(2))));
 }
 
 #[test]
@@ -654,29 +618,10 @@ fn a_customer_abandoning_an_offered_conversation_withdraws_the_offer_and_frees_c
     let mut s = service(Policy::OrderedOffer, 1, 1);
     step(&mut s, arrival(1, Webchat, t(0)), t(0));
     step(&mut s, arrival(2, Webchat, t(1)), t(1));
-    let d = step(
-        &mut s,
-        Event::Abandoned {
-            conversation: conv(1),
-        },
-        t(2),
-    );
-    assert!(matches!(
-        &d[..2],
-        [Decision::Withdraw { .. }, Decision::Remove { .. }]
-    ));
-    assert_eq!(
-        offered_to(&s, 2),
-        Some(agent(1)),
-        "freed capacity goes to the queue"
-    );
-    let d = step(
-        &mut s,
-        Event::Abandoned {
-            conversation: conv(9),
-        },
-        t(3),
-    );
+    let d = step(&mut s, Event::Abandoned { conversation: conv(1) }, t(2));
+    assert!(matches!(&d[..2], [Decision::Withdraw { .. }, Decision::Remove { .. }]));
+    assert_eq!(offered_to(&s, 2), Some(agent(1)), "freed capacity goes to the queue");
+    let d = step(&mut s, Event::Abandoned { conversation: conv(9) }, t(3));
     assert!(d.is_empty());
 }
 
@@ -728,10 +673,7 @@ fn offer_or_miss_prefers_agents_without_a_pending_offer() {
     let mut s = service(Policy::OfferOrMiss, 2, 3);
     step(&mut s, arrival(1, Whatsapp, t(0)), t(0));
     step(&mut s, arrival(2, Whatsapp, t(1)), t(1));
-    assert_eq!(
-        (offered_to(&s, 1), offered_to(&s, 2)),
-        (Some(agent(1)), Some(agent(2)))
-    );
+    assert_eq!((offered_to(&s, 1), offered_to(&s, 2)), (Some(agent(1)), Some(agent(2))));
 }
 
 #[test]

@@ -84,12 +84,7 @@ impl GraphError {
         }
     }
 
-    fn local(
-        message: &str,
-        retry: RetryClass,
-        http_status: Option<u16>,
-        source: Option<reqwest::Error>,
-    ) -> Self {
+    fn local(message: &str, retry: RetryClass, http_status: Option<u16>, source: Option<reqwest::Error>) -> Self {
         GraphError {
             http_status,
             code: None,
@@ -106,11 +101,7 @@ impl GraphError {
 /// The retry decision for a Graph error, from CHANNELS.md's table. `code` wins over the HTTP
 /// status because Meta reuses statuses (a 400 can be a rate limit); unknown codes fall back to
 /// the status: 429 and 5xx retry, other 4xx do not. No status at all (no response) retries.
-pub fn classify(
-    http_status: Option<u16>,
-    code: Option<i64>,
-    retry_after: Option<Duration>,
-) -> RetryClass {
+pub fn classify(http_status: Option<u16>, code: Option<i64>, retry_after: Option<Duration>) -> RetryClass {
     let retry = |default_secs: Option<u64>| RetryClass::Retry {
         after_hint: retry_after.or(default_secs.map(Duration::from_secs)),
     };
@@ -193,10 +184,7 @@ impl GraphClient {
     }
 
     pub fn messages_url(&self, phone_number_id: &str) -> String {
-        format!(
-            "{}/{}/{}/messages",
-            self.base_url, self.api_version, phone_number_id
-        )
+        format!("{}/{}/{}/messages", self.base_url, self.api_version, phone_number_id)
     }
 
     /// Sends a text message to `to` (digits, or a business-scoped user id).
@@ -208,12 +196,8 @@ impl GraphClient {
         body: &str,
         reply_to: Option<&str>,
     ) -> Result<SendAccepted, GraphError> {
-        self.send_message(
-            phone_number_id,
-            access_token,
-            &text_payload(to, body, reply_to),
-        )
-        .await
+        self.send_message(phone_number_id, access_token, &text_payload(to, body, reply_to))
+            .await
     }
 
     /// Sends any message body Meta accepts (template, media, interactive…).
@@ -248,11 +232,8 @@ impl GraphClient {
         access_token: &str,
         message_id: &str,
     ) -> Result<(), GraphError> {
-        let payload =
-            json!({ "messaging_product": "whatsapp", "status": "read", "message_id": message_id });
-        self.post(phone_number_id, access_token, &payload)
-            .await
-            .map(|_| ())
+        let payload = json!({ "messaging_product": "whatsapp", "status": "read", "message_id": message_id });
+        self.post(phone_number_id, access_token, &payload).await.map(|_| ())
     }
 
     async fn post(
@@ -310,11 +291,7 @@ fn transport_error(e: reqwest::Error) -> GraphError {
 
 /// Reads Graph's error format (`{"error":{message,type,code,error_subcode,error_data,fbtrace_id}}`);
 /// a body in any other shape (a proxy's HTML page) still yields an error classified by status.
-pub fn error_from_response(
-    http_status: u16,
-    retry_after: Option<Duration>,
-    body: &[u8],
-) -> GraphError {
+pub fn error_from_response(http_status: u16, retry_after: Option<Duration>, body: &[u8]) -> GraphError {
     let parsed = serde_json::from_slice::<wire::ErrorResponse>(body)
         .ok()
         .map(|r| r.error);
@@ -404,10 +381,7 @@ mod tests {
             classify(Some(429), Some(130429), Some(Duration::from_secs(30))),
             hint(30)
         );
-        assert_eq!(
-            classify(Some(503), None, Some(Duration::from_secs(7))),
-            hint(7)
-        );
+        assert_eq!(classify(Some(503), None, Some(Duration::from_secs(7))), hint(7));
     }
 
     #[test]
@@ -423,20 +397,13 @@ mod tests {
     #[test]
     fn input_window_and_account_errors_are_permanent() {
         for code in [
-            131047, 131026, 131048, 131049, 131051, 131052, 131053, 132000, 132001, 132012, 132015,
-            100, 190, 10, 200, 250, 299, 368, 131031,
+            131047, 131026, 131048, 131049, 131051, 131052, 131053, 132000, 132001, 132012, 132015, 100, 190, 10, 200,
+            250, 299, 368, 131031,
         ] {
-            assert_eq!(
-                classify(Some(400), Some(code), None),
-                RetryClass::Permanent,
-                "{code}"
-            );
+            assert_eq!(classify(Some(400), Some(code), None), RetryClass::Permanent, "{code}");
         }
         // Code decides even when the status looks transient.
-        assert_eq!(
-            classify(Some(500), Some(131047), None),
-            RetryClass::Permanent
-        );
+        assert_eq!(classify(Some(500), Some(131047), None), RetryClass::Permanent);
         assert_eq!(classify(Some(404), None, None), RetryClass::Permanent);
     }
 
@@ -448,11 +415,7 @@ mod tests {
         assert_eq!(e.code, Some(131056));
         assert_eq!(e.subcode, Some(2494055));
         assert!(e.message.contains("pair rate limit"));
-        assert!(e
-            .details
-            .as_deref()
-            .unwrap()
-            .starts_with("Message failed to send"));
+        assert!(e.details.as_deref().unwrap().starts_with("Message failed to send"));
         assert_eq!(e.fbtrace_id.as_deref(), Some("AazJbSd7Pmv8ko5r2Ve1Y1z"));
         assert_eq!(e.retry, hint(6));
         assert_eq!(e.error_code(), ErrorCode::Unavailable);
@@ -502,10 +465,7 @@ mod tests {
     #[test]
     fn the_url_joins_base_version_and_number() {
         let c = GraphClient::new("http://127.0.0.1:1/".into(), "v23.0".into());
-        assert_eq!(
-            c.messages_url("123"),
-            "http://127.0.0.1:1/v23.0/123/messages"
-        );
+        assert_eq!(c.messages_url("123"), "http://127.0.0.1:1/v23.0/123/messages");
     }
 }
 

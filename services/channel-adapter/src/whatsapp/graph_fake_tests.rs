@@ -19,13 +19,7 @@ async fn send_text_posts_metas_body_with_the_bearer_and_returns_the_wamid() {
     let client = client_for(&fake);
 
     let accepted = client
-        .send_text(
-            PNID,
-            "system-user-token",
-            "5511987654321",
-            "Olá! 😊",
-            Some("wamid.IN1"),
-        )
+        .send_text(PNID, "system-user-token", "5511987654321", "Olá! 😊", Some("wamid.IN1"))
         .await
         .expect("accepted");
 
@@ -71,10 +65,7 @@ async fn an_injected_rate_limit_is_retryable_and_the_next_call_succeeds() {
             after_hint: Some(Duration::from_secs(1))
         }
     );
-    assert!(client
-        .send_text(PNID, "t", "5511987654321", "x", None)
-        .await
-        .is_ok());
+    assert!(client.send_text(PNID, "t", "5511987654321", "x", None).await.is_ok());
 }
 
 #[tokio::test]
@@ -88,10 +79,7 @@ async fn a_closed_window_is_permanent_and_maps_to_outside_customer_window() {
         .await
         .unwrap_err();
     assert_eq!(err.error_code(), ErrorCode::OutsideCustomerWindow);
-    assert_eq!(
-        err.details.as_deref(),
-        Some("injected by FakeGraph::fail_next")
-    );
+    assert_eq!(err.details.as_deref(), Some("injected by FakeGraph::fail_next"));
 }
 
 #[tokio::test]
@@ -132,10 +120,7 @@ async fn a_non_numeric_phone_number_id_never_leaves_the_process() {
     let fake = FakeGraph::start().await;
     let client = client_for(&fake);
 
-    let err = client
-        .send_text("../../me", "t", "1", "x", None)
-        .await
-        .unwrap_err();
+    let err = client.send_text("../../me", "t", "1", "x", None).await.unwrap_err();
     assert_eq!((err.http_status, err.retry), (None, RetryClass::Permanent));
 }
 
@@ -148,14 +133,8 @@ async fn an_unreachable_graph_is_retryable() {
     };
     let client = GraphClient::new(format!("http://127.0.0.1:{port}"), "v23.0".into());
 
-    let err = client
-        .send_text(PNID, "t", "1", "x", None)
-        .await
-        .unwrap_err();
+    let err = client.send_text(PNID, "t", "1", "x", None).await.unwrap_err();
     assert_eq!(err.http_status, None);
     assert!(err.is_retryable());
-    assert!(
-        std::error::Error::source(&err).is_some(),
-        "the transport cause is kept"
-    );
+    assert!(std::error::Error::source(&err).is_some(), "the transport cause is kept");
 }

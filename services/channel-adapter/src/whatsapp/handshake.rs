@@ -72,20 +72,14 @@ mod tests {
 
     #[test]
     fn a_matching_subscribe_echoes_the_challenge() {
-        let got = verify_subscription(
-            Some("subscribe"),
-            Some("s3cret"),
-            Some("1158201444"),
-            "s3cret",
-        );
+        let got = verify_subscription(Some("subscribe"), Some("s3cret"), Some("1158201444"), "s3cret");
         assert_eq!(got, Ok("1158201444".to_owned()));
     }
 
     #[test]
     fn a_wrong_or_missing_token_is_refused_with_403() {
         for token in [Some("s3cre"), Some("s3cret "), Some(""), None] {
-            let err =
-                verify_subscription(Some("subscribe"), token, Some("1"), "s3cret").unwrap_err();
+            let err = verify_subscription(Some("subscribe"), token, Some("1"), "s3cret").unwrap_err();
             assert_eq!(err, HandshakeError::TokenMismatch, "{token:?}");
             assert_eq!(err.code().http_status(), 403);
         }

@@ -186,9 +186,7 @@ pub fn parse_webhook(raw: &[u8]) -> Result<Vec<WaItem>, ParseError> {
     for entry in envelope.entry {
         for change in entry.changes {
             if change.field != MESSAGES_FIELD {
-                items.push(WaItem::Ignored {
-                    field: change.field,
-                });
+                items.push(WaItem::Ignored { field: change.field });
                 continue;
             }
             let value: wire::Value = serde_json::from_value(change.value)?;
@@ -228,9 +226,7 @@ fn message_item(phone_number_id: &str, contacts: &[wire::Contact], raw: Value) -
         Err(e) => {
             return skipped(
                 phone_number_id,
-                SkipReason::MalformedMessage {
-                    error: e.to_string(),
-                },
+                SkipReason::MalformedMessage { error: e.to_string() },
                 raw,
             )
         }
@@ -240,10 +236,8 @@ fn message_item(phone_number_id: &str, contacts: &[wire::Contact], raw: Value) -
         return skipped(phone_number_id, SkipReason::MalformedMessage { error }, raw);
     };
     let contact = find_contact(contacts, m.from.as_deref(), m.from_user_id.as_deref());
-    let from_wa_id =
-        non_empty(m.from.clone()).or_else(|| contact.and_then(|c| non_empty(c.wa_id.clone())));
-    let from_user_id = non_empty(m.from_user_id.clone())
-        .or_else(|| contact.and_then(|c| non_empty(c.user_id.clone())));
+    let from_wa_id = non_empty(m.from.clone()).or_else(|| contact.and_then(|c| non_empty(c.wa_id.clone())));
+    let from_user_id = non_empty(m.from_user_id.clone()).or_else(|| contact.and_then(|c| non_empty(c.user_id.clone())));
     if from_wa_id.is_none() && from_user_id.is_none() {
         return skipped(
             phone_number_id,
@@ -301,15 +295,12 @@ fn find_contact<'a>(
     from: Option<&str>,
     from_user_id: Option<&str>,
 ) -> Option<&'a wire::Contact> {
-    let by_user_id =
-        from_user_id.and_then(|uid| contacts.iter().find(|c| c.user_id.as_deref() == Some(uid)));
+    let by_user_id = from_user_id.and_then(|uid| contacts.iter().find(|c| c.user_id.as_deref() == Some(uid)));
     let by_wa_id = || {
         let from = canonical_wa_id(from?);
-        contacts.iter().find(|c| {
-            c.wa_id
-                .as_deref()
-                .is_some_and(|w| canonical_wa_id(w) == from)
-        })
+        contacts
+            .iter()
+            .find(|c| c.wa_id.as_deref().is_some_and(|w| canonical_wa_id(w) == from))
     };
     by_user_id.or_else(by_wa_id).or_else(|| {
         // A message that names nobody can only belong to the batch's single contact.
@@ -342,10 +333,7 @@ fn text_and_reply_id(
     media: Option<&WaMedia>,
 ) -> (Option<String>, Option<String>) {
     match kind {
-        MessageKind::Text => (
-            m.text.as_ref().and_then(|t| non_empty(t.body.clone())),
-            None,
-        ),
+        MessageKind::Text => (m.text.as_ref().and_then(|t| non_empty(t.body.clone())), None),
         MessageKind::Image | MessageKind::Video | MessageKind::Document => {
             (media.and_then(|x| x.caption.clone()), None)
         }
@@ -359,20 +347,11 @@ fn text_and_reply_id(
             };
             match i.button_reply.as_ref().or(i.list_reply.as_ref()) {
                 Some(reply) => (non_empty(reply.title.clone()), non_empty(reply.id.clone())),
-                None => (
-                    i.nfm_reply.as_ref().and_then(|n| non_empty(n.body.clone())),
-                    None,
-                ),
+                None => (i.nfm_reply.as_ref().and_then(|n| non_empty(n.body.clone())), None),
             }
         }
-        MessageKind::Reaction => (
-            m.reaction.as_ref().and_then(|r| non_empty(r.emoji.clone())),
-            None,
-        ),
-        MessageKind::System => (
-            m.system.as_ref().and_then(|s| non_empty(s.body.clone())),
-            None,
-        ),
+        MessageKind::Reaction => (m.reaction.as_ref().and_then(|r| non_empty(r.emoji.clone())), None),
+        MessageKind::System => (m.system.as_ref().and_then(|s| non_empty(s.body.clone())), None),
         _ => (None, None),
     }
 }
@@ -383,9 +362,7 @@ fn status_item(phone_number_id: &str, raw: Value) -> WaItem {
         Err(e) => {
             return skipped(
                 phone_number_id,
-                SkipReason::MalformedStatus {
-                    error: e.to_string(),
-                },
+                SkipReason::MalformedStatus { error: e.to_string() },
                 raw,
             )
         }

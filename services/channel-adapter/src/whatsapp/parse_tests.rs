@@ -80,10 +80,7 @@ fn a_template_quick_reply_gives_text_and_payload() {
     assert_eq!(m.kind, MessageKind::Button);
     assert_eq!(m.text.as_deref(), Some("Pagar agora"));
     assert_eq!(m.reply_id.as_deref(), Some("PAGAR_AGORA"));
-    assert_eq!(
-        m.context.and_then(|c| c.message_id).as_deref(),
-        Some("wamid.HSM1")
-    );
+    assert_eq!(m.context.and_then(|c| c.message_id).as_deref(), Some("wamid.HSM1"));
 }
 
 #[test]
@@ -146,22 +143,13 @@ fn statuses_are_parsed_in_order_and_an_unknown_status_is_skipped_not_fatal() {
             ("wamid.OUT2", DeliveryStatus::Failed),
         ]
     );
-    let WaItem::Status(failed) = &items[3] else {
-        panic!()
-    };
+    let WaItem::Status(failed) = &items[3] else { panic!() };
     assert_eq!(failed.timestamp_secs, 1_718_900_103);
     assert_eq!(failed.recipient_id.as_deref(), Some("5511987654321"));
     assert_eq!(failed.errors.len(), 1);
     assert_eq!(failed.errors[0].code, Some(131047));
-    assert_eq!(
-        failed.errors[0].title.as_deref(),
-        Some("Re-engagement message")
-    );
-    assert!(failed.errors[0]
-        .details
-        .as_deref()
-        .unwrap()
-        .contains("24 hours"));
+    assert_eq!(failed.errors[0].title.as_deref(), Some("Re-engagement message"));
+    assert!(failed.errors[0].details.as_deref().unwrap().contains("24 hours"));
     match &items[4] {
         WaItem::Skipped(s) => {
             assert_eq!(
@@ -236,10 +224,7 @@ fn other_fields_are_ignored_by_name() {
 fn value_level_errors_are_reported_as_channel_errors() {
     let items = parse_webhook(fixture!("value_errors")).unwrap();
     match items.as_slice() {
-        [WaItem::ChannelError {
-            phone_number_id,
-            error,
-        }] => {
+        [WaItem::ChannelError { phone_number_id, error }] => {
             assert_eq!(phone_number_id, PNID);
             assert_eq!(error.code, Some(131000));
             assert_eq!(error.details.as_deref(), Some("Unknown error"));
@@ -327,9 +312,7 @@ fn a_bad_item_is_skipped_with_its_reason_while_the_rest_of_the_batch_survives() 
         &items[2],
         WaItem::Skipped(WaSkipped { reason: SkipReason::NoSender { provider_message_id }, .. }) if provider_message_id == "wamid.X"
     ));
-    assert!(
-        matches!(&items[3], WaItem::Message(m) if m.text.as_deref() == Some("fine") && m.timestamp_secs == 1)
-    );
+    assert!(matches!(&items[3], WaItem::Message(m) if m.text.as_deref() == Some("fine") && m.timestamp_secs == 1));
     assert!(matches!(
         &items[4],
         WaItem::Skipped(WaSkipped {
@@ -352,14 +335,7 @@ fn an_empty_batch_and_missing_optional_arrays_are_fine() {
 #[test]
 fn testkit_builders_produce_bodies_this_parser_reads() {
     use atende_testkit::whatsapp as wa;
-    let body = wa::text_message_webhook(
-        "123",
-        "5511987654321",
-        "Ana",
-        "wamid.K",
-        "olá 😮",
-        1_700_000_000,
-    );
+    let body = wa::text_message_webhook("123", "5511987654321", "Ana", "wamid.K", "olá 😮", 1_700_000_000);
     let m = only_message(&body);
     assert_eq!(
         (
@@ -375,11 +351,7 @@ fn testkit_builders_produce_bodies_this_parser_reads() {
     let body = wa::bsuid_text_message_webhook("123", "BR.99", "ana.s", "Ana", "wamid.B", "oi", 1);
     let m = only_message(&body);
     assert_eq!(
-        (
-            m.from_wa_id,
-            m.from_user_id.as_deref(),
-            m.username.as_deref()
-        ),
+        (m.from_wa_id, m.from_user_id.as_deref(), m.username.as_deref()),
         (None, Some("BR.99"), Some("ana.s"))
     );
 

@@ -39,11 +39,7 @@ impl SignatureError {
 
 /// Checks `header` (the `X-Hub-Signature-256` value, `sha256=<hex>`) against
 /// HMAC-SHA256(`app_secret`, `raw_body`).
-pub fn verify_signature(
-    app_secret: &[u8],
-    raw_body: &[u8],
-    header: Option<&str>,
-) -> Result<(), SignatureError> {
+pub fn verify_signature(app_secret: &[u8], raw_body: &[u8], header: Option<&str>) -> Result<(), SignatureError> {
     if app_secret.is_empty() {
         return Err(SignatureError::NoSecret);
     }
@@ -51,20 +47,16 @@ pub fn verify_signature(
         .map(str::trim)
         .filter(|h| !h.is_empty())
         .ok_or(SignatureError::Missing)?;
-    let hex_digest = header
-        .strip_prefix(PREFIX)
-        .ok_or(SignatureError::Malformed)?;
+    let hex_digest = header.strip_prefix(PREFIX).ok_or(SignatureError::Malformed)?;
     // Length first so a wrong-length value is "malformed", not a mismatch; the length of a
     // SHA-256 digest is public, so this leaks nothing.
     if hex_digest.len() != 64 {
         return Err(SignatureError::Malformed);
     }
     let expected = hex::decode(hex_digest).map_err(|_| SignatureError::Malformed)?;
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(app_secret).map_err(|_| SignatureError::NoSecret)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(app_secret).map_err(|_| SignatureError::NoSecret)?;
     mac.update(raw_body);
-    mac.verify_slice(&expected)
-        .map_err(|_| SignatureError::Mismatch)
+    mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)
 }
 
 #[cfg(test)]
@@ -84,11 +76,7 @@ mod tests {
         // HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog"), RFC-style test vector.
         let header = "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8";
         assert_eq!(
-            verify_signature(
-                b"key",
-                b"The quick brown fox jumps over the lazy dog",
-                Some(header)
-            ),
+            verify_signature(b"key", b"The quick brown fox jumps over the lazy dog", Some(header)),
             Ok(())
         );
     }
@@ -100,8 +88,7 @@ mod tests {
         assert_eq!(verify_signature(SECRET, raw, Some(&header)), Ok(()));
 
         // The same JSON re-serialised (emoji as raw UTF-8) is a different byte string.
-        let reencoded =
-            serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(raw).unwrap()).unwrap();
+        let reencoded = serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(raw).unwrap()).unwrap();
         assert_ne!(reencoded.as_slice(), raw.as_slice());
         assert_eq!(
             verify_signature(SECRET, &reencoded, Some(&header)),
@@ -112,17 +99,12 @@ mod tests {
     #[test]
     fn the_fixture_bodies_verify_byte_for_byte() {
         let raw = include_bytes!("../../tests/fixtures/whatsapp/reaction.json");
-        assert_eq!(
-            verify_signature(SECRET, raw, Some(&sign(SECRET, raw))),
-            Ok(())
-        );
+        assert_eq!(verify_signature(SECRET, raw, Some(&sign(SECRET, raw))), Ok(()));
     }
 
     #[test]
     fn uppercase_hex_is_the_same_digest() {
-        let header = sign(SECRET, b"x")
-            .to_uppercase()
-            .replacen("SHA256=", "sha256=", 1);
+        let header = sign(SECRET, b"x").to_uppercase().replacen("SHA256=", "sha256=", 1);
         assert_eq!(verify_signature(SECRET, b"x", Some(&header)), Ok(()));
     }
 
@@ -143,14 +125,8 @@ mod tests {
     #[test]
     fn missing_and_garbled_headers_are_refused() {
         let good = sign(SECRET, b"b");
-        assert_eq!(
-            verify_signature(SECRET, b"b", None),
-            Err(SignatureError::Missing)
-        );
-        assert_eq!(
-            verify_signature(SECRET, b"b", Some("  ")),
-            Err(SignatureError::Missing)
-        );
+        assert_eq!(verify_signature(SECRET, b"b", None), Err(SignatureError::Missing));
+        assert_eq!(verify_signature(SECRET, b"b", Some("  ")), Err(SignatureError::Missing));
         for bad in [
             good.trim_start_matches("sha256=").to_owned(), // no prefix
             good.replacen("sha256=", "sha1=", 1),
