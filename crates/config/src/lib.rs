@@ -111,6 +111,9 @@ pub struct Router {
     pub grpc_addr: SocketAddr,
     /// How often the router re-evaluates queues (offer timeouts, business hours, rebuilds).
     pub sweep_interval_ms: u64,
+    /// Services with more members than this are routed through the Redis candidate index
+    /// (the best few agents per channel kind) instead of a snapshot of every member.
+    pub full_snapshot_max: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -130,15 +133,12 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).required(true));
         }
-        let env_map: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("ATENDE__"))
-            .collect();
+        let env_map: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("ATENDE__")).collect();
         builder = builder.add_source(
             config::Environment::with_prefix("ATENDE")
                 .prefix_separator("__")
@@ -164,7 +164,11 @@ impl Config {
                 })
             }
         };
-        url_scheme("postgres.url", self.postgres.url.expose_secret(), &["postgres", "postgresql"])?;
+        url_scheme(
+            "postgres.url",
+            self.postgres.url.expose_secret(),
+            &["postgres", "postgresql"],
+        )?;
         url_scheme("redis.url", self.redis.url.expose_secret(), &["redis", "rediss"])?;
         url_scheme("nats.url", &self.nats.url, &["nats", "tls"])?;
         url_scheme(
@@ -173,7 +177,11 @@ impl Config {
             &["http", "https"],
         )?;
         if !self.telemetry.otlp_endpoint.is_empty() {
-            url_scheme("telemetry.otlp_endpoint", &self.telemetry.otlp_endpoint, &["http", "https"])?;
+            url_scheme(
+                "telemetry.otlp_endpoint",
+                &self.telemetry.otlp_endpoint,
+                &["http", "https"],
+            )?;
         }
         if !matches!(self.telemetry.log_format.as_str(), "json" | "pretty") {
             return Err(ConfigError::Invalid {
@@ -182,7 +190,10 @@ impl Config {
             });
         }
         if self.nats.ack_wait_ms < 1000 {
-            return Err(ConfigError::Invalid { key: "nats.ack_wait_ms", reason: "must be at least 1000".into() });
+            return Err(ConfigError::Invalid {
+                key: "nats.ack_wait_ms",
+                reason: "must be at least 1000".into(),
+            });
         }
         if self.postgres.max_connections == 0 {
             return Err(ConfigError::Invalid {
@@ -203,7 +214,10 @@ impl Config {
             });
         }
         let prefix = &self.namespace.prefix;
-        if !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             return Err(ConfigError::Invalid {
                 key: "namespace.prefix",
                 reason: "may hold only letters, digits, `_` and `-`".into(),
@@ -247,7 +261,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("atende-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
-        std::fs::write(&path, "[nats]\nurl = \"nats://file:4222\"\n[redis]\nurl = \"redis://file:6379\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[nats]\nurl = \"nats://file:4222\"\n[redis]\nurl = \"redis://file:6379\"\n",
+        )
+        .unwrap();
         let cfg = Config::load_with_env(Some(&path), env(&[("ATENDE__NATS__URL", "nats://env:4222")])).unwrap();
         assert_eq!(cfg.nats.url, "nats://env:4222");
         use secrecy::ExposeSecret;

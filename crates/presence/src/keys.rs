@@ -3,6 +3,7 @@
 //! may touch several of them. A non-empty namespace prefix (tests) comes first,
 //! `<prefix>:atende:{<tenant>}:…`, so a test's cleanup finds its keys with `KEYS <prefix>:*`.
 
+use atende_domain::channel::ChannelKind;
 use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -12,7 +13,9 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_string() }
+        Self {
+            prefix: prefix.to_string(),
+        }
     }
 
     fn tenant(&self, tenant: TenantId, rest: &str) -> String {
@@ -65,6 +68,30 @@ impl Keys {
     /// String: the lease on routing one service, holding the owner's fencing token.
     pub fn lease(&self, tenant: TenantId, service: ServiceId) -> String {
         self.tenant(tenant, &format!("lease:{service}"))
+    }
+
+    /// The common start of every key of the tenant; scripts that maintain the candidate
+    /// index build `cand:`/`online:` keys from it (same hash tag, so the same slot).
+    pub fn tenant_prefix(&self, tenant: TenantId) -> String {
+        self.tenant(tenant, "")
+    }
+
+    /// Sorted set: the candidate index — agents of the service who may receive a
+    /// conversation of `kind` now (Available, logged into it, under capacity), scored in the
+    /// service policy's order so the best candidates come first.
+    pub fn candidates(&self, tenant: TenantId, service: ServiceId, kind: ChannelKind) -> String {
+        self.tenant(tenant, &format!("cand:{service}:{}", kind.as_str()))
+    }
+
+    /// Set: agents of the service online for `kind` (Available and logged in), whatever
+    /// their load.
+    pub fn online(&self, tenant: TenantId, service: ServiceId, kind: ChannelKind) -> String {
+        self.tenant(tenant, &format!("online:{service}:{}", kind.as_str()))
+    }
+
+    /// String: which replica re-evaluates the service in the current sweep period.
+    pub fn sweep_claim(&self, tenant: TenantId, service: ServiceId) -> String {
+        self.tenant(tenant, &format!("sweep:{service}"))
     }
 
     /// Counter: fencing tokens, strictly increasing per tenant.

@@ -19,7 +19,19 @@
 //! - `pending` sorted set: reservations made but not yet confirmed after their Postgres
 //!   commit; the router's reconciler settles old ones against Postgres.
 //! - `rot:<service>` sorted set: rotation places; seeded from the configured order.
+//! - `cand:<service>:<kind>` sorted sets: the candidate index — the service's agents who may
+//!   receive a conversation of that kind now (Available, logged in, under capacity), scored
+//!   in the service policy's order (least_loaded: most free capacity then longest idle;
+//!   rotation policies: rotation place; offer_or_miss: agents without a pending offer
+//!   first). `online:<service>:<kind>` sets: who is online for the kind whatever his load.
+//!   Every script that changes an agent re-indexes him in the same atomic step (the agent
+//!   hash lists his services and their policies, written by `set_presence`), so a large
+//!   service reads its best few candidates in O(log n) instead of every member — what
+//!   keeps a decision as cheap at 10,000 agents as at 100. (The index keys are built
+//!   inside the scripts from the tenant prefix rather than passed in `KEYS`; they share the
+//!   tenant's hash tag, so they are in the same Redis Cluster slot.)
 //! - `lease:<service>` + `fence`: the per-service routing lease and its fencing tokens.
+//! - `sweep:<service>`: which replica re-evaluates the service in the current period.
 //! - `rebuilt`: the marker. Reservation scripts refuse (`NOMARKER`) while it is missing —
 //!   after a start on an empty Redis, a FLUSH or a failover that lost the tenant's slot —
 //!   until [`Presence::rebuild`] has written the counters Postgres knows, in the same script
@@ -33,6 +45,7 @@ use atende_domain::channel::ChannelKind;
 use atende_domain::clock::Timestamp;
 use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
 use atende_domain::presence::{AgentStatus, ChannelLogin};
+use atende_domain::routing::Policy;
 use redis::aio::ConnectionManager;
 
 pub use keys::Keys;
@@ -128,8 +141,39 @@ pub enum Released {
     /// Nothing was reserved.
     None,
     /// Held by another agent or in another mode: left alone.
-    Other { agent: String, mode: String },
+    Other {
+        agent: String,
+        mode: String,
+    },
     NoMarker,
+}
+
+/// The answer of [`Presence::acquire_lease`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lease {
+    /// Ours, with this fencing token.
+    Granted(u64),
+    /// Another routing step holds it.
+    Held,
+    /// Capacity must be rebuilt first.
+    NoMarker,
+}
+
+/// One of the agent's services, as the candidate index needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub service: ServiceId,
+    pub policy: Policy,
+    pub rotation_seed: u64,
+}
+
+fn policy_code(p: Policy) -> &'static str {
+    match p {
+        Policy::LeastLoaded => "ll",
+        Policy::RoundRobin | Policy::OrderedOffer => "rot",
+        Policy::OfferOrMiss => "oom",
+        Policy::Manual => "man",
+    }
 }
 
 /// An agent's live state.
@@ -192,13 +236,17 @@ fn parse_logins(s: &str) -> Vec<ChannelLogin> {
     s.split(',')
         .filter_map(|item| {
             let (k, p) = item.split_once(':')?;
-            Some(ChannelLogin { kind: ChannelKind::parse(k)?, paused: p == "1" })
+            Some(ChannelLogin {
+                kind: ChannelKind::parse(k)?,
+                paused: p == "1",
+            })
         })
         .collect()
 }
 
 fn num<T: std::str::FromStr + Default>(s: Option<&String>) -> T {
-    s.and_then(|v| v.split('.').next().and_then(|i| i.parse().ok())).unwrap_or_default()
+    s.and_then(|v| v.split('.').next().and_then(|i| i.parse().ok()))
+        .unwrap_or_default()
 }
 
 fn reply_err(what: &str, reply: &[String]) -> PresenceError {
@@ -207,7 +255,10 @@ fn reply_err(what: &str, reply: &[String]) -> PresenceError {
 
 impl Presence {
     pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
-        Self { conn, keys: Keys::new(prefix) }
+        Self {
+            conn,
+            keys: Keys::new(prefix),
+        }
     }
 
     pub fn keys(&self) -> &Keys {
@@ -220,7 +271,9 @@ impl Presence {
     }
 
     /// Records the agent's connection and logins (the caller derived `status` with the
-    /// domain) and his max; returns the previous status.
+    /// domain), his max and his services (with their policies and his initial rotation
+    /// place, for the candidate index); returns the previous status.
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_presence(
         &self,
         tenant: TenantId,
@@ -229,6 +282,7 @@ impl Presence {
         connected: bool,
         logins: &[ChannelLogin],
         max: u32,
+        services: &[Membership],
         now: Timestamp,
     ) -> Result<AgentStatus> {
         let kinds = if status == AgentStatus::Available {
@@ -236,16 +290,21 @@ impl Presence {
         } else {
             Vec::new()
         };
-        let prev: String = scripts::SET_PRESENCE
-            .key(self.keys.agent(tenant, agent))
+        let mut inv = scripts::SET_PRESENCE.prepare_invoke();
+        inv.key(self.keys.agent(tenant, agent))
+            .arg(agent.to_string())
             .arg(status.as_str())
             .arg(kinds_list(&kinds))
             .arg(logins_list(logins))
             .arg(connected as u8)
             .arg(max)
-            .arg(now.as_millis())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .arg(now.as_millis());
+        for m in services {
+            inv.arg(m.service.to_string())
+                .arg(policy_code(m.policy))
+                .arg(m.rotation_seed);
+        }
+        let prev: String = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(AgentStatus::parse(&prev).unwrap_or(AgentStatus::Offline))
     }
 
@@ -253,12 +312,23 @@ impl Presence {
     pub async fn agent(&self, tenant: TenantId, agent: AgentId) -> Result<AgentLive> {
         let v: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(self.keys.agent(tenant, agent))
-            .arg(&["status", "logins", "connected", "max", "assigned", "offered", "idle_since"])
+            .arg(&[
+                "status",
+                "logins",
+                "connected",
+                "max",
+                "assigned",
+                "offered",
+                "idle_since",
+            ])
             .query_async(&mut self.conn.clone())
             .await?;
         let get = |i: usize| v.get(i).cloned().flatten();
         Ok(AgentLive {
-            status: get(0).as_deref().and_then(AgentStatus::parse).unwrap_or(AgentStatus::Offline),
+            status: get(0)
+                .as_deref()
+                .and_then(AgentStatus::parse)
+                .unwrap_or(AgentStatus::Offline),
             logins: parse_logins(&get(1).unwrap_or_default()),
             connected: get(2).as_deref() == Some("1"),
             max: num(get(3).as_ref()),
@@ -298,6 +368,54 @@ impl Presence {
                 offered: num(Some(&c[3])),
                 idle_since: Timestamp(num(Some(&c[4]))),
                 rotation: num(Some(&c[5])),
+            })
+            .collect())
+    }
+
+    /// The candidate-index view of a large service: the best `k` candidates per kind in
+    /// `kinds` (in the policy's order), one online agent for a kind without candidates when
+    /// `online` (so "nobody online" is answered right), and `extra` agents. Rotation places
+    /// are read only when `rotation` (the policy uses them). Rows come with their ids.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn load_candidates(
+        &self,
+        tenant: TenantId,
+        service: ServiceId,
+        kinds: &[ChannelKind],
+        k: usize,
+        online: bool,
+        rotation: bool,
+        extra: &[AgentId],
+    ) -> Result<Vec<(AgentId, AgentRow)>> {
+        let mut inv = scripts::LOAD_CANDIDATES.prepare_invoke();
+        inv.key(self.keys.rotation(tenant, service))
+            .arg(self.keys.tenant_prefix(tenant))
+            .arg(service.to_string())
+            .arg(k)
+            .arg(kinds_list(kinds))
+            .arg(online as u8)
+            .arg(rotation as u8);
+        for a in extra {
+            inv.arg(a.to_string());
+        }
+        let flat: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        let rows = flat.chunks_exact(7);
+        if !rows.remainder().is_empty() {
+            return Err(reply_err("load_candidates", &flat[..flat.len().min(14)]));
+        }
+        Ok(rows
+            .filter_map(|c| {
+                Some((
+                    c[0].parse().ok()?,
+                    AgentRow {
+                        status: AgentStatus::parse(&c[1]).unwrap_or(AgentStatus::Offline),
+                        kinds: parse_kinds(&c[2]),
+                        assigned: num(Some(&c[3])),
+                        offered: num(Some(&c[4])),
+                        idle_since: Timestamp(num(Some(&c[5]))),
+                        rotation: num(Some(&c[6])),
+                    },
+                ))
             })
             .collect())
     }
@@ -346,7 +464,10 @@ impl Presence {
                 "accepted" => Reserved::Accepted,
                 _ => Reserved::Again,
             },
-            "TAKEN" => Reserved::Taken { agent: at(1), mode: at(2) },
+            "TAKEN" => Reserved::Taken {
+                agent: at(1),
+                mode: at(2),
+            },
             "UNAVAILABLE" => Reserved::Unavailable(AgentStatus::parse(&at(1)).unwrap_or(AgentStatus::Offline)),
             "NOCHANNEL" => Reserved::NotLoggedIn,
             "FULL" => Reserved::Full(at(1).parse().unwrap_or_default()),
@@ -404,7 +525,10 @@ impl Presence {
         Ok(match at(0).as_str() {
             "RELEASED" => Released::Released(Mode::parse(&at(1)).unwrap_or(Mode::Assign)),
             "NONE" => Released::None,
-            "OTHER" => Released::Other { agent: at(1), mode: at(2) },
+            "OTHER" => Released::Other {
+                agent: at(1),
+                mode: at(2),
+            },
             "NOMARKER" => Released::NoMarker,
             _ => return Err(reply_err("release", &reply)),
         })
@@ -478,7 +602,12 @@ impl Presence {
     }
 
     /// Reservations still unconfirmed since before `older_than`.
-    pub async fn stale_pending(&self, tenant: TenantId, older_than: Timestamp, limit: usize) -> Result<Vec<ConversationId>> {
+    pub async fn stale_pending(
+        &self,
+        tenant: TenantId,
+        older_than: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ConversationId>> {
         let v: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(self.keys.pending(tenant))
             .arg("-inf")
@@ -505,19 +634,26 @@ impl Presence {
     pub async fn move_to_back(&self, tenant: TenantId, service: ServiceId, agent: AgentId) -> Result<u64> {
         Ok(scripts::MOVE_TO_BACK
             .key(self.keys.rotation(tenant, service))
+            .key(self.keys.agent(tenant, agent))
             .arg(agent.to_string())
             .invoke_async(&mut self.conn.clone())
             .await?)
     }
 
-    /// Takes the routing lease of a service; a fencing token when it was free.
-    pub async fn acquire_lease(&self, tenant: TenantId, service: ServiceId, ttl_ms: u64) -> Result<Option<u64>> {
-        Ok(scripts::LEASE_ACQUIRE
+    /// Takes the routing lease of a service, checking the rebuild marker in the same trip.
+    pub async fn acquire_lease(&self, tenant: TenantId, service: ServiceId, ttl_ms: u64) -> Result<Lease> {
+        let token: i64 = scripts::LEASE_ACQUIRE
             .key(self.keys.lease(tenant, service))
             .key(self.keys.fence(tenant))
+            .key(self.keys.rebuilt(tenant))
             .arg(ttl_ms)
             .invoke_async(&mut self.conn.clone())
-            .await?)
+            .await?;
+        Ok(match token {
+            t if t > 0 => Lease::Granted(t as u64),
+            0 => Lease::Held,
+            _ => Lease::NoMarker,
+        })
     }
 
     pub async fn release_lease(&self, tenant: TenantId, service: ServiceId, token: u64) -> Result<()> {
@@ -527,6 +663,20 @@ impl Presence {
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(())
+    }
+
+    /// Claims the periodic re-evaluation of a service for `period_ms`: one replica per
+    /// period does it, the others skip.
+    pub async fn claim_sweep(&self, tenant: TenantId, service: ServiceId, period_ms: u64) -> Result<bool> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.keys.sweep_claim(tenant, service))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(period_ms)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(set.is_some())
     }
 
     pub async fn is_rebuilt(&self, tenant: TenantId) -> Result<bool> {
@@ -602,11 +752,20 @@ mod tests {
     #[test]
     fn logins_round_trip_through_their_stored_form() {
         let logins = vec![
-            ChannelLogin { kind: ChannelKind::Whatsapp, paused: false },
-            ChannelLogin { kind: ChannelKind::Webchat, paused: true },
+            ChannelLogin {
+                kind: ChannelKind::Whatsapp,
+                paused: false,
+            },
+            ChannelLogin {
+                kind: ChannelKind::Webchat,
+                paused: true,
+            },
         ];
         assert_eq!(parse_logins(&logins_list(&logins)), logins);
-        assert_eq!(parse_kinds("whatsapp,webchat"), vec![ChannelKind::Whatsapp, ChannelKind::Webchat]);
+        assert_eq!(
+            parse_kinds("whatsapp,webchat"),
+            vec![ChannelKind::Whatsapp, ChannelKind::Webchat]
+        );
         assert!(parse_kinds("").is_empty());
     }
 

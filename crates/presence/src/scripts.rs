@@ -6,6 +6,66 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+/// Shared Lua: keeps the candidate index of an agent's services in step with his hash.
+/// Every script that changes status, channels, load, capacity or rotation ends with it, so
+/// the index is never stale (same atomic step).
+///
+/// `svcs` in the agent hash lists `service=policy` pairs (policy: `ll` least_loaded, `rot`
+/// round_robin/ordered_offer, `oom` offer_or_miss, `man` manual). Scores, lowest first:
+/// - `ll`: (load − max + 1024)·2⁴¹ + idle ms since 2020 — most free capacity, then longest
+///   idle; ties by member (agent id), as `decide` orders them;
+/// - `rot`: the rotation place; `oom`: agents holding an offer after the others, then place.
+const REINDEX: &str = r#"
+local function reindex(agent_key, agent_id)
+  local prefix = string.sub(agent_key, 1, #agent_key - #('agent:' .. agent_id))
+  local h = redis.call('HMGET', agent_key, 'status', 'kinds', 'assigned', 'offered', 'max', 'idle_since', 'svcs', 'ikinds')
+  local status = h[1] or 'offline'
+  local offered = tonumber(h[4] or '0')
+  local load = tonumber(h[3] or '0') + offered
+  local max = tonumber(h[5] or '0')
+  local idle = tonumber(h[6] or '0') - 1577836800000
+  if idle < 0 then idle = 0 end
+  if idle > 2199023255551 then idle = 2199023255551 end
+  -- kinds he is online for now, and kinds he was indexed under (to take him out of)
+  local now_on, touch = {}, {}
+  if status == 'available' then
+    for k in string.gmatch(h[2] or '', '[^,]+') do now_on[k] = true; touch[k] = true end
+  end
+  local was_on = {}
+  for k in string.gmatch(h[8] or '', '[^,]+') do was_on[k] = true; touch[k] = true end
+  for svc, pol in string.gmatch(h[7] or '', '([^,=]+)=([^,]+)') do
+    for k in pairs(touch) do
+      if now_on[k] ~= was_on[k] then
+        if now_on[k] then redis.call('SADD', prefix .. 'online:' .. svc .. ':' .. k, agent_id)
+        else redis.call('SREM', prefix .. 'online:' .. svc .. ':' .. k, agent_id) end
+      end
+      local ckey = prefix .. 'cand:' .. svc .. ':' .. k
+      if now_on[k] and load < max and pol ~= 'man' then
+        local score
+        if pol == 'll' then
+          score = (load - max + 1024) * 2199023255552 + idle
+        else
+          score = tonumber(redis.call('ZSCORE', prefix .. 'rot:' .. svc, agent_id) or '0')
+          if pol == 'oom' and offered > 0 then score = score + 1099511627776 end
+        end
+        redis.call('ZADD', ckey, score, agent_id)
+      elseif was_on[k] then
+        redis.call('ZREM', ckey, agent_id)
+      end
+    end
+  end
+  local on = {}
+  for k in pairs(now_on) do on[#on + 1] = k end
+  table.sort(on)
+  local ikinds = table.concat(on, ',')
+  if ikinds ~= (h[8] or '') then redis.call('HSET', agent_key, 'ikinds', ikinds) end
+end
+"#;
+
+fn with_reindex(body: &str) -> Script {
+    Script::new(&format!("{REINDEX}{body}"))
+}
+
 /// KEYS: res, agent, offers, pending, rebuilt, lease
 /// ARGV: conversation, agent, mode (offer|assign|supervisor), kind, max, now, deadline,
 ///       service, lease token ('' = no fencing)
@@ -13,7 +73,7 @@ use redis::Script;
 /// Replies `{OK, new|again|accepted}` or `{NOMARKER}`, `{FENCED}`, `{TAKEN, agent, mode}`,
 /// `{UNAVAILABLE, status}`, `{NOCHANNEL}`, `{FULL, load}`.
 pub static RESERVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_reindex(
         r#"
 if redis.call('EXISTS', KEYS[5]) == 0 then return {'NOMARKER'} end
 if ARGV[9] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[9] then return {'FENCED'} end
@@ -28,6 +88,7 @@ if cur[1] then
     redis.call('HINCRBY', KEYS[2], 'assigned', 1)
     redis.call('ZREM', KEYS[3], ARGV[1])
     redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+    reindex(KEYS[2], ARGV[2])
     return {'OK', 'accepted'}
   end
   return {'TAKEN', cur[1], cur[2]}
@@ -52,6 +113,7 @@ else
 end
 redis.call('HSET', KEYS[2], 'idle_since', ARGV[6])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+reindex(KEYS[2], ARGV[2])
 return {'OK', 'new'}
 "#,
     )
@@ -64,7 +126,7 @@ return {'OK', 'new'}
 /// with a Redis wipe after the rebuild read Postgres: it is re-created from the committed
 /// fact), `{MISMATCH, agent, mode}` or `{NOMARKER}` (rebuild, then confirm again).
 pub static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_reindex(
         r#"
 if redis.call('EXISTS', KEYS[5]) == 0 then return {'NOMARKER'} end
 local cur = redis.call('HMGET', KEYS[1], 'agent', 'mode')
@@ -78,6 +140,7 @@ if not cur[1] then
     redis.call('HINCRBY', KEYS[2], 'assigned', 1)
   end
   redis.call('ZREM', KEYS[4], ARGV[1])
+  reindex(KEYS[2], ARGV[2])
   return {'RESTORED'}
 end
 if cur[1] ~= ARGV[2] or cur[2] ~= ARGV[3] then return {'MISMATCH', cur[1], cur[2]} end
@@ -94,7 +157,7 @@ return {'OK'}
 /// Replies `{RELEASED, mode}`, `{NONE}` (nothing reserved: already released), `{OTHER, agent,
 /// mode}` (reserved for someone else, or in another mode: left alone) or `{NOMARKER}`.
 pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_reindex(
         r#"
 if redis.call('EXISTS', KEYS[5]) == 0 then return {'NOMARKER'} end
 local cur = redis.call('HMGET', KEYS[1], 'agent', 'mode')
@@ -109,6 +172,7 @@ if redis.call('HINCRBY', KEYS[2], field, -1) < 0 then redis.call('HSET', KEYS[2]
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
+reindex(KEYS[2], ARGV[2])
 return {'RELEASED', cur[2]}
 "#,
     )
@@ -121,7 +185,7 @@ return {'RELEASED', cur[2]}
 /// again (same load). Replies `{OK}`, `{NONE}` (not an assignment of this agent) or
 /// `{NOMARKER}`.
 pub static REVERT_ACCEPT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_reindex(
         r#"
 if redis.call('EXISTS', KEYS[5]) == 0 then return {'NOMARKER'} end
 local cur = redis.call('HMGET', KEYS[1], 'agent', 'mode')
@@ -131,6 +195,7 @@ redis.call('HINCRBY', KEYS[2], 'assigned', -1)
 redis.call('HINCRBY', KEYS[2], 'offered', 1)
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
+reindex(KEYS[2], ARGV[2])
 return {'OK'}
 "#,
     )
@@ -154,20 +219,74 @@ return due
 });
 
 /// KEYS: agent
-/// ARGV: status, receiving kinds (comma list), logins (kind:paused list), connected (0|1),
-///       max, now
+/// ARGV: agent id, status, receiving kinds (comma list), logins (kind:paused list),
+///       connected (0|1), max, now, then (service, policy code, initial rotation) × n
 ///
-/// Replies the previous status. idle_since restarts when the agent becomes Available.
+/// Replies the previous status. idle_since restarts when the agent becomes Available. The
+/// agent's services are recorded (with their policies, for the candidate index) and his
+/// missing rotation places seeded.
 pub static SET_PRESENCE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_reindex(
         r#"
 local prev = redis.call('HGET', KEYS[1], 'status') or 'offline'
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'kinds', ARGV[2], 'logins', ARGV[3],
-  'connected', ARGV[4], 'max', ARGV[5])
-if ARGV[1] == 'available' and prev ~= 'available' then
-  redis.call('HSET', KEYS[1], 'idle_since', ARGV[6])
+local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #('agent:' .. ARGV[1]))
+local svcs = {}
+for i = 8, #ARGV, 3 do
+  svcs[#svcs + 1] = ARGV[i] .. '=' .. ARGV[i + 1]
+  redis.call('ZADD', prefix .. 'rot:' .. ARGV[i], 'NX', ARGV[i + 2], ARGV[1])
 end
+local old = redis.call('HGET', KEYS[1], 'svcs') or ''
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'kinds', ARGV[3], 'logins', ARGV[4],
+  'connected', ARGV[5], 'max', ARGV[6], 'svcs', table.concat(svcs, ','))
+if ARGV[2] == 'available' and prev ~= 'available' then
+  redis.call('HSET', KEYS[1], 'idle_since', ARGV[7])
+end
+-- services the agent left: drop him from their index
+if old ~= '' then
+  redis.call('HSET', KEYS[1], 'status', 'offline', 'svcs', old)
+  reindex(KEYS[1], ARGV[1])
+  redis.call('HSET', KEYS[1], 'status', ARGV[2], 'svcs', table.concat(svcs, ','))
+end
+reindex(KEYS[1], ARGV[1])
 return prev
+"#,
+    )
+});
+
+/// KEYS: rotation
+/// ARGV: tenant key prefix, service, k, kinds (comma list), include one online agent per
+///       kind (0|1), read rotation places (0|1), then extra agent ids
+///
+/// The candidate-index snapshot of a large service: the best `k` candidates per kind, one
+/// online agent for a kind without candidates (so "nobody online" is answered right), and the extra agents
+/// (the event's agent, holders of pending offers). Replies per agent
+/// `id, status, kinds, assigned, offered, idle_since, rotation`.
+pub static LOAD_CANDIDATES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local prefix, svc, k = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local seen, ids = {}, {}
+local function add(id) if id and not seen[id] then seen[id] = true; ids[#ids + 1] = id end end
+for kind in string.gmatch(ARGV[4], '[^,]+') do
+  local top = redis.call('ZRANGE', prefix .. 'cand:' .. svc .. ':' .. kind, 0, k - 1)
+  for _, id in ipairs(top) do add(id) end
+  -- a candidate is online; with none, one online (full) agent tells "nobody online" apart
+  if #top == 0 and ARGV[5] == '1' then add(redis.call('SRANDMEMBER', prefix .. 'online:' .. svc .. ':' .. kind)) end
+end
+for i = 7, #ARGV do add(ARGV[i]) end
+local rot = ARGV[6] == '1'
+local out = {}
+for _, id in ipairs(ids) do
+  local a = redis.call('HMGET', prefix .. 'agent:' .. id, 'status', 'kinds', 'assigned', 'offered', 'idle_since')
+  out[#out + 1] = id
+  out[#out + 1] = a[1] or 'offline'
+  out[#out + 1] = a[2] or ''
+  out[#out + 1] = a[3] or '0'
+  out[#out + 1] = a[4] or '0'
+  out[#out + 1] = a[5] or '0'
+  out[#out + 1] = rot and redis.call('ZSCORE', KEYS[1], id) or '0'
+end
+return out
 "#,
     )
 });
@@ -199,30 +318,33 @@ return out
     )
 });
 
-/// KEYS: rotation
+/// KEYS: rotation, agent
 /// ARGV: agent
 ///
 /// Moves the agent after the last place of the rotation; replies the new place.
 pub static MOVE_TO_BACK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_reindex(
         r#"
 local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local place = 1
 if top[2] then place = math.floor(tonumber(top[2])) + 1 end
 redis.call('ZADD', KEYS[1], place, ARGV[1])
+reindex(KEYS[2], ARGV[1])
 return place
 "#,
     )
 });
 
-/// KEYS: lease, fence
+/// KEYS: lease, fence, rebuilt
 /// ARGV: ttl ms
 ///
-/// Replies a fresh fencing token when the lease was free, nil otherwise.
+/// Replies a fresh fencing token when the lease was free, 0 when it is held, -1 when the
+/// tenant's capacity must be rebuilt first (one round trip for both checks).
 pub static LEASE_ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], token, 'PX', tonumber(ARGV[1]))
 return token
@@ -247,7 +369,7 @@ return 0
 /// Writes the capacity counters and reservations Postgres knows, then the marker, in one
 /// step: until the marker exists every reservation is refused, so none can slip in between.
 pub static REBUILD: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_reindex(
         r#"
 local n = tonumber(ARGV[1])
 local now = ARGV[#ARGV]
@@ -261,6 +383,11 @@ for j = 1, m do
   redis.call('HSET', KEYS[3 + n + j], 'agent', ARGV[b + 2], 'mode', ARGV[b + 3], 'service', ARGV[b + 4],
     'deadline', ARGV[b + 5], 'at', now, 'state', 'committed')
   if ARGV[b + 3] == 'offer' then redis.call('ZADD', KEYS[2], ARGV[b + 5], ARGV[b + 1]) end
+end
+for i = 1, n do
+  local key = KEYS[3 + i]
+  local id = string.match(key, 'agent:(.+)$')
+  reindex(key, id)
 end
 redis.call('SET', KEYS[1], now)
 return n + m

@@ -19,19 +19,54 @@ pub struct Queued {
     pub nobody_online: bool,
 }
 
-/// The service's queue: conversations the router queued that are still `queued` there.
-pub async fn queued(db: impl PgExecutor<'_>, tenant: Uuid, service: Uuid) -> Result<Vec<Queued>> {
+/// The head of the service's queue: conversations the router queued that are still `queued`
+/// there, the first `per_kind` of each channel kind in queue order (priority, then arrival,
+/// then id) — routing can place no more than the free capacity, so it need not read a long
+/// backlog — plus `also`, whatever its place. `skip_flagged` leaves out conversations that
+/// arrived while nobody was online (round_robin never distributes them).
+pub async fn queued(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    service: Uuid,
+    per_kind: i64,
+    skip_flagged: bool,
+    also: Option<Uuid>,
+) -> Result<Vec<Queued>> {
     Ok(sqlx::query_as::<_, Queued>(
-        "SELECT q.conversation_id, ch.kind AS channel_kind, COALESCE(c.queued_at, c.opened_at) AS queued_at,
-                q.priority, q.nobody_online
-         FROM route_queue q
+        "SELECT conversation_id, channel_kind, queued_at, priority, nobody_online FROM (
+           SELECT q.conversation_id, ch.kind AS channel_kind, COALESCE(c.queued_at, c.opened_at) AS queued_at,
+                  q.priority, q.nobody_online,
+                  row_number() OVER (PARTITION BY ch.kind
+                    ORDER BY q.priority DESC, COALESCE(c.queued_at, c.opened_at), q.conversation_id) AS place
+           FROM route_queue q
+           JOIN conversations c ON c.id = q.conversation_id AND c.status = 'queued' AND c.service_id = q.service_id
+           JOIN channels ch ON ch.id = c.channel_id
+           WHERE q.tenant_id = $1 AND q.service_id = $2 AND (NOT $4 OR NOT q.nobody_online OR q.conversation_id = $5)
+         ) x WHERE place <= $3 OR conversation_id = $5",
+    )
+    .bind(tenant)
+    .bind(service)
+    .bind(per_kind)
+    .bind(skip_flagged)
+    .bind(also)
+    .fetch_all(db)
+    .await?)
+}
+
+/// How many conversations wait in the service and since when (the oldest).
+pub async fn queue_depth(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    service: Uuid,
+) -> Result<(i64, Option<OffsetDateTime>)> {
+    Ok(sqlx::query_as::<_, (i64, Option<OffsetDateTime>)>(
+        "SELECT count(*), min(COALESCE(c.queued_at, c.opened_at)) FROM route_queue q
          JOIN conversations c ON c.id = q.conversation_id AND c.status = 'queued' AND c.service_id = q.service_id
-         JOIN channels ch ON ch.id = c.channel_id
          WHERE q.tenant_id = $1 AND q.service_id = $2",
     )
     .bind(tenant)
     .bind(service)
-    .fetch_all(db)
+    .fetch_one(db)
     .await?)
 }
 
@@ -134,17 +169,21 @@ pub async fn offers_of_service(db: impl PgExecutor<'_>, tenant: Uuid, service: U
 }
 
 pub async fn offers_of_tenant(db: impl PgExecutor<'_>, tenant: Uuid) -> Result<Vec<Offer>> {
-    Ok(sqlx::query_as::<_, Offer>(&format!("SELECT {OFFER_COLS} FROM route_offers WHERE tenant_id = $1"))
-        .bind(tenant)
-        .fetch_all(db)
-        .await?)
+    Ok(
+        sqlx::query_as::<_, Offer>(&format!("SELECT {OFFER_COLS} FROM route_offers WHERE tenant_id = $1"))
+            .bind(tenant)
+            .fetch_all(db)
+            .await?,
+    )
 }
 
 pub async fn get_offer(db: impl PgExecutor<'_>, conversation: Uuid) -> Result<Option<Offer>> {
-    Ok(sqlx::query_as::<_, Offer>(&format!("SELECT {OFFER_COLS} FROM route_offers WHERE conversation_id = $1"))
-        .bind(conversation)
-        .fetch_optional(db)
-        .await?)
+    Ok(sqlx::query_as::<_, Offer>(&format!(
+        "SELECT {OFFER_COLS} FROM route_offers WHERE conversation_id = $1"
+    ))
+    .bind(conversation)
+    .fetch_optional(db)
+    .await?)
 }
 
 /// (tenant, service) pairs with queued conversations or pending offers: what the periodic

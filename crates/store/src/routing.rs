@@ -44,10 +44,12 @@ pub async fn release_assignment(tx: &mut PgConnection, conversation: Uuid, reaso
 }
 
 pub async fn open_assignment_agent(db: impl PgExecutor<'_>, conversation: Uuid) -> Result<Option<Uuid>> {
-    Ok(sqlx::query_scalar("SELECT agent_id FROM assignments WHERE conversation_id = $1 AND released_at IS NULL")
-        .bind(conversation)
-        .fetch_optional(db)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT agent_id FROM assignments WHERE conversation_id = $1 AND released_at IS NULL")
+            .bind(conversation)
+            .fetch_optional(db)
+            .await?,
+    )
 }
 
 #[derive(Clone, Debug, FromRow)]
@@ -74,7 +76,11 @@ pub struct WaitingConversation {
 }
 
 /// Conversations of a service still waiting for an agent (rebuild of the Redis queue).
-pub async fn waiting_conversations(db: impl PgExecutor<'_>, tenant: Uuid, service: Uuid) -> Result<Vec<WaitingConversation>> {
+pub async fn waiting_conversations(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    service: Uuid,
+) -> Result<Vec<WaitingConversation>> {
     Ok(sqlx::query_as::<_, WaitingConversation>(
         "SELECT c.id, ch.kind AS channel_kind, COALESCE(c.queued_at, c.opened_at) AS queued_at
          FROM conversations c JOIN channels ch ON ch.id = c.channel_id
@@ -157,18 +163,22 @@ pub async fn service_rules(db: impl PgExecutor<'_>, tenant: Uuid, service: Uuid)
 /// Every agent of a tenant with his max: the rebuild writes a counter for each, zero
 /// included, so a stale counter never survives it.
 pub async fn tenant_agent_capacity(db: impl PgExecutor<'_>, tenant: Uuid) -> Result<Vec<(Uuid, i32)>> {
-    Ok(sqlx::query_as::<_, (Uuid, i32)>("SELECT id, max_concurrent FROM agents WHERE tenant_id = $1")
-        .bind(tenant)
-        .fetch_all(db)
-        .await?)
+    Ok(
+        sqlx::query_as::<_, (Uuid, i32)>("SELECT id, max_concurrent FROM agents WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_all(db)
+            .await?,
+    )
 }
 
 /// How many conversations the agent has assigned and open.
 pub async fn open_assignment_count(db: impl PgExecutor<'_>, agent: Uuid) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM assignments WHERE agent_id = $1 AND released_at IS NULL")
-        .bind(agent)
-        .fetch_one(db)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM assignments WHERE agent_id = $1 AND released_at IS NULL")
+            .bind(agent)
+            .fetch_one(db)
+            .await?,
+    )
 }
 
 /// Tenants with anything the router must keep live in Redis (open assignments or offers).
@@ -177,6 +187,18 @@ pub async fn routed_tenants(db: impl PgExecutor<'_>) -> Result<Vec<Uuid>> {
         "SELECT DISTINCT tenant_id FROM assignments WHERE released_at IS NULL
          UNION SELECT DISTINCT tenant_id FROM route_offers",
     )
+    .fetch_all(db)
+    .await?)
+}
+
+/// The agent's services with their policy and his initial rotation place in each: what the
+/// router's candidate index needs about him.
+pub async fn agent_memberships(db: impl PgExecutor<'_>, agent: Uuid) -> Result<Vec<(Uuid, String, i32)>> {
+    Ok(sqlx::query_as::<_, (Uuid, String, i32)>(
+        "SELECT s.service_id, sv.policy, s.rotation_order FROM agent_services s
+         JOIN services sv ON sv.id = s.service_id WHERE s.agent_id = $1 ORDER BY s.service_id",
+    )
+    .bind(agent)
     .fetch_all(db)
     .await?)
 }

@@ -28,6 +28,8 @@ pub(crate) struct Ctx<'a> {
     pub fence: u64,
     pub snapshot: &'a Snapshot,
     pub event: &'a Event,
+    /// Members of the service (the snapshot may hold only the best candidates of them).
+    pub members: usize,
 }
 
 impl Ctx<'_> {
@@ -75,31 +77,51 @@ fn decision_name(d: &Decision) -> &'static str {
 impl Router {
     pub(crate) async fn apply(&self, ctx: &Ctx<'_>, d: &Decision) -> Result<Applied, RouterError> {
         match d {
-            Decision::Assign { conversation, agent, explanation } => {
-                self.apply_assign(ctx, *conversation, *agent, explanation).await
+            Decision::Assign {
+                conversation,
+                agent,
+                explanation,
+            } => self.apply_assign(ctx, *conversation, *agent, explanation).await,
+            Decision::Offer {
+                conversation,
+                agent,
+                expires_at,
+                explanation,
+                ..
+            } => {
+                self.apply_offer(ctx, *conversation, *agent, *expires_at, explanation)
+                    .await
             }
-            Decision::Offer { conversation, agent, expires_at, explanation, .. } => {
-                self.apply_offer(ctx, *conversation, *agent, *expires_at, explanation).await
-            }
-            Decision::Withdraw { conversation, agent, explanation } => {
-                self.apply_withdraw(ctx, *conversation, *agent, explanation).await
-            }
-            Decision::Queue { conversation, entry, explanation } => {
-                self.apply_queue(ctx, *conversation, entry, explanation).await
-            }
-            Decision::MissedLead { conversation, agent, explanation } => {
-                self.apply_missed(ctx, *conversation, *agent, explanation).await
-            }
+            Decision::Withdraw {
+                conversation,
+                agent,
+                explanation,
+            } => self.apply_withdraw(ctx, *conversation, *agent, explanation).await,
+            Decision::Queue {
+                conversation,
+                entry,
+                explanation,
+            } => self.apply_queue(ctx, *conversation, entry, explanation).await,
+            Decision::MissedLead {
+                conversation,
+                agent,
+                explanation,
+            } => self.apply_missed(ctx, *conversation, *agent, explanation).await,
             Decision::MoveToBack { agent } => {
                 self.presence.move_to_back(ctx.tenant, ctx.service, *agent).await?;
                 Ok(Applied::Done)
             }
-            Decision::Reject { conversation, agent, code, explanation } => {
-                let mut json = explain::to_json(explanation);
+            Decision::Reject {
+                agent,
+                code,
+                explanation,
+                ..
+            } => {
+                let mut json = explain::to_json(explanation, ctx.members);
                 if let Value::Object(m) = &mut json {
                     m.insert("code".into(), Value::String(code.as_str().into()));
                 }
-                self.log(&self.pool, ctx, *conversation, Some(*agent), d, explanation.rule, json).await?;
+                self.log(&self.pool, ctx, d, Some(*agent), json).await?;
                 Ok(Applied::Rejected(*code))
             }
             Decision::Remove { conversation } => {
@@ -110,22 +132,22 @@ impl Router {
         }
     }
 
+    /// Records `d` in the decision log with `explanation` (its JSON form); the
+    /// conversation and the rule come from the decision.
     async fn log<'e>(
         &self,
         db: impl sqlx::PgExecutor<'e>,
         ctx: &Ctx<'_>,
-        conversation: ConversationId,
-        agent: Option<AgentId>,
         d: &Decision,
-        rule: Rule,
+        agent: Option<AgentId>,
         explanation: Value,
     ) -> Result<(), RouterError> {
-        let rule = explain::rule_name(rule);
+        let rule = d.explanation().map(|e| explain::rule_name(e.rule)).unwrap_or_default();
         routing::log_decision(
             db,
             &routing::Decision {
                 tenant_id: ctx.tenant.0,
-                conversation_id: Some(conversation.0),
+                conversation_id: d.conversation().map(|c| c.0),
                 service_id: Some(ctx.service.0),
                 agent_id: agent.map(|a| a.0),
                 decision: decision_name(d),
@@ -149,22 +171,41 @@ impl Router {
         let Some(kind) = ctx.kind_of(conversation) else {
             return Ok(Applied::Again("conversation left the snapshot"));
         };
-        let check = if explanation.rule == Rule::SupervisorChoice { Check::Supervisor } else { Check::Routing };
-        let r = Reservation { conversation, agent, service: ctx.service, mode: Mode::Assign, deadline: Timestamp::EPOCH };
-        let reserved =
-            self.presence.reserve(ctx.tenant, &r, check, kind, ctx.max_of(agent), ctx.now, Some(ctx.fence)).await?;
+        let check = if explanation.rule == Rule::SupervisorChoice {
+            Check::Supervisor
+        } else {
+            Check::Routing
+        };
+        let r = Reservation {
+            conversation,
+            agent,
+            service: ctx.service,
+            mode: Mode::Assign,
+            deadline: Timestamp::EPOCH,
+        };
+        let reserved = self
+            .presence
+            .reserve(ctx.tenant, &r, check, kind, ctx.max_of(agent), ctx.now, Some(ctx.fence))
+            .await?;
         if let Some(again) = refused(&reserved) {
             return Ok(Applied::Again(again));
         }
         let started = Instant::now();
-        let d = Decision::Assign { conversation, agent, explanation: explanation.clone() };
-        let committed = self.commit_assign(ctx, conversation, agent, &d, explanation, started).await;
+        let d = Decision::Assign {
+            conversation,
+            agent,
+            explanation: explanation.clone(),
+        };
+        let committed = self
+            .commit_assign(ctx, conversation, agent, &d, explanation, started)
+            .await;
         if !matches!(committed, Ok(true)) {
             // Give the capacity back the way it was taken; a reservation that already existed
             // (an earlier attempt) is left to the reconciler, which knows the Postgres truth.
             match reserved {
                 Reserved::New => {
-                    self.release_redis(ctx.tenant, conversation, agent, Some(Mode::Assign)).await?;
+                    self.release_redis(ctx.tenant, conversation, agent, Some(Mode::Assign))
+                        .await?;
                 }
                 Reserved::Accepted => {
                     let deadline = ctx
@@ -174,7 +215,9 @@ impl Router {
                         .find(|o| o.conversation == conversation)
                         .map(|o| o.expires_at)
                         .unwrap_or(ctx.now);
-                    self.presence.revert_accept(ctx.tenant, conversation, agent, deadline).await?;
+                    self.presence
+                        .revert_accept(ctx.tenant, conversation, agent, deadline)
+                        .await?;
                 }
                 _ => {}
             }
@@ -206,18 +249,35 @@ impl Router {
                 Some(Status::Offered) => c.agent_id == Some(agent.0),
                 _ => false,
             };
-        if !assignable || !routing::open_assignment(&mut tx, ctx.tenant.0, conversation.0, agent.0, Some(ctx.service.0)).await? {
+        if !assignable
+            || !routing::open_assignment(&mut tx, ctx.tenant.0, conversation.0, agent.0, Some(ctx.service.0)).await?
+        {
             return Ok(false);
         }
         conversations::set_status(&mut tx, conversation.0, Status::Assigned.as_str(), Some(agent.0), None).await?;
         offers::delete_offer(&mut tx, conversation.0).await?;
         offers::dequeue(&mut tx, conversation.0).await?;
-        self.log(&mut *tx, ctx, conversation, Some(agent), d, explanation.rule, explain::to_json(explanation)).await?;
+        self.log(
+            &mut *tx,
+            ctx,
+            d,
+            Some(agent),
+            explain::to_json(explanation, ctx.members),
+        )
+        .await?;
         let kind = pb::domain_event::Kind::ConversationAssigned(pb::ConversationAssigned {
             conversation: Some(events::conversation(&c, Status::Assigned.as_str(), Some(agent))),
             agent_id: agent.to_string(),
         });
-        events::publish(&mut tx, &self.subjects, ctx.tenant, "conversation.assigned", kind, ctx.now).await?;
+        events::publish(
+            &mut tx,
+            &self.subjects,
+            ctx.tenant,
+            "conversation.assigned",
+            kind,
+            ctx.now,
+        )
+        .await?;
         if self.too_late(started) {
             return Ok(false);
         }
@@ -236,19 +296,36 @@ impl Router {
         let Some(entry) = ctx.entry(conversation) else {
             return Ok(Applied::Again("conversation left the snapshot"));
         };
-        let r = Reservation { conversation, agent, service: ctx.service, mode: Mode::Offer, deadline: expires_at };
+        let r = Reservation {
+            conversation,
+            agent,
+            service: ctx.service,
+            mode: Mode::Offer,
+            deadline: expires_at,
+        };
         let reserved = self
             .presence
-            .reserve(ctx.tenant, &r, Check::Routing, entry.channel, ctx.max_of(agent), ctx.now, Some(ctx.fence))
+            .reserve(
+                ctx.tenant,
+                &r,
+                Check::Routing,
+                entry.channel,
+                ctx.max_of(agent),
+                ctx.now,
+                Some(ctx.fence),
+            )
             .await?;
         if let Some(again) = refused(&reserved) {
             return Ok(Applied::Again(again));
         }
         let started = Instant::now();
-        let committed = self.commit_offer(ctx, &entry, agent, expires_at, explanation, started).await;
+        let committed = self
+            .commit_offer(ctx, &entry, agent, expires_at, explanation, started)
+            .await;
         if !matches!(committed, Ok(true)) {
             if reserved == Reserved::New {
-                self.release_redis(ctx.tenant, conversation, agent, Some(Mode::Offer)).await?;
+                self.release_redis(ctx.tenant, conversation, agent, Some(Mode::Offer))
+                    .await?;
             }
             committed?;
             return Ok(Applied::Again("conversation not offerable in postgres"));
@@ -300,13 +377,28 @@ impl Router {
             expires_at,
             explanation: explanation.clone(),
         };
-        self.log(&mut *tx, ctx, conversation, Some(agent), &d, explanation.rule, explain::to_json(explanation)).await?;
+        self.log(
+            &mut *tx,
+            ctx,
+            &d,
+            Some(agent),
+            explain::to_json(explanation, ctx.members),
+        )
+        .await?;
         let kind = pb::domain_event::Kind::ConversationOffered(pb::ConversationOffered {
             conversation: Some(events::conversation(&c, Status::Offered.as_str(), Some(agent))),
             agent_id: agent.to_string(),
             expires_at_ms: expires_at.as_millis(),
         });
-        events::publish(&mut tx, &self.subjects, ctx.tenant, "conversation.offered", kind, ctx.now).await?;
+        events::publish(
+            &mut tx,
+            &self.subjects,
+            ctx.tenant,
+            "conversation.offered",
+            kind,
+            ctx.now,
+        )
+        .await?;
         if self.too_late(started) {
             return Ok(false);
         }
@@ -337,8 +429,19 @@ impl Router {
             // Accepted, withdrawn or closed meanwhile: the snapshot was stale.
             _ => return Ok(Applied::Again("offer no longer pending")),
         }
-        let d = Decision::Withdraw { conversation, agent, explanation: explanation.clone() };
-        self.log(&mut *tx, ctx, conversation, Some(agent), &d, explanation.rule, explain::to_json(explanation)).await?;
+        let d = Decision::Withdraw {
+            conversation,
+            agent,
+            explanation: explanation.clone(),
+        };
+        self.log(
+            &mut *tx,
+            ctx,
+            &d,
+            Some(agent),
+            explain::to_json(explanation, ctx.members),
+        )
+        .await?;
         let kind = pb::domain_event::Kind::OfferWithdrawn(pb::OfferWithdrawn {
             conversation_id: conversation.to_string(),
             agent_id: agent.to_string(),
@@ -346,7 +449,8 @@ impl Router {
         });
         events::publish(&mut tx, &self.subjects, ctx.tenant, "offer.withdrawn", kind, ctx.now).await?;
         tx.commit().await?;
-        self.release_redis(ctx.tenant, conversation, agent, Some(Mode::Offer)).await?;
+        self.release_redis(ctx.tenant, conversation, agent, Some(Mode::Offer))
+            .await?;
         tracing::info!(tenant = %ctx.tenant, conversation = %conversation, agent = %agent, rule = ?explanation.rule, "offer withdrawn");
         Ok(Applied::Done)
     }
@@ -374,8 +478,13 @@ impl Router {
             entry.arrived_with_nobody_online,
         )
         .await?;
-        let d = Decision::Queue { conversation, entry: entry.clone(), explanation: explanation.clone() };
-        self.log(&mut *tx, ctx, conversation, None, &d, explanation.rule, explain::to_json(explanation)).await?;
+        let d = Decision::Queue {
+            conversation,
+            entry: entry.clone(),
+            explanation: explanation.clone(),
+        };
+        self.log(&mut *tx, ctx, &d, None, explain::to_json(explanation, ctx.members))
+            .await?;
         tx.commit().await?;
         tracing::debug!(tenant = %ctx.tenant, conversation = %conversation, rule = ?explanation.rule, "conversation queued");
         Ok(Applied::Done)
@@ -392,23 +501,45 @@ impl Router {
         let Some(c) = conversations::lock_conversation(&mut tx, ctx.tenant.0, conversation.0).await? else {
             return Ok(Applied::Done);
         };
-        if !Status::parse(&c.status).is_some_and(|s| s.can_move_to(Status::Missed)) || c.service_id != Some(ctx.service.0) {
+        if !Status::parse(&c.status).is_some_and(|s| s.can_move_to(Status::Missed))
+            || c.service_id != Some(ctx.service.0)
+        {
             return Ok(Applied::Again("conversation no longer missable"));
         }
         let offer = offers::delete_offer(&mut tx, conversation.0).await?;
         offers::dequeue(&mut tx, conversation.0).await?;
-        conversations::set_status(&mut tx, conversation.0, Status::Missed.as_str(), agent.map(|a| a.0), Some("missed"))
+        conversations::set_status(
+            &mut tx,
+            conversation.0,
+            Status::Missed.as_str(),
+            agent.map(|a| a.0),
+            Some("missed"),
+        )
+        .await?;
+        let d = Decision::MissedLead {
+            conversation,
+            agent,
+            explanation: explanation.clone(),
+        };
+        self.log(&mut *tx, ctx, &d, agent, explain::to_json(explanation, ctx.members))
             .await?;
-        let d = Decision::MissedLead { conversation, agent, explanation: explanation.clone() };
-        self.log(&mut *tx, ctx, conversation, agent, &d, explanation.rule, explain::to_json(explanation)).await?;
         let kind = pb::domain_event::Kind::ConversationClosed(pb::ConversationClosed {
             conversation: Some(events::conversation(&c, Status::Missed.as_str(), agent)),
             reason: "missed".into(),
         });
-        events::publish(&mut tx, &self.subjects, ctx.tenant, "conversation.closed", kind, ctx.now).await?;
+        events::publish(
+            &mut tx,
+            &self.subjects,
+            ctx.tenant,
+            "conversation.closed",
+            kind,
+            ctx.now,
+        )
+        .await?;
         tx.commit().await?;
         if let Some(o) = offer {
-            self.release_redis(ctx.tenant, conversation, AgentId(o.agent_id), Some(Mode::Offer)).await?;
+            self.release_redis(ctx.tenant, conversation, AgentId(o.agent_id), Some(Mode::Offer))
+                .await?;
         }
         tracing::info!(tenant = %ctx.tenant, conversation = %conversation, rule = ?explanation.rule, "missed lead");
         Ok(Applied::Done)
@@ -421,7 +552,10 @@ impl Router {
     fn too_late(&self, started: Instant) -> bool {
         let late = started.elapsed() > self.settings.pending_grace / 2;
         if late {
-            tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64, "routing step too slow, not committing");
+            tracing::warn!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "routing step too slow, not committing"
+            );
         }
         late
     }
@@ -441,7 +575,10 @@ impl Router {
                 Confirmed::NoMarker => self.ensure_rebuilt(tenant).await?,
             }
         }
-        Err(RouterError::refused(ErrorCode::Unavailable, "redis kept losing its state"))
+        Err(RouterError::refused(
+            ErrorCode::Unavailable,
+            "redis kept losing its state",
+        ))
     }
 
     /// Releases a reservation in Redis, rebuilding first if Redis lost its state.
@@ -458,7 +595,10 @@ impl Router {
                 other => return Ok(other),
             }
         }
-        Err(RouterError::refused(ErrorCode::Unavailable, "redis kept losing its state"))
+        Err(RouterError::refused(
+            ErrorCode::Unavailable,
+            "redis kept losing its state",
+        ))
     }
 }
 
@@ -474,4 +614,3 @@ fn refused(r: &Reserved) -> Option<&'static str> {
         Reserved::Full(_) => Some("agent at capacity"),
     }
 }
-

@@ -24,7 +24,7 @@ use atende_domain::routing::{
     decide, AgentSnapshot, Assignment, Decision, Event, PendingOffer, Policy, ServiceRules, Snapshot, Waiting,
 };
 use atende_domain::ErrorCode;
-use atende_presence::{Mode, Presence, Reservation};
+use atende_presence::{AgentRow, Lease, Mode, Presence, Reservation};
 use atende_store::{offers, routing};
 use sqlx::PgPool;
 
@@ -34,6 +34,10 @@ use crate::error::RouterError;
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub sweep_interval: Duration,
+    /// How often one replica re-evaluates each active service (business hours opening,
+    /// liveness after a failed distribution). Offer deadlines are handled every
+    /// `sweep_interval` regardless.
+    pub service_sweep_period: Duration,
     /// How long a service's rules and members are reused before being read again.
     pub rules_ttl: Duration,
     /// The Redis routing lease of a service; far longer than one routing step.
@@ -47,18 +51,23 @@ pub struct Settings {
     /// Reservations unconfirmed for longer than this are settled against Postgres; a
     /// routing step abandons its commit after half of it, so the two never overlap.
     pub pending_grace: Duration,
+    /// Services up to this size are snapshotted whole (every member, complete
+    /// explanations); larger ones through the candidate index.
+    pub full_snapshot_max: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             sweep_interval: Duration::from_secs(1),
+            service_sweep_period: Duration::from_secs(1),
             rules_ttl: Duration::from_secs(2),
             lease_ttl: Duration::from_secs(5),
             lease_wait: Duration::from_secs(20),
             max_attempts: 12,
             offer_visibility: Duration::from_secs(30),
             pending_grace: Duration::from_secs(20),
+            full_snapshot_max: 64,
         }
     }
 }
@@ -74,6 +83,20 @@ pub(crate) struct Member {
 pub(crate) struct ServiceInfo {
     pub rules: ServiceRules,
     pub members: Vec<Member>,
+    /// Position of each member in `members`.
+    pub by_agent: HashMap<AgentId, usize>,
+}
+
+/// Candidates read per channel kind from the index: enough for an explanation worth
+/// reading; a round that gives work to all of them is followed by another.
+pub const TOP_PER_KIND: usize = 5;
+
+/// A snapshot and how it was taken.
+pub(crate) struct Loaded {
+    pub snapshot: Snapshot,
+    /// Taken through the candidate index (a subset of the members).
+    pub indexed: bool,
+    pub members: usize,
 }
 
 type ServiceKey = (TenantId, ServiceId);
@@ -89,9 +112,42 @@ pub struct Routed {
 impl Routed {
     /// Whether the conversation was assigned to the agent by this call.
     pub fn assigned(&self, conversation: ConversationId, agent: AgentId) -> bool {
-        self.applied.iter().any(|d| {
-            matches!(d, Decision::Assign { conversation: c, agent: a, .. } if *c == conversation && *a == agent)
-        })
+        self.applied.iter().any(
+            |d| matches!(d, Decision::Assign { conversation: c, agent: a, .. } if *c == conversation && *a == agent),
+        )
+    }
+}
+
+/// The conversation an event is about, if any.
+fn subject_of(event: &Event) -> Option<ConversationId> {
+    match event {
+        Event::Arrived(w) => Some(w.conversation),
+        Event::OfferExpired { conversation, .. }
+        | Event::OfferAccepted { conversation, .. }
+        | Event::Claim { conversation, .. }
+        | Event::SupervisorAssign { conversation, .. }
+        | Event::Abandoned { conversation } => Some(*conversation),
+        Event::AgentChanged(_) | Event::Sweep => None,
+    }
+}
+
+enum Step {
+    Done,
+    /// Committed; another round may place more backlog.
+    More,
+    /// The world moved: reload and decide again.
+    Again(&'static str),
+}
+
+/// The agent an event names, if any.
+fn agent_of(event: &Event) -> Option<AgentId> {
+    match event {
+        Event::AgentChanged(a)
+        | Event::OfferExpired { agent: a, .. }
+        | Event::OfferAccepted { agent: a, .. }
+        | Event::Claim { agent: a, .. }
+        | Event::SupervisorAssign { agent: a, .. } => Some(*a),
+        Event::Arrived(_) | Event::Abandoned { .. } | Event::Sweep => None,
     }
 }
 
@@ -114,7 +170,13 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(pool: PgPool, presence: Presence, subjects: Subjects, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+    pub fn new(
+        pool: PgPool,
+        presence: Presence,
+        subjects: Subjects,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Self {
         Self {
             pool,
             presence,
@@ -136,30 +198,37 @@ impl Router {
         let _local = local.lock().await;
         let mut event = event.clone();
         let mut routed = Routed::default();
-        for attempt in 0..self.settings.max_attempts {
-            self.ensure_rebuilt(tenant).await?;
+        let mut conflicts = 0;
+        // Bounded: each extra round places at least one conversation.
+        for _round in 0..10_000 {
             let fence = self.acquire_lease(tenant, service).await?;
             let step = self.route_once(tenant, service, &event, fence, &mut routed).await;
             if let Err(e) = self.presence.release_lease(tenant, service, fence).await {
                 tracing::warn!(error = &e as &dyn std::error::Error, "cannot release routing lease");
             }
             match step? {
-                None => return Ok(routed),
-                Some(reason) => {
-                    tracing::debug!(attempt, reason, %tenant, %service, "routing conflict, deciding again");
-                    // Part of the decisions may be committed: what is left of the event's
-                    // work is re-evaluating the service (a sweep) — except for requests
-                    // whose own decision has not happened yet.
-                    if !routed.applied.is_empty() {
+                Step::Done => return Ok(routed),
+                Step::More => event = Event::Sweep,
+                Step::Again(reason) => {
+                    conflicts += 1;
+                    if conflicts >= self.settings.max_attempts {
+                        return Err(RouterError::Contention(conflicts));
+                    }
+                    tracing::debug!(conflicts, reason, %tenant, %service, "routing conflict, deciding again");
+                    // Once the event's own conversation was handled (an arrival placed, an
+                    // expired offer withdrawn), what is left is backlog: a sweep. Until
+                    // then the event itself is decided again — an arrival sorts after older
+                    // backlog, so backlog may be committed before the arrival's turn.
+                    if subject_of(&event).is_some_and(|c| routed.applied.iter().any(|d| d.conversation() == Some(c))) {
                         event = Event::Sweep;
                     }
                 }
             }
         }
-        Err(RouterError::Contention(self.settings.max_attempts))
+        Ok(routed)
     }
 
-    /// One round; `Some(reason)` when it must be decided again.
+    /// One round.
     async fn route_once(
         &self,
         tenant: TenantId,
@@ -167,19 +236,65 @@ impl Router {
         event: &Event,
         fence: u64,
         routed: &mut Routed,
-    ) -> Result<Option<&'static str>, RouterError> {
-        let snapshot = self.snapshot(tenant, service, event).await?;
+    ) -> Result<Step, RouterError> {
+        let t0 = Instant::now();
+        let loaded = self.snapshot(tenant, service, event).await?;
+        let t1 = Instant::now();
         let now = self.now();
-        let decisions = decide(&snapshot, event, now);
-        let ctx = crate::apply::Ctx { tenant, service, now, fence, snapshot: &snapshot, event };
+        let snapshot = &loaded.snapshot;
+        let decisions = decide(snapshot, event, now);
+        let t2 = Instant::now();
+        let count = decisions.len();
+        let ctx = crate::apply::Ctx {
+            tenant,
+            service,
+            now,
+            fence,
+            snapshot,
+            event,
+            members: loaded.members,
+        };
+        let subject = subject_of(event);
+        let backlog = snapshot
+            .waiting
+            .iter()
+            .filter(|w| Some(w.conversation) != subject)
+            .count();
+        let mut placed = 0;
+        let mut step = Step::Done;
         for d in decisions {
             match self.apply(&ctx, &d).await? {
-                Applied::Done => routed.applied.push(d),
+                Applied::Done => {
+                    if matches!(d, Decision::Assign { .. } | Decision::Offer { .. })
+                        && d.conversation()
+                            .is_some_and(|c| Some(c) != subject && snapshot.waiting.iter().any(|w| w.conversation == c))
+                    {
+                        placed += 1;
+                    }
+                    routed.applied.push(d)
+                }
                 Applied::Rejected(code) => routed.rejected = Some(code),
-                Applied::Again(reason) => return Ok(Some(reason)),
+                Applied::Again(reason) => {
+                    step = Step::Again(reason);
+                    break;
+                }
             }
         }
-        Ok(None)
+        // Through the index only the best candidates were seen: if they took every queued
+        // conversation read, there may be more capacity and more queue — another round.
+        if matches!(step, Step::Done) && loaded.indexed && backlog > 0 && placed == backlog {
+            step = Step::More;
+        }
+        tracing::debug!(
+            snapshot_us = (t1 - t0).as_micros() as u64,
+            decide_us = (t2 - t1).as_micros() as u64,
+            apply_us = t2.elapsed().as_micros() as u64,
+            decisions = count,
+            agents = snapshot.agents.len(),
+            waiting = snapshot.waiting.len(),
+            "routing step"
+        );
+        Ok(step)
     }
 
     fn local_lock(&self, tenant: TenantId, service: ServiceId) -> Arc<tokio::sync::Mutex<()>> {
@@ -187,13 +302,20 @@ impl Router {
         map.entry((tenant, service)).or_default().clone()
     }
 
+    /// The service's routing lease (waiting for it), after making sure capacity was
+    /// rebuilt — both checked in one Redis trip.
     async fn acquire_lease(&self, tenant: TenantId, service: ServiceId) -> Result<u64, RouterError> {
         let ttl = self.settings.lease_ttl.as_millis() as u64;
         let deadline = Instant::now() + self.settings.lease_wait;
         let mut delay = Duration::from_millis(1);
         loop {
-            if let Some(token) = self.presence.acquire_lease(tenant, service, ttl).await? {
-                return Ok(token);
+            match self.presence.acquire_lease(tenant, service, ttl).await? {
+                Lease::Granted(token) => return Ok(token),
+                Lease::NoMarker => {
+                    self.ensure_rebuilt(tenant).await?;
+                    continue;
+                }
+                Lease::Held => {}
             }
             if Instant::now() >= deadline {
                 return Err(RouterError::Contention(0));
@@ -205,7 +327,11 @@ impl Router {
     }
 
     /// Rules and members of a service, cached for `rules_ttl`.
-    pub(crate) async fn service_info(&self, tenant: TenantId, service: ServiceId) -> Result<Arc<ServiceInfo>, RouterError> {
+    pub(crate) async fn service_info(
+        &self,
+        tenant: TenantId,
+        service: ServiceId,
+    ) -> Result<Arc<ServiceInfo>, RouterError> {
         let key = (tenant, service);
         if let Some((at, info)) = self.services.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             if at.elapsed() < self.settings.rules_ttl {
@@ -230,11 +356,15 @@ impl Router {
         let rules = ServiceRules {
             policy,
             offer_timeout: Duration::from_secs(row.offer_timeout_secs.max(1) as u64),
-            accepted_channels: row.accepted_channels.iter().filter_map(|k| ChannelKind::parse(k)).collect(),
+            accepted_channels: row
+                .accepted_channels
+                .iter()
+                .filter_map(|k| ChannelKind::parse(k))
+                .collect(),
             priority: row.priority,
             hours,
         };
-        let members = atende_store::admin::service_members(&self.pool, service.0)
+        let members: Vec<Member> = atende_store::admin::service_members(&self.pool, service.0)
             .await?
             .into_iter()
             .map(|m| Member {
@@ -243,7 +373,12 @@ impl Router {
                 rotation_seed: m.rotation_order.max(0) as u64,
             })
             .collect();
-        let info = Arc::new(ServiceInfo { rules, members });
+        let by_agent = members.iter().enumerate().map(|(i, m)| (m.agent, i)).collect();
+        let info = Arc::new(ServiceInfo {
+            rules,
+            members,
+            by_agent,
+        });
         self.services
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -252,20 +387,75 @@ impl Router {
     }
 
     /// Everything `decide` needs about the service now: rules and members (cached), live
-    /// agent state (one Redis script), the queue and the pending offers (Postgres).
-    pub(crate) async fn snapshot(&self, tenant: TenantId, service: ServiceId, event: &Event) -> Result<Snapshot, RouterError> {
+    /// agent state (one Redis script), the head of the queue and the pending offers
+    /// (Postgres).
+    ///
+    /// Agents: a small service is read whole. A large one is read through the candidate
+    /// index — the best [`TOP_PER_KIND`] eligible agents per channel kind in the policy's
+    /// order, one online agent per kind, the event's agent and the holders of pending
+    /// offers — so a decision costs the same at 100 and at 10,000 agents, and `decide`
+    /// picks exactly whom it would pick among everyone (the index holds the same order).
+    ///
+    /// Queue: only its head. Within one `decide` call agents' loads only grow, except by
+    /// withdrawn offers, so no more than the capacity not taken by assignments of the
+    /// Available agents read can be placed — that many entries per channel kind give the
+    /// same decisions as the whole backlog, and a long backlog costs nothing while everyone
+    /// is busy. The event's own conversation is always included.
+    pub(crate) async fn snapshot(
+        &self,
+        tenant: TenantId,
+        service: ServiceId,
+        event: &Event,
+    ) -> Result<Loaded, RouterError> {
         let info = self.service_info(tenant, service).await?;
-        let members: Vec<(AgentId, u64)> = info.members.iter().map(|m| (m.agent, m.rotation_seed)).collect();
-        let (rows, queued, offers) = tokio::join!(
-            self.presence.load_agents(tenant, service, &members),
-            offers::queued(&self.pool, tenant.0, service.0),
-            offers::offers_of_service(&self.pool, tenant.0, service.0),
-        );
-        let (rows, queued, offers) = (rows?, queued?, offers?);
-        let agents = info
-            .members
+        let indexed = info.members.len() > self.settings.full_snapshot_max;
+        let offers = offers::offers_of_service(&self.pool, tenant.0, service.0).await?;
+        let live: Vec<(&Member, AgentRow)> = if indexed {
+            let mut extra: Vec<AgentId> = offers.iter().map(|o| AgentId(o.agent_id)).collect();
+            extra.extend(agent_of(event));
+            let kinds: Vec<ChannelKind> = if info.rules.accepted_channels.is_empty() {
+                ChannelKind::ALL.to_vec()
+            } else {
+                info.rules.accepted_channels.clone()
+            };
+            self.presence
+                .load_candidates(
+                    tenant,
+                    service,
+                    &kinds,
+                    TOP_PER_KIND,
+                    true,
+                    info.rules.policy.uses_rotation(),
+                    &extra,
+                )
+                .await?
+                .into_iter()
+                .filter_map(|(id, row)| Some((&info.members[*info.by_agent.get(&id)?], row)))
+                .collect()
+        } else {
+            let members: Vec<(AgentId, u64)> = info.members.iter().map(|m| (m.agent, m.rotation_seed)).collect();
+            info.members
+                .iter()
+                .zip(self.presence.load_agents(tenant, service, &members).await?)
+                .collect()
+        };
+        let free: u64 = live
             .iter()
-            .zip(rows)
+            .filter(|(_, r)| r.status == atende_domain::presence::AgentStatus::Available && !r.kinds.is_empty())
+            .map(|(m, r)| m.max.saturating_sub(r.assigned) as u64)
+            .sum();
+        let skip_flagged = info.rules.policy == Policy::RoundRobin;
+        let queued = offers::queued(
+            &self.pool,
+            tenant.0,
+            service.0,
+            free as i64,
+            skip_flagged,
+            subject_of(event).map(|c| c.0),
+        )
+        .await?;
+        let agents = live
+            .into_iter()
             .map(|(m, r)| AgentSnapshot {
                 id: m.agent,
                 status: r.status,
@@ -307,10 +497,17 @@ impl Router {
         // A late claim learns the conversation is taken (rather than "not waiting").
         if let Event::Claim { conversation, .. } | Event::SupervisorAssign { conversation, .. } = event {
             if let Some(agent) = routing::open_assignment_agent(&self.pool, conversation.0).await? {
-                snap.assigned.push(Assignment { conversation: *conversation, agent: AgentId(agent) });
+                snap.assigned.push(Assignment {
+                    conversation: *conversation,
+                    agent: AgentId(agent),
+                });
             }
         }
-        Ok(snap)
+        Ok(Loaded {
+            snapshot: snap,
+            indexed,
+            members: info.members.len(),
+        })
     }
 
     /// Rebuilds the tenant's capacity from Postgres unless the marker says it is there.
@@ -323,7 +520,11 @@ impl Router {
         let deadline = Instant::now() + self.settings.lease_wait;
         loop {
             if self.presence.lock_rebuild(tenant, &token, 30_000).await? {
-                let res = if self.presence.is_rebuilt(tenant).await? { Ok(()) } else { self.rebuild(tenant).await };
+                let res = if self.presence.is_rebuilt(tenant).await? {
+                    Ok(())
+                } else {
+                    self.rebuild(tenant).await
+                };
                 if let Err(e) = self.presence.unlock_rebuild(tenant, &token).await {
                     tracing::warn!(error = &e as &dyn std::error::Error, "cannot release rebuild lock");
                 }
@@ -334,7 +535,10 @@ impl Router {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(RouterError::refused(ErrorCode::Unavailable, "capacity rebuild in progress"));
+                return Err(RouterError::refused(
+                    ErrorCode::Unavailable,
+                    "capacity rebuild in progress",
+                ));
             }
         }
     }

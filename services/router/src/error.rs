@@ -28,7 +28,11 @@ impl From<sqlx::Error> for RouterError {
 
 impl RouterError {
     pub fn refused(code: ErrorCode, detail: impl Into<String>) -> Self {
-        RouterError::Refused { code, detail: detail.into(), field: None }
+        RouterError::Refused {
+            code,
+            detail: detail.into(),
+            field: None,
+        }
     }
 
     /// Worth retrying later (a redelivery, the caller's retry): not a refusal.

@@ -41,7 +41,10 @@ fn presence_pb(agent: AgentId, live: &AgentLive, max: u32) -> pb::AgentPresence 
         channels: live
             .logins
             .iter()
-            .map(|l| pb::ChannelLogin { channel_kind: l.kind.as_str().to_string(), paused: l.paused })
+            .map(|l| pb::ChannelLogin {
+                channel_kind: l.kind.as_str().to_string(),
+                paused: l.paused,
+            })
             .collect(),
         assigned: live.assigned,
         offered: live.offered,
@@ -68,24 +71,40 @@ fn logins(channels: &[pb::ChannelLogin]) -> Result<Vec<ChannelLogin>, Status> {
 
 #[tonic::async_trait]
 impl RouterService for RouterGrpc {
-    async fn set_presence(&self, request: Request<pb::SetPresenceRequest>) -> Result<Response<pb::SetPresenceResponse>, Status> {
+    async fn set_presence(
+        &self,
+        request: Request<pb::SetPresenceRequest>,
+    ) -> Result<Response<pb::SetPresenceResponse>, Status> {
         let r = request.into_inner();
         let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
         let agent: AgentId = parse_id("agent_id", &r.agent_id)?;
         let logins = logins(&r.channels)?;
-        let (live, max) = self.router.set_presence(tenant, agent, r.connected, logins, r.logout).await?;
-        Ok(Response::new(pb::SetPresenceResponse { presence: Some(presence_pb(agent, &live, max)) }))
+        let (live, max) = self
+            .router
+            .set_presence(tenant, agent, r.connected, logins, r.logout)
+            .await?;
+        Ok(Response::new(pb::SetPresenceResponse {
+            presence: Some(presence_pb(agent, &live, max)),
+        }))
     }
 
-    async fn get_presence(&self, request: Request<pb::GetPresenceRequest>) -> Result<Response<pb::GetPresenceResponse>, Status> {
+    async fn get_presence(
+        &self,
+        request: Request<pb::GetPresenceRequest>,
+    ) -> Result<Response<pb::GetPresenceResponse>, Status> {
         let r = request.into_inner();
         let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
         let agent: AgentId = parse_id("agent_id", &r.agent_id)?;
         let (live, max) = self.router.presence(tenant, agent).await?;
-        Ok(Response::new(pb::GetPresenceResponse { presence: Some(presence_pb(agent, &live, max)) }))
+        Ok(Response::new(pb::GetPresenceResponse {
+            presence: Some(presence_pb(agent, &live, max)),
+        }))
     }
 
-    async fn accept_offer(&self, request: Request<pb::AcceptOfferRequest>) -> Result<Response<pb::AcceptOfferResponse>, Status> {
+    async fn accept_offer(
+        &self,
+        request: Request<pb::AcceptOfferRequest>,
+    ) -> Result<Response<pb::AcceptOfferResponse>, Status> {
         let r = request.into_inner();
         let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
         let conversation: ConversationId = parse_id("conversation_id", &r.conversation_id)?;
@@ -114,9 +133,14 @@ impl RouterService for RouterGrpc {
         let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
         let conversation: ConversationId = parse_id("conversation_id", &r.conversation_id)?;
         let agent: AgentId = parse_id("agent_id", &r.agent_id)?;
-        let supervisor: Option<AgentId> =
-            if r.supervisor_id.is_empty() { None } else { Some(parse_id("supervisor_id", &r.supervisor_id)?) };
-        self.router.supervisor_assign(tenant, conversation, agent, supervisor).await?;
+        let supervisor: Option<AgentId> = if r.supervisor_id.is_empty() {
+            None
+        } else {
+            Some(parse_id("supervisor_id", &r.supervisor_id)?)
+        };
+        self.router
+            .supervisor_assign(tenant, conversation, agent, supervisor)
+            .await?;
         Ok(Response::new(pb::AssignConversationResponse {}))
     }
 
@@ -131,7 +155,10 @@ impl RouterService for RouterGrpc {
         Ok(Response::new(pb::ReleaseConversationResponse {}))
     }
 
-    async fn get_queue_stats(&self, request: Request<pb::GetQueueStatsRequest>) -> Result<Response<pb::GetQueueStatsResponse>, Status> {
+    async fn get_queue_stats(
+        &self,
+        request: Request<pb::GetQueueStatsRequest>,
+    ) -> Result<Response<pb::GetQueueStatsResponse>, Status> {
         let r = request.into_inner();
         let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
         let service: ServiceId = parse_id("service_id", &r.service_id)?;

@@ -23,6 +23,23 @@
 //! tenant's keys, reservations are refused until one replica has rebuilt the counters from
 //! Postgres, and agents count as Offline until their next `SetPresence`.
 //!
+//! # Snapshots at scale
+//! A small service (up to `router.full_snapshot_max` members, 64 by default) is read whole.
+//! A larger one is read through the Redis candidate index: the best few eligible agents per
+//! channel kind in the policy's order, plus the agents the event names and the holders of
+//! pending offers; explanations then list those candidates with counts of the rest. The
+//! queue is read only as far as free capacity reaches. A decision therefore costs the same
+//! at 100 and 10,000 agents and with 10 or 10,000 waiting (see BENCHMARKS.md).
+//!
+//! # Known limits
+//! - A crash between a Postgres commit that gives capacity back and the Redis release
+//!   leaves that capacity held (never over-used): offers heal at their deadline (the
+//!   sweep settles a due offer Postgres no longer has), assignments when the caller
+//!   retries `ReleaseConversation` (idempotent) or at the next rebuild.
+//! - Membership or policy changes reach the candidate index with the agent's next
+//!   `SetPresence`; rules and members are cached for two seconds.
+//! - A rebuild assumes the tenant's keys were lost together (they share one slot).
+//!
 //! # Many replicas
 //! Every replica consumes the route stream (durable `router`, one delivery per message),
 //! serves gRPC and sweeps. A (tenant, service) is routed by one replica at a time (a Redis
@@ -54,7 +71,7 @@ use prost::Message;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use engine::{Router, Routed, Settings};
+pub use engine::{Routed, Router, Settings};
 pub use error::RouterError;
 pub use ops::QueueStats;
 
@@ -104,7 +121,12 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started,
     }
     atende_runtime::spawn_relay(&mut tasks, bus, pool, shutdown);
     tracing::info!(%grpc_addr, "router started");
-    Ok(Started { role: "router", grpc_addr, http_addr: None, tasks })
+    Ok(Started {
+        role: "router",
+        grpc_addr,
+        http_addr: None,
+        tasks,
+    })
 }
 
 /// A router connected to Postgres and Redis as configured, without serving or consuming
@@ -112,7 +134,11 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started,
 pub async fn router(cfg: &Config) -> Result<Router, RuntimeError> {
     let pool = atende_runtime::postgres(cfg).await?;
     let redis = atende_runtime::redis(cfg).await?;
-    let settings = Settings { sweep_interval: Duration::from_millis(cfg.router.sweep_interval_ms.max(10)), ..Settings::default() };
+    let settings = Settings {
+        sweep_interval: Duration::from_millis(cfg.router.sweep_interval_ms.max(10)),
+        full_snapshot_max: cfg.router.full_snapshot_max,
+        ..Settings::default()
+    };
     Ok(Router::new(
         pool,
         Presence::new(redis, &cfg.namespace.prefix),

@@ -5,9 +5,9 @@ use atende_domain::clock::Timestamp;
 use atende_domain::conversation::Status;
 use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
 use atende_domain::presence::{check_logout, derive_status, AgentStatus, ChannelLogin};
-use atende_domain::routing::{Event, Waiting};
+use atende_domain::routing::{Event, Policy, Waiting};
 use atende_domain::ErrorCode;
-use atende_presence::{AgentLive, Mode};
+use atende_presence::{AgentLive, Membership};
 use atende_proto::v1 as pb;
 use atende_store::{admin, conversations, offers, routing};
 
@@ -37,17 +37,43 @@ impl Router {
     ) -> Result<(AgentLive, u32), RouterError> {
         let row = admin::get_agent(&self.pool, tenant.0, agent.0)
             .await?
-            .ok_or_else(|| RouterError::Refused { code: ErrorCode::NotFound, detail: format!("no agent {agent}"), field: Some("agent_id") })?;
+            .ok_or_else(|| RouterError::Refused {
+                code: ErrorCode::NotFound,
+                detail: format!("no agent {agent}"),
+                field: Some("agent_id"),
+            })?;
         let max = row.max_concurrent.max(0) as u32;
         let (status, logins) = if logout {
             let open = routing::open_assignment_count(&self.pool, agent.0).await?;
-            check_logout(open.max(0) as u32).map_err(|code| RouterError::refused(code, format!("{open} conversations in progress")))?;
+            check_logout(open.max(0) as u32)
+                .map_err(|code| RouterError::refused(code, format!("{open} conversations in progress")))?;
             // Out of the platform: no channel, no connection.
             (AgentStatus::Offline, Vec::new())
         } else {
             (derive_status(connected, &logins), logins)
         };
-        let previous = self.presence.set_presence(tenant, agent, status, connected && !logout, &logins, max, self.now()).await?;
+        let services: Vec<Membership> = routing::agent_memberships(&self.pool, agent.0)
+            .await?
+            .into_iter()
+            .map(|(service, policy, seed)| Membership {
+                service: ServiceId(service),
+                policy: Policy::parse(&policy).unwrap_or(Policy::Manual),
+                rotation_seed: seed.max(0) as u64,
+            })
+            .collect();
+        let previous = self
+            .presence
+            .set_presence(
+                tenant,
+                agent,
+                status,
+                connected && !logout,
+                &logins,
+                max,
+                &services,
+                self.now(),
+            )
+            .await?;
         tracing::info!(%tenant, %agent, from = %previous, to = %status, "presence");
         self.agent_changed(tenant, agent).await;
         Ok((self.presence.agent(tenant, agent).await?, max))
@@ -56,8 +82,15 @@ impl Router {
     pub async fn presence(&self, tenant: TenantId, agent: AgentId) -> Result<(AgentLive, u32), RouterError> {
         let row = admin::get_agent(&self.pool, tenant.0, agent.0)
             .await?
-            .ok_or_else(|| RouterError::Refused { code: ErrorCode::NotFound, detail: format!("no agent {agent}"), field: Some("agent_id") })?;
-        Ok((self.presence.agent(tenant, agent).await?, row.max_concurrent.max(0) as u32))
+            .ok_or_else(|| RouterError::Refused {
+                code: ErrorCode::NotFound,
+                detail: format!("no agent {agent}"),
+                field: Some("agent_id"),
+            })?;
+        Ok((
+            self.presence.agent(tenant, agent).await?,
+            row.max_concurrent.max(0) as u32,
+        ))
     }
 
     /// The agent's capacity, status or channels changed: route every service he is in.
@@ -71,8 +104,12 @@ impl Router {
                 return;
             }
         };
-        for service in services {
-            if let Err(e) = self.route(tenant, ServiceId(service), &Event::AgentChanged(agent)).await {
+        // Different services, different leases: route them concurrently.
+        let event = Event::AgentChanged(agent);
+        let results =
+            futures::future::join_all(services.iter().map(|s| self.route(tenant, ServiceId(*s), &event))).await;
+        for (service, result) in services.iter().zip(results) {
+            if let Err(e) = result {
                 tracing::warn!(error = &e as &dyn std::error::Error, %agent, %service, "distribution after agent change failed");
             }
         }
@@ -81,18 +118,28 @@ impl Router {
     /// A conversation entered a service (a `RouteRequest`). Redelivery is a no-op: the
     /// conversation is no longer queued, or is already in the router's queue.
     pub async fn arrived(&self, req: &pb::RouteRequest) -> Result<(), RouterError> {
-        let bad = |field: &'static str| RouterError::Refused { code: ErrorCode::InvalidArgument, detail: format!("`{field}` must be a UUID"), field: Some(field) };
+        let bad = |field: &'static str| RouterError::Refused {
+            code: ErrorCode::InvalidArgument,
+            detail: format!("`{field}` must be a UUID"),
+            field: Some(field),
+        };
         let tenant: TenantId = req.tenant_id.parse().map_err(|_| bad("tenant_id"))?;
         let service: ServiceId = req.service_id.parse().map_err(|_| bad("service_id"))?;
         let conversation: ConversationId = req.conversation_id.parse().map_err(|_| bad("conversation_id"))?;
         let Some(c) = conversations::get_conversation(&self.pool, tenant.0, conversation.0).await? else {
-            return Err(RouterError::refused(ErrorCode::NotFound, format!("no conversation {conversation}")));
+            return Err(RouterError::refused(
+                ErrorCode::NotFound,
+                format!("no conversation {conversation}"),
+            ));
         };
         if c.status != Status::Queued.as_str() || c.service_id != Some(service.0) {
             tracing::debug!(%conversation, status = %c.status, "route request for a conversation no longer queued here");
             return Ok(());
         }
-        if offers::queue_entry(&self.pool, conversation.0).await?.is_some_and(|(s, _, _)| s == service.0) {
+        if offers::queue_entry(&self.pool, conversation.0)
+            .await?
+            .is_some_and(|(s, _, _)| s == service.0)
+        {
             tracing::debug!(%conversation, "route request already queued");
             return Ok(());
         }
@@ -103,15 +150,29 @@ impl Router {
             .queued_at
             .map(|t| Timestamp(atende_store::to_millis(t)))
             .unwrap_or(Timestamp(req.queued_at_ms));
-        let entry = Waiting { conversation, channel, queued_at, arrived_with_nobody_online: false, priority: req.priority };
+        let entry = Waiting {
+            conversation,
+            channel,
+            queued_at,
+            arrived_with_nobody_online: false,
+            priority: req.priority,
+        };
         self.route(tenant, service, &Event::Arrived(entry)).await?;
         Ok(())
     }
 
-    async fn service_of(&self, tenant: TenantId, conversation: ConversationId) -> Result<(conversations::Conversation, ServiceId), RouterError> {
+    async fn service_of(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+    ) -> Result<(conversations::Conversation, ServiceId), RouterError> {
         let c = conversations::get_conversation(&self.pool, tenant.0, conversation.0)
             .await?
-            .ok_or_else(|| RouterError::Refused { code: ErrorCode::NotFound, detail: format!("no conversation {conversation}"), field: Some("conversation_id") })?;
+            .ok_or_else(|| RouterError::Refused {
+                code: ErrorCode::NotFound,
+                detail: format!("no conversation {conversation}"),
+                field: Some("conversation_id"),
+            })?;
         let service = c.service_id.map(ServiceId).ok_or_else(|| {
             RouterError::refused(ErrorCode::ConversationNotWaiting, "the conversation is in no service")
         })?;
@@ -122,23 +183,40 @@ impl Router {
         if routed.assigned(conversation, agent) {
             return Ok(());
         }
-        Err(RouterError::refused(routed.rejected.unwrap_or(ErrorCode::ConversationNotWaiting), ""))
+        Err(RouterError::refused(
+            routed.rejected.unwrap_or(ErrorCode::ConversationNotWaiting),
+            "",
+        ))
     }
 
     /// Accept (explicit, or the agent's first reply): the offer becomes an assignment.
-    pub async fn accept(&self, tenant: TenantId, conversation: ConversationId, agent: AgentId) -> Result<(), RouterError> {
+    pub async fn accept(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        agent: AgentId,
+    ) -> Result<(), RouterError> {
         let (c, service) = self.service_of(tenant, conversation).await?;
         if c.status == Status::Assigned.as_str() && c.agent_id == Some(agent.0) {
             return Ok(()); // accepted already (a retried call or a second reply)
         }
-        let routed = self.route(tenant, service, &Event::OfferAccepted { conversation, agent }).await?;
+        let routed = self
+            .route(tenant, service, &Event::OfferAccepted { conversation, agent })
+            .await?;
         Self::outcome(routed, conversation, agent)
     }
 
     /// An agent takes a waiting conversation; the first claim wins.
-    pub async fn claim(&self, tenant: TenantId, conversation: ConversationId, agent: AgentId) -> Result<(), RouterError> {
+    pub async fn claim(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        agent: AgentId,
+    ) -> Result<(), RouterError> {
         let (_, service) = self.service_of(tenant, conversation).await?;
-        let routed = self.route(tenant, service, &Event::Claim { conversation, agent }).await?;
+        let routed = self
+            .route(tenant, service, &Event::Claim { conversation, agent })
+            .await?;
         Self::outcome(routed, conversation, agent)
     }
 
@@ -151,19 +229,32 @@ impl Router {
         supervisor: Option<AgentId>,
     ) -> Result<(), RouterError> {
         if let Some(s) = supervisor {
-            let is_supervisor = admin::get_agent(&self.pool, tenant.0, s.0).await?.is_some_and(|a| a.supervisor);
+            let is_supervisor = admin::get_agent(&self.pool, tenant.0, s.0)
+                .await?
+                .is_some_and(|a| a.supervisor);
             if !is_supervisor {
-                return Err(RouterError::Refused { code: ErrorCode::PermissionDenied, detail: "not a supervisor".into(), field: Some("supervisor_id") });
+                return Err(RouterError::Refused {
+                    code: ErrorCode::PermissionDenied,
+                    detail: "not a supervisor".into(),
+                    field: Some("supervisor_id"),
+                });
             }
         }
         let (_, service) = self.service_of(tenant, conversation).await?;
-        let routed = self.route(tenant, service, &Event::SupervisorAssign { conversation, agent }).await?;
+        let routed = self
+            .route(tenant, service, &Event::SupervisorAssign { conversation, agent })
+            .await?;
         Self::outcome(routed, conversation, agent)
     }
 
     /// The conversation was finished, transferred out or closed: its assignment (or pending
     /// offer) ends and the agent's capacity is freed, which distributes backlog.
-    pub async fn release(&self, tenant: TenantId, conversation: ConversationId, reason: &str) -> Result<(), RouterError> {
+    pub async fn release(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        reason: &str,
+    ) -> Result<(), RouterError> {
         let reason = if reason.is_empty() { "released" } else { reason };
         let mut tx = self.pool.begin().await?;
         let assigned = routing::release_assignment(&mut tx, conversation.0, reason).await?;
@@ -187,12 +278,15 @@ impl Router {
         }
         tx.commit().await?;
         let mut freed = Vec::new();
+        // Postgres said whose it was; Redis may still show it in the other mode (an accept
+        // whose confirm was lost), so free whatever that agent holds for it.
         if let Some(a) = assigned {
-            self.release_redis(tenant, conversation, AgentId(a), Some(Mode::Assign)).await?;
+            self.release_redis(tenant, conversation, AgentId(a), None).await?;
             freed.push(AgentId(a));
         }
-        if let Some(o) = &offer {
-            self.release_redis(tenant, conversation, AgentId(o.agent_id), Some(Mode::Offer)).await?;
+        if let Some(o) = offer.as_ref().filter(|o| Some(o.agent_id) != assigned) {
+            self.release_redis(tenant, conversation, AgentId(o.agent_id), None)
+                .await?;
             freed.push(AgentId(o.agent_id));
         }
         if freed.is_empty() {
@@ -210,22 +304,33 @@ impl Router {
     }
 
     pub async fn queue_stats(&self, tenant: TenantId, service: ServiceId) -> Result<QueueStats, RouterError> {
-        let snap = self.snapshot(tenant, service, &Event::Sweep).await?;
+        // Every member, not the routing candidates: stats are not the hot path.
+        let info = self.service_info(tenant, service).await?;
+        let members: Vec<(AgentId, u64)> = info.members.iter().map(|m| (m.agent, m.rotation_seed)).collect();
+        let rows = self.presence.load_agents(tenant, service, &members).await?;
+        let offered = offers::offers_of_service(&self.pool, tenant.0, service.0).await?.len();
+        let (waiting, oldest) = offers::queue_depth(&self.pool, tenant.0, service.0).await?;
         let now = self.now();
         let mut stats = QueueStats {
-            waiting: snap.waiting.len() as u32,
-            oldest_wait_ms: snap.waiting.iter().map(|w| now.since(w.queued_at).as_millis() as i64).max().unwrap_or(0),
-            offered: snap.offers.len() as u32,
+            waiting: waiting.max(0) as u32,
+            oldest_wait_ms: oldest
+                .map(|t| now.since(Timestamp(atende_store::to_millis(t))).as_millis() as i64)
+                .unwrap_or(0),
+            offered: offered as u32,
             ..Default::default()
         };
-        for a in &snap.agents {
-            let i = AgentStatus::ALL.iter().position(|s| *s == a.status).unwrap_or(3);
+        for r in &rows {
+            let i = AgentStatus::ALL.iter().position(|s| *s == r.status).unwrap_or(3);
             stats.by_status[i] += 1;
         }
         Ok(stats)
     }
 
-    pub async fn explain(&self, tenant: TenantId, conversation: ConversationId) -> Result<Vec<pb::DecisionRecord>, RouterError> {
+    pub async fn explain(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+    ) -> Result<Vec<pb::DecisionRecord>, RouterError> {
         Ok(routing::decisions_for(&self.pool, tenant.0, conversation.0)
             .await?
             .into_iter()

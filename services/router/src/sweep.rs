@@ -32,19 +32,31 @@ impl Router {
 
     pub async fn sweep_once(&self, tick: u64) -> Result<(), RouterError> {
         let active = offers::active_services(&self.pool).await?;
-        let mut tenants: BTreeSet<TenantId> = routing::routed_tenants(&self.pool).await?.into_iter().map(TenantId).collect();
+        let mut tenants: BTreeSet<TenantId> = routing::routed_tenants(&self.pool)
+            .await?
+            .into_iter()
+            .map(TenantId)
+            .collect();
         tenants.extend(active.iter().map(|(t, _)| TenantId(*t)));
         for tenant in &tenants {
             self.ensure_rebuilt(*tenant).await?;
             self.expire_due(*tenant).await?;
             self.reconcile(*tenant).await?;
         }
+        let period = self.settings.service_sweep_period.as_millis() as u64;
         for (tenant, service) in active {
+            if !self
+                .presence
+                .claim_sweep(TenantId(tenant), ServiceId(service), period)
+                .await?
+            {
+                continue; // another replica re-evaluates it in this period
+            }
             if let Err(e) = self.route(TenantId(tenant), ServiceId(service), &Event::Sweep).await {
                 tracing::warn!(error = &e as &dyn std::error::Error, %service, "service sweep failed");
             }
         }
-        if tick % 30 == 0 {
+        if tick.checked_rem(30) == Some(0) {
             offers::prune_queue(&self.pool).await?;
         }
         Ok(())
@@ -54,11 +66,17 @@ impl Router {
     /// `OfferExpired` — the policy decides what follows.
     async fn expire_due(&self, tenant: TenantId) -> Result<(), RouterError> {
         let visibility = self.settings.offer_visibility.as_millis() as u64;
-        let due = self.presence.pop_due_offers(tenant, self.now(), visibility, 200).await?;
+        let due = self
+            .presence
+            .pop_due_offers(tenant, self.now(), visibility, 200)
+            .await?;
         for conversation in due {
             match offers::get_offer(&self.pool, conversation.0).await? {
                 Some(o) => {
-                    let event = Event::OfferExpired { conversation, agent: AgentId(o.agent_id) };
+                    let event = Event::OfferExpired {
+                        conversation,
+                        agent: AgentId(o.agent_id),
+                    };
                     if let Err(e) = self.route(tenant, ServiceId(o.service_id), &event).await {
                         tracing::warn!(error = &e as &dyn std::error::Error, %conversation, "offer timeout not handled, will retry");
                     }
@@ -83,20 +101,41 @@ impl Router {
         let Some(held) = self.presence.held(tenant, conversation).await? else {
             // Only a stray deadline or pending entry: the release script clears them.
             self.presence.forget_pending(tenant, conversation).await?;
-            let _ = self.presence.release(tenant, conversation, AgentId(uuid::Uuid::nil()), None).await?;
+            let _ = self
+                .presence
+                .release(tenant, conversation, AgentId(uuid::Uuid::nil()), None)
+                .await?;
             return Ok(());
         };
         let assigned = routing::open_assignment_agent(&self.pool, conversation.0).await?;
         let offer = offers::get_offer(&self.pool, conversation.0).await?;
         let service = held.service.unwrap_or(ServiceId(uuid::Uuid::nil()));
-        let r = |mode, deadline| Reservation { conversation, agent: held.agent, service, mode, deadline };
-        match (held.mode, assigned == Some(held.agent.0), offer.as_ref().filter(|o| o.agent_id == held.agent.0)) {
+        let r = |mode, deadline| Reservation {
+            conversation,
+            agent: held.agent,
+            service,
+            mode,
+            deadline,
+        };
+        match (
+            held.mode,
+            assigned == Some(held.agent.0),
+            offer.as_ref().filter(|o| o.agent_id == held.agent.0),
+        ) {
             (Mode::Assign, true, _) => self.confirm(tenant, &r(Mode::Assign, held.deadline)).await?,
             (Mode::Offer, true, _) => {
                 // Accepted in Postgres; Redis still shows the offer.
                 let reserved = self
                     .presence
-                    .reserve(tenant, &r(Mode::Assign, held.deadline), atende_presence::Check::Supervisor, atende_domain::channel::ChannelKind::Whatsapp, u32::MAX, self.now(), None)
+                    .reserve(
+                        tenant,
+                        &r(Mode::Assign, held.deadline),
+                        atende_presence::Check::Supervisor,
+                        atende_domain::channel::ChannelKind::Whatsapp,
+                        u32::MAX,
+                        self.now(),
+                        None,
+                    )
                     .await?;
                 if reserved == Reserved::Accepted || reserved == Reserved::Again {
                     self.confirm(tenant, &r(Mode::Assign, held.deadline)).await?;
@@ -108,11 +147,14 @@ impl Router {
             }
             (Mode::Assign, false, Some(o)) => {
                 let deadline = atende_domain::clock::Timestamp(atende_store::to_millis(o.expires_at));
-                self.presence.revert_accept(tenant, conversation, held.agent, deadline).await?;
+                self.presence
+                    .revert_accept(tenant, conversation, held.agent, deadline)
+                    .await?;
             }
             _ => {
                 tracing::info!(%tenant, %conversation, agent = %held.agent, "releasing a reservation postgres does not know");
-                self.release_redis(tenant, conversation, held.agent, Some(held.mode)).await?;
+                self.release_redis(tenant, conversation, held.agent, Some(held.mode))
+                    .await?;
             }
         }
         Ok(())

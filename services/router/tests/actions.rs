@@ -26,7 +26,13 @@ async fn wait_queued(f: &Fixture, c: uuid::Uuid) {
 #[tokio::test]
 async fn when_two_agents_claim_one_conversation_the_first_claim_wins() {
     // Arrange
-    let f = Fixture::new(Spec { policy: "manual", agents: 2, max: 2, ..Spec::default() }).await;
+    let f = Fixture::new(Spec {
+        policy: "manual",
+        agents: 2,
+        max: 2,
+        ..Spec::default()
+    })
+    .await;
     for a in &f.agents {
         f.set_presence(*a, true).await.unwrap();
     }
@@ -64,7 +70,13 @@ async fn when_two_agents_claim_one_conversation_the_first_claim_wins() {
 #[tokio::test]
 async fn a_supervisor_cannot_assign_to_an_agent_at_capacity_but_can_to_one_with_room() {
     // Arrange: manual service, the first agent holds one conversation of one
-    let f = Fixture::new(Spec { policy: "manual", agents: 2, max: 1, ..Spec::default() }).await;
+    let f = Fixture::new(Spec {
+        policy: "manual",
+        agents: 2,
+        max: 1,
+        ..Spec::default()
+    })
+    .await;
     let (full, free) = (f.agents[0], f.agents[1]);
     f.set_presence(full, true).await.unwrap();
     f.set_presence(free, false).await.unwrap(); // paused: a supervisor may still assign
@@ -97,15 +109,19 @@ async fn a_supervisor_cannot_assign_to_an_agent_at_capacity_but_can_to_one_with_
     assert_eq!(code_of(&refused), Some(ErrorCode::AgentAtCapacity));
     assert_eq!(f.status(c).await, ("assigned".to_string(), Some(free)));
     assert_eq!(f.open_load(full).await, 1);
-    let rules: Vec<(String, String)> =
-        sqlx::query_as("SELECT decision, rule FROM decision_log WHERE conversation_id = $1 AND decision <> 'queue' ORDER BY id")
-            .bind(c)
-            .fetch_all(f.pool())
-            .await
-            .unwrap();
+    let rules: Vec<(String, String)> = sqlx::query_as(
+        "SELECT decision, rule FROM decision_log WHERE conversation_id = $1 AND decision <> 'queue' ORDER BY id",
+    )
+    .bind(c)
+    .fetch_all(f.pool())
+    .await
+    .unwrap();
     assert_eq!(
         rules,
-        vec![("reject".into(), "supervisor_choice".into()), ("assign".into(), "supervisor_choice".into())]
+        vec![
+            ("reject".into(), "supervisor_choice".into()),
+            ("assign".into(), "supervisor_choice".into())
+        ]
     );
     f.shutdown().await;
 }
@@ -113,7 +129,12 @@ async fn a_supervisor_cannot_assign_to_an_agent_at_capacity_but_can_to_one_with_
 #[tokio::test]
 async fn logout_is_refused_while_the_agent_has_open_conversations() {
     // Arrange
-    let f = Fixture::new(Spec { agents: 1, max: 2, ..Spec::default() }).await;
+    let f = Fixture::new(Spec {
+        agents: 1,
+        max: 2,
+        ..Spec::default()
+    })
+    .await;
     let agent = f.agents[0];
     f.set_presence(agent, true).await.unwrap();
     let c = f.arrive().await;
@@ -130,7 +151,11 @@ async fn logout_is_refused_while_the_agent_has_open_conversations() {
         })
         .await
         .unwrap();
-    sqlx::query("UPDATE conversations SET status = 'finished' WHERE id = $1").bind(c).execute(f.pool()).await.unwrap();
+    sqlx::query("UPDATE conversations SET status = 'finished' WHERE id = $1")
+        .bind(c)
+        .execute(f.pool())
+        .await
+        .unwrap();
     let out = f.presence(agent, true, true, true).await.unwrap();
 
     // Assert
@@ -145,7 +170,13 @@ async fn logout_is_refused_while_the_agent_has_open_conversations() {
 #[tokio::test]
 async fn round_robin_does_not_distribute_what_arrived_while_nobody_was_online() {
     // Arrange: nobody online when the first conversation arrives
-    let f = Fixture::new(Spec { policy: "round_robin", agents: 2, max: 3, ..Spec::default() }).await;
+    let f = Fixture::new(Spec {
+        policy: "round_robin",
+        agents: 2,
+        max: 3,
+        ..Spec::default()
+    })
+    .await;
     let held = f.arrive().await;
     wait_queued(&f, held).await;
 
@@ -162,7 +193,11 @@ async fn round_robin_does_not_distribute_what_arrived_while_nobody_was_online() 
 
     // Assert
     assert_ne!(got, got_next, "arrivals go to online agents in turn");
-    assert_eq!(f.status(held).await.0, "queued", "the nobody-online backlog waits for a claim or a supervisor");
+    assert_eq!(
+        f.status(held).await.0,
+        "queued",
+        "the nobody-online backlog waits for a claim or a supervisor"
+    );
     let flag: bool = sqlx::query_scalar("SELECT nobody_online FROM route_queue WHERE conversation_id = $1")
         .bind(held)
         .fetch_one(f.pool())
@@ -178,7 +213,10 @@ async fn round_robin_does_not_distribute_what_arrived_while_nobody_was_online() 
     let stats = f
         .client
         .clone()
-        .get_queue_stats(pb::GetQueueStatsRequest { tenant_id: f.tenant.to_string(), service_id: f.service.to_string() })
+        .get_queue_stats(pb::GetQueueStatsRequest {
+            tenant_id: f.tenant.to_string(),
+            service_id: f.service.to_string(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -191,7 +229,12 @@ async fn round_robin_does_not_distribute_what_arrived_while_nobody_was_online() 
 #[tokio::test]
 async fn explain_conversation_says_which_rule_chose_the_agent_among_which_candidates() {
     // Arrange: the first agent already holds one conversation
-    let f = Fixture::new(Spec { agents: 2, max: 3, ..Spec::default() }).await;
+    let f = Fixture::new(Spec {
+        agents: 2,
+        max: 3,
+        ..Spec::default()
+    })
+    .await;
     let (busy, idle) = (f.agents[0], f.agents[1]);
     f.set_presence(busy, true).await.unwrap();
     let first = f.arrive().await;
@@ -204,7 +247,10 @@ async fn explain_conversation_says_which_rule_chose_the_agent_among_which_candid
     let out = f
         .client
         .clone()
-        .explain_conversation(pb::ExplainConversationRequest { tenant_id: f.tenant.to_string(), conversation_id: c.to_string() })
+        .explain_conversation(pb::ExplainConversationRequest {
+            tenant_id: f.tenant.to_string(),
+            conversation_id: c.to_string(),
+        })
         .await
         .unwrap()
         .into_inner();

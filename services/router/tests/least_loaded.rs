@@ -8,7 +8,12 @@ use common::{Fixture, Spec};
 #[tokio::test]
 async fn an_arrival_is_assigned_to_the_available_agent_with_most_free_capacity_and_announced() {
     // Arrange
-    let f = Fixture::new(Spec { agents: 2, max: 3, ..Spec::default() }).await;
+    let f = Fixture::new(Spec {
+        agents: 2,
+        max: 3,
+        ..Spec::default()
+    })
+    .await;
     for a in &f.agents {
         f.set_presence(*a, true).await.unwrap();
     }
@@ -25,7 +30,9 @@ async fn an_arrival_is_assigned_to_the_available_agent_with_most_free_capacity_a
     assert_eq!(f.open_load(second_agent).await, 1);
     let events = f.events("conversation.assigned").await;
     assert_eq!(events.len(), 2);
-    let Some(pb::domain_event::Kind::ConversationAssigned(a)) = &events[0].kind else { panic!("wrong event") };
+    let Some(pb::domain_event::Kind::ConversationAssigned(a)) = &events[0].kind else {
+        panic!("wrong event")
+    };
     let c = a.conversation.as_ref().unwrap();
     assert_eq!(c.id, first.to_string());
     assert_eq!(c.status, "assigned");
@@ -38,22 +45,23 @@ async fn an_arrival_is_assigned_to_the_available_agent_with_most_free_capacity_a
 
     // A redelivered route request changes nothing.
     f.route_request(first).await; // same msg id: a no-op in the outbox too
-    f.bus.publish(
-        f.bus.subjects.route(f.tenant, f.service),
-        "redelivery",
-        prost::Message::encode_to_vec(&pb::RouteRequest {
-            tenant_id: f.tenant.to_string(),
-            service_id: f.service.to_string(),
-            conversation_id: first.to_string(),
-            channel_kind: 1,
-            queued_at_ms: 0,
-            priority: 0,
-        })
-        .into(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    f.bus
+        .publish(
+            f.bus.subjects.route(f.tenant, f.service),
+            "redelivery",
+            prost::Message::encode_to_vec(&pb::RouteRequest {
+                tenant_id: f.tenant.to_string(),
+                service_id: f.service.to_string(),
+                conversation_id: first.to_string(),
+                channel_kind: 1,
+                queued_at_ms: 0,
+                priority: 0,
+            })
+            .into(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
     let third = f.arrive().await; // processed after the redelivery on the same stream
     f.wait_status(third, "assigned").await;
     assert_eq!(f.status(first).await, ("assigned".to_string(), Some(first_agent)));
@@ -64,7 +72,12 @@ async fn an_arrival_is_assigned_to_the_available_agent_with_most_free_capacity_a
 #[tokio::test]
 async fn the_backlog_is_distributed_as_soon_as_capacity_appears_spreading_by_load() {
     // Arrange: nobody online, four conversations wait
-    let f = Fixture::new(Spec { agents: 2, max: 3, ..Spec::default() }).await;
+    let f = Fixture::new(Spec {
+        agents: 2,
+        max: 3,
+        ..Spec::default()
+    })
+    .await;
     let mut convs = Vec::new();
     for _ in 0..4 {
         convs.push(f.arrive().await);
@@ -73,7 +86,10 @@ async fn the_backlog_is_distributed_as_soon_as_capacity_appears_spreading_by_loa
     atende_testkit::wait_until("four queue decisions", common::WAIT, || {
         let pool = pool.clone();
         async move {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM route_queue").fetch_one(&pool).await.ok()?;
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM route_queue")
+                .fetch_one(&pool)
+                .await
+                .ok()?;
             (n == 4).then_some(())
         }
     })
@@ -98,7 +114,12 @@ async fn the_backlog_is_distributed_as_soon_as_capacity_appears_spreading_by_loa
 #[tokio::test]
 async fn releasing_a_conversation_frees_capacity_and_distributes_the_next_waiting_one() {
     // Arrange
-    let f = Fixture::new(Spec { agents: 1, max: 1, ..Spec::default() }).await;
+    let f = Fixture::new(Spec {
+        agents: 1,
+        max: 1,
+        ..Spec::default()
+    })
+    .await;
     let a = f.agents[0];
     f.set_presence(a, true).await.unwrap();
     let first = f.arrive().await;
@@ -119,7 +140,11 @@ async fn releasing_a_conversation_frees_capacity_and_distributes_the_next_waitin
     .await;
 
     // Act
-    sqlx::query("UPDATE conversations SET status = 'finished' WHERE id = $1").bind(first).execute(f.pool()).await.unwrap();
+    sqlx::query("UPDATE conversations SET status = 'finished' WHERE id = $1")
+        .bind(first)
+        .execute(f.pool())
+        .await
+        .unwrap();
     f.client
         .clone()
         .release_conversation(pb::ReleaseConversationRequest {

@@ -16,18 +16,32 @@ async fn decisions(f: &Fixture, conversation: uuid::Uuid) -> Vec<(String, String
 #[tokio::test]
 async fn an_ordered_offer_that_times_out_passes_to_the_next_agent_who_accepts() {
     // Arrange: two agents in rotation order, a one-second offer timeout
-    let f = Fixture::new(Spec { policy: "ordered_offer", offer_timeout_secs: 1, agents: 2, max: 2, ..Spec::default() }).await;
+    let f = Fixture::new(Spec {
+        policy: "ordered_offer",
+        offer_timeout_secs: 1,
+        agents: 2,
+        max: 2,
+        ..Spec::default()
+    })
+    .await;
     let (first, second) = (f.agents[0], f.agents[1]);
     f.set_presence(first, true).await.unwrap();
     f.set_presence(second, true).await.unwrap();
 
     // Act
     let c = f.arrive().await;
-    assert_eq!(f.wait_status(c, "offered").await, Some(first), "first in rotation gets the offer");
+    assert_eq!(
+        f.wait_status(c, "offered").await,
+        Some(first),
+        "first in rotation gets the offer"
+    );
     let stats = f
         .client
         .clone()
-        .get_queue_stats(pb::GetQueueStatsRequest { tenant_id: f.tenant.to_string(), service_id: f.service.to_string() })
+        .get_queue_stats(pb::GetQueueStatsRequest {
+            tenant_id: f.tenant.to_string(),
+            service_id: f.service.to_string(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -37,7 +51,11 @@ async fn an_ordered_offer_that_times_out_passes_to_the_next_agent_who_accepts() 
         let pool = pool.clone();
         async move {
             let (s, a): (String, Option<uuid::Uuid>) =
-                sqlx::query_as("SELECT status, agent_id FROM conversations WHERE id = $1").bind(c).fetch_one(&pool).await.ok()?;
+                sqlx::query_as("SELECT status, agent_id FROM conversations WHERE id = $1")
+                    .bind(c)
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
             (s == "offered" && a == Some(second)).then_some(())
         }
     })
@@ -65,12 +83,20 @@ async fn an_ordered_offer_that_times_out_passes_to_the_next_agent_who_accepts() 
             ("assign", "offer_accepted"),
         ]
     );
-    assert_eq!(f.events("offer.withdrawn").await.len(), 1, "the timeout was handled exactly once");
+    assert_eq!(
+        f.events("offer.withdrawn").await.len(),
+        1,
+        "the timeout was handled exactly once"
+    );
     assert_eq!(f.events("conversation.offered").await.len(), 2);
     assert_eq!(f.events("conversation.assigned").await.len(), 1);
     let p1 = f.set_presence(first, true).await.unwrap();
     let p2 = f.set_presence(second, true).await.unwrap();
-    assert_eq!((p1.assigned, p1.offered), (0, 0), "the withdrawn offer no longer holds capacity");
+    assert_eq!(
+        (p1.assigned, p1.offered),
+        (0, 0),
+        "the withdrawn offer no longer holds capacity"
+    );
     assert_eq!((p2.assigned, p2.offered), (1, 0));
     // a late accept by the first agent is refused
     let err = f
@@ -90,7 +116,14 @@ async fn an_ordered_offer_that_times_out_passes_to_the_next_agent_who_accepts() 
 #[tokio::test]
 async fn an_offer_or_miss_timeout_closes_the_lead_as_missed_and_frees_the_agent() {
     // Arrange
-    let f = Fixture::new(Spec { policy: "offer_or_miss", offer_timeout_secs: 1, agents: 1, max: 2, ..Spec::default() }).await;
+    let f = Fixture::new(Spec {
+        policy: "offer_or_miss",
+        offer_timeout_secs: 1,
+        agents: 1,
+        max: 2,
+        ..Spec::default()
+    })
+    .await;
     let agent = f.agents[0];
     f.set_presence(agent, true).await.unwrap();
 
@@ -100,12 +133,17 @@ async fn an_offer_or_miss_timeout_closes_the_lead_as_missed_and_frees_the_agent(
     f.wait_status(c, "missed").await;
 
     // Assert
-    let reason: Option<String> =
-        sqlx::query_scalar("SELECT close_reason FROM conversations WHERE id = $1").bind(c).fetch_one(f.pool()).await.unwrap();
+    let reason: Option<String> = sqlx::query_scalar("SELECT close_reason FROM conversations WHERE id = $1")
+        .bind(c)
+        .fetch_one(f.pool())
+        .await
+        .unwrap();
     assert_eq!(reason.as_deref(), Some("missed"));
     let closed = f.events("conversation.closed").await;
     assert_eq!(closed.len(), 1);
-    let Some(pb::domain_event::Kind::ConversationClosed(cc)) = &closed[0].kind else { panic!("wrong event") };
+    let Some(pb::domain_event::Kind::ConversationClosed(cc)) = &closed[0].kind else {
+        panic!("wrong event")
+    };
     assert_eq!(cc.reason, "missed");
     assert_eq!(cc.conversation.as_ref().unwrap().status, "missed");
     let rules: Vec<String> =
@@ -123,7 +161,14 @@ async fn an_offer_or_miss_timeout_closes_the_lead_as_missed_and_frees_the_agent(
 
 #[tokio::test]
 async fn an_offer_or_miss_lead_with_nobody_available_is_missed_at_once() {
-    let f = Fixture::new(Spec { policy: "offer_or_miss", offer_timeout_secs: 60, agents: 1, max: 1, ..Spec::default() }).await;
+    let f = Fixture::new(Spec {
+        policy: "offer_or_miss",
+        offer_timeout_secs: 60,
+        agents: 1,
+        max: 1,
+        ..Spec::default()
+    })
+    .await;
     let c = f.arrive().await;
     f.wait_status(c, "missed").await;
     let rule: String = sqlx::query_scalar("SELECT rule FROM decision_log WHERE conversation_id = $1")
@@ -137,7 +182,14 @@ async fn an_offer_or_miss_lead_with_nobody_available_is_missed_at_once() {
 
 #[tokio::test]
 async fn an_agent_who_pauses_loses_his_pending_offer_to_the_next_agent() {
-    let f = Fixture::new(Spec { policy: "ordered_offer", offer_timeout_secs: 60, agents: 2, max: 1, ..Spec::default() }).await;
+    let f = Fixture::new(Spec {
+        policy: "ordered_offer",
+        offer_timeout_secs: 60,
+        agents: 2,
+        max: 1,
+        ..Spec::default()
+    })
+    .await;
     let (first, second) = (f.agents[0], f.agents[1]);
     f.set_presence(first, true).await.unwrap();
     f.set_presence(second, true).await.unwrap();

@@ -9,7 +9,12 @@ use common::{Fixture, Spec};
 #[tokio::test]
 async fn after_redis_loses_the_namespace_capacity_is_rebuilt_from_postgres_and_never_exceeded() {
     // Arrange: agent A is full (2 of 2), B is empty
-    let f = Fixture::new(Spec { agents: 2, max: 2, ..Spec::default() }).await;
+    let f = Fixture::new(Spec {
+        agents: 2,
+        max: 2,
+        ..Spec::default()
+    })
+    .await;
     let (a, b) = (f.agents[0], f.agents[1]);
     f.set_presence(a, true).await.unwrap();
     for _ in 0..2 {
@@ -54,11 +59,13 @@ async fn after_redis_loses_the_namespace_capacity_is_rebuilt_from_postgres_and_n
     atende_testkit::wait_until("the extra arrival to queue", common::WAIT, || {
         let pool = pool.clone();
         async move {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM decision_log WHERE conversation_id = $1 AND rule = 'no_eligible_agent'")
-                .bind(extra)
-                .fetch_one(&pool)
-                .await
-                .ok()?;
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM decision_log WHERE conversation_id = $1 AND rule = 'no_eligible_agent'",
+            )
+            .bind(extra)
+            .fetch_one(&pool)
+            .await
+            .ok()?;
             (n == 1).then_some(())
         }
     })
@@ -67,7 +74,10 @@ async fn after_redis_loses_the_namespace_capacity_is_rebuilt_from_postgres_and_n
     let presence = f
         .client
         .clone()
-        .get_presence(pb::GetPresenceRequest { tenant_id: f.tenant.to_string(), agent_id: b.to_string() })
+        .get_presence(pb::GetPresenceRequest {
+            tenant_id: f.tenant.to_string(),
+            agent_id: b.to_string(),
+        })
         .await
         .unwrap()
         .into_inner()

@@ -26,6 +26,7 @@ pub struct Fixture {
     pub routers: Vec<atende_runtime::Started>,
     pub client: RouterServiceClient<Channel>,
     pub bus: atende_bus::Bus,
+    pub full_snapshot_max: usize,
 }
 
 pub struct Spec {
@@ -34,17 +35,27 @@ pub struct Spec {
     pub agents: usize,
     pub max: i32,
     pub replicas: usize,
+    /// Route services larger than this through the candidate index (0 = always).
+    pub full_snapshot_max: usize,
 }
 
 impl Default for Spec {
     fn default() -> Self {
-        Self { policy: "least_loaded", offer_timeout_secs: 60, agents: 2, max: 3, replicas: 1 }
+        Self {
+            policy: "least_loaded",
+            offer_timeout_secs: 60,
+            agents: 2,
+            max: 3,
+            replicas: 1,
+            full_snapshot_max: 64,
+        }
     }
 }
 
-pub fn test_config(sandbox: &Sandbox) -> Config {
+pub fn test_config(sandbox: &Sandbox, full_snapshot_max: usize) -> Config {
     let mut cfg = sandbox.config.clone();
     cfg.router.sweep_interval_ms = 100;
+    cfg.router.full_snapshot_max = full_snapshot_max;
     cfg
 }
 
@@ -53,7 +64,9 @@ impl Fixture {
         let sandbox = Sandbox::new().await;
         let pool = &sandbox.pool;
         let tenant = Uuid::now_v7();
-        admin::create_tenant(pool, tenant, "Acme", &format!("acme-{tenant}"), false).await.unwrap();
+        admin::create_tenant(pool, tenant, "Acme", &format!("acme-{tenant}"), false)
+            .await
+            .unwrap();
         let service = Uuid::now_v7();
         admin::create_service(
             pool,
@@ -108,14 +121,33 @@ impl Fixture {
         }
         drop(conn);
         let shutdown = CancellationToken::new();
-        let cfg = test_config(&sandbox);
+        let cfg = test_config(&sandbox, spec.full_snapshot_max);
         let mut routers = Vec::new();
         for _ in 0..spec.replicas.max(1) {
-            routers.push(atende_router::build(&cfg, shutdown.clone()).await.expect("router starts"));
+            routers.push(
+                atende_router::build(&cfg, shutdown.clone())
+                    .await
+                    .expect("router starts"),
+            );
         }
-        let client = RouterServiceClient::connect(format!("http://{}", routers[0].grpc_addr)).await.unwrap();
-        let bus = atende_bus::Bus::connect(&cfg.nats.url, &cfg.namespace.prefix).await.unwrap();
-        Fixture { sandbox, tenant, service, channel, agents, shutdown, routers, client, bus }
+        let client = RouterServiceClient::connect(format!("http://{}", routers[0].grpc_addr))
+            .await
+            .unwrap();
+        let bus = atende_bus::Bus::connect(&cfg.nats.url, &cfg.namespace.prefix)
+            .await
+            .unwrap();
+        Fixture {
+            sandbox,
+            tenant,
+            service,
+            channel,
+            agents,
+            shutdown,
+            routers,
+            client,
+            bus,
+            full_snapshot_max: spec.full_snapshot_max,
+        }
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {
@@ -209,14 +241,23 @@ impl Fixture {
         self.presence(agent, true, available, false).await
     }
 
-    pub async fn presence(&self, agent: Uuid, connected: bool, unpaused: bool, logout: bool) -> Result<pb::AgentPresence, tonic::Status> {
+    pub async fn presence(
+        &self,
+        agent: Uuid,
+        connected: bool,
+        unpaused: bool,
+        logout: bool,
+    ) -> Result<pb::AgentPresence, tonic::Status> {
         self.client
             .clone()
             .set_presence(pb::SetPresenceRequest {
                 tenant_id: self.tenant.to_string(),
                 agent_id: agent.to_string(),
                 connected,
-                channels: vec![pb::ChannelLogin { channel_kind: "whatsapp".into(), paused: !unpaused }],
+                channels: vec![pb::ChannelLogin {
+                    channel_kind: "whatsapp".into(),
+                    paused: !unpaused,
+                }],
                 logout,
             })
             .await
@@ -236,11 +277,12 @@ impl Fixture {
         wait_until(&format!("conversation {conversation} to be {status}"), WAIT, || {
             let pool = pool.clone();
             async move {
-                let (s, a): (String, Option<Uuid>) = sqlx::query_as("SELECT status, agent_id FROM conversations WHERE id = $1")
-                    .bind(conversation)
-                    .fetch_one(&pool)
-                    .await
-                    .ok()?;
+                let (s, a): (String, Option<Uuid>) =
+                    sqlx::query_as("SELECT status, agent_id FROM conversations WHERE id = $1")
+                        .bind(conversation)
+                        .fetch_one(&pool)
+                        .await
+                        .ok()?;
                 (s == status).then_some(a)
             }
         })
@@ -273,13 +315,17 @@ impl Fixture {
             .fetch_all(self.pool())
             .await
             .unwrap();
-        rows.iter().map(|p| pb::DomainEvent::decode(p.as_slice()).unwrap()).collect()
+        rows.iter()
+            .map(|p| pb::DomainEvent::decode(p.as_slice()).unwrap())
+            .collect()
     }
 
     /// Runs `n` complete sweep passes (the periodic work of every replica) and returns:
     /// what a test waits on to know the router has re-evaluated everything, not a sleep.
     pub async fn router_sweeps(&self, n: u64) {
-        let router = atende_router::router(&test_config(&self.sandbox)).await.unwrap();
+        let router = atende_router::router(&test_config(&self.sandbox, self.full_snapshot_max))
+            .await
+            .unwrap();
         for tick in 1..=n {
             router.sweep_once(tick).await.unwrap();
         }
@@ -287,7 +333,11 @@ impl Fixture {
 
     pub async fn redis_keys(&self) -> Vec<String> {
         let mut r = self.sandbox.redis().await;
-        redis::cmd("KEYS").arg(format!("{}:*", self.sandbox.id)).query_async(&mut r).await.unwrap()
+        redis::cmd("KEYS")
+            .arg(format!("{}:*", self.sandbox.id))
+            .query_async(&mut r)
+            .await
+            .unwrap()
     }
 
     pub async fn shutdown(self) {
