@@ -704,7 +704,14 @@ async fn websocket_frames_reach_every_socket_of_their_agent_and_no_other_in_seq_
         "available",
         "B's socket is still open"
     );
+    // Reconnecting restores the channel logins A had: he is paused again, not offline.
+    let a3 = p.socket(&token_a).await;
+    wait_until("A's logins restored after reconnecting", DEADLINE, || async {
+        (presence_status(&p, &token_a).await == "paused").then_some(())
+    })
+    .await;
 
+    a3.close().await;
     b1.close().await;
     p.stop().await;
 }

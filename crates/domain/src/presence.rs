@@ -3,7 +3,7 @@
 //!
 //! - **Available**: logged into at least one channel that is not paused;
 //! - **Paused**: logged into channels, all of them paused;
-//! - **Inactive**: the connection to the platform dropped (whatever the logins were);
+//! - **Inactive**: the connection to the platform dropped while logged into channels;
 //! - **Offline**: logged into the platform but into no channel.
 //!
 //! Logging out of the platform logs out of every channel and is refused while the agent has
@@ -62,13 +62,15 @@ pub struct ChannelLogin {
 
 /// The status an agent has given its connection and channel logins.
 ///
-/// A dropped connection wins over everything else: an agent whose socket died cannot answer,
-/// even if his logins are still recorded (they are kept so a reconnect restores them).
+/// A dropped connection wins over the channel logins: an agent whose socket died cannot
+/// answer, even if his logins are still recorded (they are kept so a reconnect restores
+/// them). An agent logged into no channel is Offline whether or not his socket is open:
+/// there is nothing a dropped connection takes away from him.
 pub fn derive_status(connected: bool, channels: &[ChannelLogin]) -> AgentStatus {
-    if !connected {
-        AgentStatus::Inactive
-    } else if channels.is_empty() {
+    if channels.is_empty() {
         AgentStatus::Offline
+    } else if !connected {
+        AgentStatus::Inactive
     } else if channels.iter().any(|c| !c.paused) {
         AgentStatus::Available
     } else {
@@ -121,10 +123,14 @@ mod tests {
     }
 
     #[test]
-    fn an_agent_whose_connection_dropped_is_inactive_whatever_his_logins() {
+    fn an_agent_whose_connection_dropped_is_inactive_while_logged_into_channels() {
         let channels = [login(ChannelKind::Whatsapp, false)];
         assert_eq!(derive_status(false, &channels), AgentStatus::Inactive);
-        assert_eq!(derive_status(false, &[]), AgentStatus::Inactive);
+        assert_eq!(
+            derive_status(false, &[]),
+            AgentStatus::Offline,
+            "no channel: nothing to lose"
+        );
     }
 
     #[test]

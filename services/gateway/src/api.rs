@@ -393,6 +393,34 @@ async fn websocket(
     ws.on_upgrade(move |socket| agent_socket(state, claims, socket))
 }
 
+/// An agent whose connection dropped (Inactive, logins kept) is back: restore the channel
+/// logins he had, so he does not have to log into them again.
+async fn restore_after_reconnect(state: &AppState, tenant: Uuid, agent: Uuid) {
+    let req = pb::GetPresenceRequest {
+        tenant_id: tenant.to_string(),
+        agent_id: agent.to_string(),
+    };
+    let Ok(presence) = state.router.clone().get_presence(req).await else {
+        return;
+    };
+    let Some(p) = presence.into_inner().presence else {
+        return;
+    };
+    if p.status != pb::AgentStatus::Inactive as i32 || p.channels.is_empty() {
+        return;
+    }
+    let req = pb::SetPresenceRequest {
+        tenant_id: tenant.to_string(),
+        agent_id: agent.to_string(),
+        connected: true,
+        channels: p.channels,
+        logout: false,
+    };
+    if let Err(e) = state.router.clone().set_presence(req).await {
+        tracing::warn!(%agent, error = %e, "cannot restore the agent's channels after reconnecting");
+    }
+}
+
 /// One agent socket: frames `{"type", "seq", "trace_id", "data"}` with a per-socket
 /// increasing `seq`, starting with `hello`. When the agent's last socket here closes, the
 /// agent becomes Inactive (the connection dropped) until it sets its presence again.
@@ -406,6 +434,7 @@ async fn agent_socket(state: AppState, claims: Claims, socket: WebSocket) {
         state.hub.disconnect(tenant, agent, conn_id);
         return;
     }
+    restore_after_reconnect(&state, tenant, agent).await;
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => {

@@ -96,12 +96,13 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started,
     tasks.spawn(serve);
     {
         let (router, bus, pool, shutdown) = (router.clone(), bus.clone(), pool.clone(), shutdown.clone());
+        let ack_wait = Duration::from_millis(cfg.nats.ack_wait_ms);
         tasks.spawn(async move {
             let spec = ConsumerSpec {
                 stream: StreamKind::Route,
                 durable: "router",
                 filter: None,
-                ack_wait: Duration::from_secs(30),
+                ack_wait,
                 max_deliver: 50,
             };
             consumer::run(bus, pool, spec, shutdown, move |delivery| {

@@ -49,6 +49,16 @@ impl Router {
                 .map_err(|code| RouterError::refused(code, format!("{open} conversations in progress")))?;
             // Out of the platform: no channel, no connection.
             (AgentStatus::Offline, Vec::new())
+        } else if !connected && logins.is_empty() {
+            // A dropped connection reports no channels: keep the recorded logins, so the
+            // agent is Inactive (not logged out) and a reconnect can restore them.
+            let kept = self
+                .presence
+                .agent(tenant, agent)
+                .await
+                .map(|a| a.logins)
+                .unwrap_or_default();
+            (derive_status(false, &kept), kept)
         } else {
             (derive_status(connected, &logins), logins)
         };
