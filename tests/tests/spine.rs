@@ -83,11 +83,30 @@ async fn a_customer_message_reaches_an_agent_and_the_reply_reaches_whatsapp() {
     .await
     .unwrap();
     assert_eq!(counts, (1, 1, 1, 2));
-    let decisions: i64 = sqlx::query_scalar("SELECT count(*) FROM decision_log WHERE decision = 'assign'")
-        .fetch_one(pool)
+    // "Why did this agent get it?" — the router answers from its decision log.
+    let mut router = atende_proto::v1::router_service_client::RouterServiceClient::connect(p.router_grpc.clone())
         .await
         .unwrap();
-    assert!(decisions >= 1);
+    let explained = router
+        .explain_conversation(atende_proto::v1::ExplainConversationRequest {
+            tenant_id: t.tenant_id.clone(),
+            conversation_id: conversation_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .decisions;
+    let assign = explained
+        .iter()
+        .find(|d| d.decision == "assign")
+        .expect("an assign decision");
+    assert_eq!(assign.agent_id, t.agent_id);
+    assert!(!assign.rule.is_empty());
+    let why: serde_json::Value = serde_json::from_str(&assign.explanation_json).unwrap();
+    assert!(
+        why.to_string().contains(&t.agent_id),
+        "candidates name the agent: {why}"
+    );
 
     socket.close().await;
     p.stop().await;
