@@ -41,6 +41,7 @@ pub async fn seed(admin_url: &str) -> anyhow::Result<()> {
             policy: "least_loaded".into(),
             offer_timeout_secs: 60,
             priority: 0,
+            ..Default::default()
         })
         .await
         .context("create service")?;

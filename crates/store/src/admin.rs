@@ -35,6 +35,7 @@ pub struct Service {
     pub offer_timeout_secs: i32,
     pub priority: i32,
     pub accepted_channels: Vec<String>,
+    pub business_hours: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, FromRow)]
@@ -170,7 +171,8 @@ pub struct NewService<'a> {
     pub priority: i32,
 }
 
-const SERVICE_COLS: &str = "id, tenant_id, name, policy, offer_timeout_secs, priority, accepted_channels";
+const SERVICE_COLS: &str =
+    "id, tenant_id, name, policy, offer_timeout_secs, priority, accepted_channels, business_hours";
 
 pub async fn create_service(db: impl PgExecutor<'_>, s: &NewService<'_>) -> Result<Service> {
     Ok(sqlx::query_as::<_, Service>(&format!(
@@ -187,6 +189,27 @@ pub async fn create_service(db: impl PgExecutor<'_>, s: &NewService<'_>) -> Resu
     .bind(s.offer_timeout_secs)
     .bind(s.priority)
     .fetch_one(db)
+    .await?)
+}
+
+/// Sets which channel kinds a service takes and when it is open (the caller validated both
+/// with the domain types).
+pub async fn set_service_schedule(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    service: Uuid,
+    accepted_channels: &[String],
+    business_hours: Option<&serde_json::Value>,
+) -> Result<Option<Service>> {
+    Ok(sqlx::query_as::<_, Service>(&format!(
+        "UPDATE services SET accepted_channels = $3, business_hours = $4 WHERE tenant_id = $1 AND id = $2
+         RETURNING {SERVICE_COLS}"
+    ))
+    .bind(tenant)
+    .bind(service)
+    .bind(accepted_channels)
+    .bind(business_hours)
+    .fetch_optional(db)
     .await?)
 }
 

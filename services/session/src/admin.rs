@@ -105,6 +105,77 @@ fn service_pb(s: store::Service) -> pb::Service {
         policy: s.policy,
         offer_timeout_secs: s.offer_timeout_secs,
         priority: s.priority,
+        accepted_channels: s.accepted_channels,
+        business_hours: s.business_hours.as_ref().map(business_hours_pb),
+    }
+}
+
+const WEEKDAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+fn accepted_channels(kinds: &[String]) -> Result<Vec<String>, Status> {
+    let mut out = Vec::with_capacity(kinds.len());
+    for k in kinds {
+        let kind = atende_domain::channel::ChannelKind::parse(k).ok_or_else(|| {
+            status(
+                ErrorCode::InvalidArgument,
+                &format!("unknown channel kind `{k}`"),
+                Some("accepted_channels"),
+            )
+        })?;
+        out.push(kind.as_str().to_string());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The API's schedule as the stored JSON, validated by the domain type (time zone,
+/// intervals, dates) so the router can always load what was accepted.
+fn business_hours_json(h: &pb::BusinessHours) -> Result<serde_json::Value, Status> {
+    let bad = |detail: String| status(ErrorCode::InvalidArgument, &detail, Some("business_hours"));
+    let mut weekly = serde_json::Map::new();
+    for d in &h.days {
+        let day = d.weekday.to_ascii_lowercase();
+        if !WEEKDAYS.contains(&day.as_str()) {
+            return Err(bad(format!("unknown weekday `{}`", d.weekday)));
+        }
+        if weekly.insert(day, serde_json::json!(d.intervals)).is_some() {
+            return Err(bad(format!("`{}` given twice", d.weekday)));
+        }
+    }
+    let value = serde_json::json!({ "time_zone": h.time_zone, "weekly": weekly, "holidays": h.holidays });
+    serde_json::from_value::<atende_domain::business_hours::BusinessHours>(value.clone())
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(value)
+}
+
+fn business_hours_pb(v: &serde_json::Value) -> pb::BusinessHours {
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    pb::BusinessHours {
+        time_zone: v["time_zone"].as_str().unwrap_or_default().to_string(),
+        days: WEEKDAYS
+            .iter()
+            .filter_map(|d| {
+                let intervals = strings(&v["weekly"][*d]);
+                (!intervals.is_empty()).then(|| pb::DayHours {
+                    weekday: d.to_string(),
+                    intervals,
+                })
+            })
+            .collect(),
+        holidays: strings(&v["holidays"]),
     }
 }
 
@@ -279,8 +350,11 @@ impl AdminService for AdminApi {
                 Some("offer_timeout_secs"),
             ));
         }
-        let s = store::create_service(
-            &self.pool,
+        let accepted = accepted_channels(&r.accepted_channels)?;
+        let hours = r.business_hours.as_ref().map(business_hours_json).transpose()?;
+        let mut tx = self.pool.begin().await.map_err(|e| store_status(e.into()))?;
+        store::create_service(
+            &mut *tx,
             &store::NewService {
                 id,
                 tenant_id: tenant,
@@ -292,6 +366,11 @@ impl AdminService for AdminApi {
         )
         .await
         .map_err(|e| conflict(e, "a service with this name exists"))?;
+        let s = store::set_service_schedule(&mut *tx, tenant, id, &accepted, hours.as_ref())
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| status(ErrorCode::AlreadyExists, "the id belongs to another tenant", Some("id")))?;
+        tx.commit().await.map_err(|e| store_status(e.into()))?;
         Ok(Response::new(pb::CreateServiceResponse {
             service: Some(service_pb(s)),
         }))

@@ -261,6 +261,7 @@ async fn creating_with_a_fixed_id_twice_is_idempotent() {
         policy: "round_robin".into(),
         offer_timeout_secs: 30,
         priority: 1,
+        ..Default::default()
     };
 
     // Act
@@ -347,4 +348,116 @@ async fn grpc_health_reports_the_session_services_as_serving() {
     assert_eq!(statuses, vec![serving; 3]);
     drop(health);
     admin.stop().await;
+}
+
+#[tokio::test]
+async fn a_service_keeps_its_accepted_channels_and_business_hours_and_bad_ones_are_refused() {
+    use atende_proto::v1::{BusinessHours, DayHours};
+    let a = Admin::start().await;
+    let mut admin = a.client();
+    let tenant = a.tenant("horas").await;
+    let hours = BusinessHours {
+        time_zone: "America/Sao_Paulo".into(),
+        days: vec![DayHours {
+            weekday: "monday".into(),
+            intervals: vec!["08:00-12:00".into(), "13:00-18:00".into()],
+        }],
+        holidays: vec!["2026-12-25".into()],
+    };
+    let created = admin
+        .create_service(pb::CreateServiceRequest {
+            tenant_id: tenant.id.clone(),
+            name: "Suporte".into(),
+            policy: "ordered_offer".into(),
+            accepted_channels: vec!["whatsapp".into(), "webchat".into()],
+            business_hours: Some(hours.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .service
+        .unwrap();
+    assert_eq!(
+        created.accepted_channels,
+        vec!["webchat".to_string(), "whatsapp".to_string()]
+    );
+    assert_eq!(created.business_hours, Some(hours.clone()));
+    let listed = admin
+        .list_services(pb::ListServicesRequest {
+            tenant_id: tenant.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .services;
+    assert_eq!(listed[0].business_hours, Some(hours.clone()));
+
+    for (bad, what) in [
+        (
+            BusinessHours {
+                time_zone: "Mars/Olympus".into(),
+                ..hours.clone()
+            },
+            "time zone",
+        ),
+        (
+            BusinessHours {
+                days: vec![DayHours {
+                    weekday: "funday".into(),
+                    intervals: vec![],
+                }],
+                ..hours.clone()
+            },
+            "weekday",
+        ),
+        (
+            BusinessHours {
+                days: vec![DayHours {
+                    weekday: "monday".into(),
+                    intervals: vec!["18:00-08:00".into()],
+                }],
+                ..hours.clone()
+            },
+            "interval",
+        ),
+        (
+            BusinessHours {
+                holidays: vec!["25/12/2026".into()],
+                ..hours.clone()
+            },
+            "holiday",
+        ),
+    ] {
+        let err = admin
+            .create_service(pb::CreateServiceRequest {
+                tenant_id: tenant.id.clone(),
+                name: format!("bad {what}"),
+                business_hours: Some(bad),
+                ..Default::default()
+            })
+            .await
+            .expect_err(what);
+        assert_eq!(
+            atende_runtime::status_code_of(&err),
+            Some(ErrorCode::InvalidArgument),
+            "{what}"
+        );
+        assert_eq!(
+            atende_runtime::errors::detail_of(&err).unwrap().field,
+            "business_hours",
+            "{what}"
+        );
+    }
+    let bad_kind = admin
+        .create_service(pb::CreateServiceRequest {
+            tenant_id: tenant.id.clone(),
+            name: "bad kind".into(),
+            accepted_channels: vec!["telegram".into()],
+            ..Default::default()
+        })
+        .await;
+    assert_invalid(bad_kind, "accepted_channels");
+    a.stop().await;
 }
