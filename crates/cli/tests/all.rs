@@ -80,3 +80,24 @@ async fn atende_all_starts_without_a_config_file_reports_serving_and_stops_clean
     assert!(exit.success(), "exit status {exit:?}");
     sb.cleanup().await;
 }
+
+#[test]
+fn check_config_accepts_the_defaults_and_names_a_bad_key() {
+    let ok = Command::new(env!("CARGO_BIN_EXE_atende"))
+        .arg("check-config")
+        .env_remove("ATENDE_CONFIG")
+        .output()
+        .expect("run check-config");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("configuration is valid"));
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_atende"))
+        .arg("check-config")
+        .env_remove("ATENDE_CONFIG")
+        .env("ATENDE__REDIS__URL", "http://not-redis")
+        .output()
+        .expect("run check-config");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("redis.url"), "{err}");
+}
