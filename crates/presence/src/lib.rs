@@ -31,6 +31,9 @@
 //!   inside the scripts from the tenant prefix rather than passed in `KEYS`; they share the
 //!   tenant's hash tag, so they are in the same Redis Cluster slot.)
 //! - `lease:<service>` + `fence`: the per-service routing lease and its fencing tokens.
+//! - `ver:<service>`: the service's view version, incremented whenever any member changes
+//!   (in the same script); lets a router replica keep the candidate view in memory and know
+//!   exactly when it is stale ([`view`]).
 //! - `sweep:<service>`: which replica re-evaluates the service in the current period.
 //! - `rebuilt`: the marker. Reservation scripts refuse (`NOMARKER`) while it is missing —
 //!   after a start on an empty Redis, a FLUSH or a failover that lost the tenant's slot —
@@ -40,6 +43,7 @@
 
 pub mod keys;
 pub mod scripts;
+pub mod view;
 
 use atende_domain::channel::ChannelKind;
 use atende_domain::clock::Timestamp;
@@ -49,6 +53,7 @@ use atende_domain::routing::Policy;
 use redis::aio::ConnectionManager;
 
 pub use keys::Keys;
+pub use view::{CandidateView, ViewReply, ViewSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PresenceError {
@@ -253,6 +258,27 @@ fn reply_err(what: &str, reply: &[String]) -> PresenceError {
     PresenceError::Reply(format!("{what}: {reply:?}"))
 }
 
+fn parse_reserved(reply: &[String]) -> Result<Reserved> {
+    let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
+    Ok(match at(0).as_str() {
+        "OK" => match at(1).as_str() {
+            "new" => Reserved::New,
+            "accepted" => Reserved::Accepted,
+            _ => Reserved::Again,
+        },
+        "TAKEN" => Reserved::Taken {
+            agent: at(1),
+            mode: at(2),
+        },
+        "UNAVAILABLE" => Reserved::Unavailable(AgentStatus::parse(&at(1)).unwrap_or(AgentStatus::Offline)),
+        "NOCHANNEL" => Reserved::NotLoggedIn,
+        "FULL" => Reserved::Full(at(1).parse().unwrap_or_default()),
+        "NOMARKER" => Reserved::NoMarker,
+        "FENCED" => Reserved::Fenced,
+        _ => return Err(reply_err("reserve", reply)),
+    })
+}
+
 impl Presence {
     pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
         Self {
@@ -434,13 +460,64 @@ impl Presence {
         now: Timestamp,
         fence: Option<u64>,
     ) -> Result<Reserved> {
+        let reply: Vec<String> = self
+            .reserve_invocation(tenant, r, check, kind, max, now, fence)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        parse_reserved(&reply)
+    }
+
+    /// [`Presence::reserve`], answering also with the service's candidate view after the
+    /// reservation (whatever its outcome): a [`ViewReply::Delta`] when `view` was current
+    /// before it, a [`ViewReply::Full`] otherwise, [`ViewReply::None`] when refused for the
+    /// marker or the fence. The same round trip; the same checks.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reserve_viewing(
+        &self,
+        tenant: TenantId,
+        r: &Reservation,
+        check: Check,
+        kind: ChannelKind,
+        max: u32,
+        now: Timestamp,
+        fence: Option<u64>,
+        view: &ViewSpec,
+        version: Option<&str>,
+        extra: &[AgentId],
+    ) -> Result<(Reserved, ViewReply)> {
+        let mut inv = self.reserve_invocation(tenant, r, check, kind, max, now, fence);
+        for a in view.args() {
+            inv.arg(a);
+        }
+        inv.arg(version.unwrap_or_default());
+        for a in extra {
+            inv.arg(a.to_string());
+        }
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        match reply.iter().position(|v| v == "VIEW") {
+            Some(at) => Ok((parse_reserved(&reply[..at])?, view::parse(view, &reply[at + 1..])?)),
+            None => Ok((parse_reserved(&reply)?, ViewReply::None)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reserve_invocation(
+        &self,
+        tenant: TenantId,
+        r: &Reservation,
+        check: Check,
+        kind: ChannelKind,
+        max: u32,
+        now: Timestamp,
+        fence: Option<u64>,
+    ) -> redis::ScriptInvocation<'static> {
         let mode = match (r.mode, check) {
             (Mode::Offer, _) => "offer",
             (Mode::Assign, Check::Routing) => "assign",
             (Mode::Assign, Check::Supervisor) => "supervisor",
         };
-        let reply: Vec<String> = scripts::RESERVE
-            .key(self.keys.reservation(tenant, r.conversation))
+        let mut inv = scripts::RESERVE.prepare_invoke();
+        inv.key(self.keys.reservation(tenant, r.conversation))
             .key(self.keys.agent(tenant, r.agent))
             .key(self.keys.offer_deadlines(tenant))
             .key(self.keys.pending(tenant))
@@ -454,27 +531,25 @@ impl Presence {
             .arg(now.as_millis())
             .arg(r.deadline.as_millis())
             .arg(r.service.to_string())
-            .arg(fence.map(|f| f.to_string()).unwrap_or_default())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        let at = |i: usize| reply.get(i).cloned().unwrap_or_default();
-        Ok(match at(0).as_str() {
-            "OK" => match at(1).as_str() {
-                "new" => Reserved::New,
-                "accepted" => Reserved::Accepted,
-                _ => Reserved::Again,
-            },
-            "TAKEN" => Reserved::Taken {
-                agent: at(1),
-                mode: at(2),
-            },
-            "UNAVAILABLE" => Reserved::Unavailable(AgentStatus::parse(&at(1)).unwrap_or(AgentStatus::Offline)),
-            "NOCHANNEL" => Reserved::NotLoggedIn,
-            "FULL" => Reserved::Full(at(1).parse().unwrap_or_default()),
-            "NOMARKER" => Reserved::NoMarker,
-            "FENCED" => Reserved::Fenced,
-            _ => return Err(reply_err("reserve", &reply)),
-        })
+            .arg(fence.map(|f| f.to_string()).unwrap_or_default());
+        inv
+    }
+
+    /// The candidate view of a large service, read whole (with `extra` agents' rows).
+    pub async fn read_view(&self, tenant: TenantId, view: &ViewSpec, extra: &[AgentId]) -> Result<CandidateView> {
+        let mut inv = scripts::VIEW_READ.prepare_invoke();
+        inv.key(self.keys.rebuilt(tenant)).arg(view.service.to_string());
+        for a in view.args() {
+            inv.arg(a);
+        }
+        for a in extra {
+            inv.arg(a.to_string());
+        }
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        match view::parse(view, &reply)? {
+            ViewReply::Full(v) => Ok(v),
+            _ => Err(reply_err("read_view", &reply[..reply.len().min(4)])),
+        }
     }
 
     /// Marks the reservation committed once its Postgres transaction is.
@@ -653,6 +728,42 @@ impl Presence {
             t if t > 0 => Lease::Granted(t as u64),
             0 => Lease::Held,
             _ => Lease::NoMarker,
+        })
+    }
+
+    /// [`Presence::acquire_lease`] and the service's candidate view in one round trip: when
+    /// granted, [`ViewReply::Fresh`] if `version` is still current, else a
+    /// [`ViewReply::Full`] read (with `extra` agents' rows).
+    pub async fn acquire_lease_viewing(
+        &self,
+        tenant: TenantId,
+        ttl_ms: u64,
+        view: &ViewSpec,
+        version: Option<&str>,
+        extra: &[AgentId],
+    ) -> Result<(Lease, ViewReply)> {
+        let mut inv = scripts::LEASE_VIEW.prepare_invoke();
+        inv.key(self.keys.lease(tenant, view.service))
+            .key(self.keys.fence(tenant))
+            .key(self.keys.rebuilt(tenant))
+            .arg(ttl_ms)
+            .arg(view.service.to_string());
+        for a in view.args() {
+            inv.arg(a);
+        }
+        inv.arg(version.unwrap_or_default());
+        for a in extra {
+            inv.arg(a.to_string());
+        }
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        let token: i64 = reply
+            .first()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| reply_err("acquire_lease", &reply[..reply.len().min(4)]))?;
+        Ok(match token {
+            t if t > 0 => (Lease::Granted(t as u64), view::parse(view, &reply[1..])?),
+            0 => (Lease::Held, ViewReply::None),
+            _ => (Lease::NoMarker, ViewReply::None),
         })
     }
 

@@ -34,6 +34,8 @@ local function reindex(agent_key, agent_id)
   local was_on = {}
   for k in string.gmatch(h[8] or '', '[^,]+') do was_on[k] = true; touch[k] = true end
   for svc, pol in string.gmatch(h[7] or '', '([^,=]+)=([^,]+)') do
+    -- the service's view version: any change to a member moves it (see VIEW)
+    redis.call('INCR', prefix .. 'ver:' .. svc)
     for k in pairs(touch) do
       if now_on[k] ~= was_on[k] then
         if now_on[k] then redis.call('SADD', prefix .. 'online:' .. svc .. ':' .. k, agent_id)
@@ -66,15 +68,111 @@ fn with_reindex(body: &str) -> Script {
     Script::new(&format!("{REINDEX}{body}"))
 }
 
+/// Shared Lua: the candidate view of a large service — what `LOAD_CANDIDATES` reads — and
+/// its version, so a router replica can keep the view in memory and know exactly when it is
+/// out of date.
+///
+/// The version is `<marker>:<ver:<service>>`: `reindex` increments `ver:<service>` for every
+/// service of an agent it touches, and every change to an agent's status, channels, load,
+/// capacity, idle time or rotation place goes through `reindex` (seeding a rotation place in
+/// `LOAD_AGENTS` increments it too); the marker changes with a rebuild. So while the version
+/// is unchanged, the index lists and every member's row are exactly what the view holds.
+///
+/// A view section of a reply is `tag, version, n_kinds, (kind, n, id × n) × n_kinds, then
+/// rows (id, status, kinds, assigned, offered, idle_since, rotation) × m`, where `tag` is
+/// `FULL` (the whole view: replace), `DELTA` (only rows that changed or entered: merge) or
+/// `FRESH` (the caller's view is current; nothing follows the version).
+const VIEW: &str = r#"
+local function view_version(prefix, svc)
+  return (redis.call('GET', prefix .. 'rebuilt') or '') .. ':' .. (redis.call('GET', prefix .. 'ver:' .. svc) or '0')
+end
+-- per kind: the best k candidates, or one online (full) agent when there are none; the
+-- second value tells which ids came from the online fallback
+local function view_lists(prefix, svc, k, kinds, online)
+  local lists, fallback = {}, {}
+  for kind in string.gmatch(kinds, '[^,]+') do
+    local ids = redis.call('ZRANGE', prefix .. 'cand:' .. svc .. ':' .. kind, 0, k - 1)
+    if #ids == 0 and online then
+      local one = redis.call('SRANDMEMBER', prefix .. 'online:' .. svc .. ':' .. kind)
+      if one then ids = {one}; fallback[one] = true end
+    end
+    lists[#lists + 1] = {kind, ids}
+  end
+  return lists, fallback
+end
+local function view_emit(out, tag, version, lists, rows, prefix, svc, rot)
+  out[#out + 1] = tag
+  out[#out + 1] = version
+  if tag == 'FRESH' then return end
+  out[#out + 1] = tostring(#lists)
+  for _, l in ipairs(lists) do
+    out[#out + 1] = l[1]
+    out[#out + 1] = tostring(#l[2])
+    for _, id in ipairs(l[2]) do out[#out + 1] = id end
+  end
+  for _, id in ipairs(rows) do
+    local a = redis.call('HMGET', prefix .. 'agent:' .. id, 'status', 'kinds', 'assigned', 'offered', 'idle_since')
+    out[#out + 1] = id
+    out[#out + 1] = a[1] or 'offline'
+    out[#out + 1] = a[2] or ''
+    out[#out + 1] = a[3] or '0'
+    out[#out + 1] = a[4] or '0'
+    out[#out + 1] = a[5] or '0'
+    out[#out + 1] = rot and redis.call('ZSCORE', prefix .. 'rot:' .. svc, id) or '0'
+  end
+end
+-- the whole view: every listed id and every extra
+local function view_full(out, prefix, svc, k, kinds, online, rot, extras)
+  local lists = view_lists(prefix, svc, k, kinds, online)
+  local seen, rows = {}, {}
+  local function add(id) if id and not seen[id] then seen[id] = true; rows[#rows + 1] = id end end
+  for _, l in ipairs(lists) do for _, id in ipairs(l[2]) do add(id) end end
+  for _, id in ipairs(extras) do add(id) end
+  view_emit(out, 'FULL', view_version(prefix, svc), lists, rows, prefix, svc, rot)
+end
+-- after a change to `agent` alone, given the lists before it: the new lists, his row and the
+-- rows of whoever entered them (or came from the random online fallback)
+local function view_delta(out, prefix, svc, k, kinds, online, rot, before, agent)
+  local had = {}
+  for _, l in ipairs(before) do for _, id in ipairs(l[2]) do had[id] = true end end
+  local lists, fallback = view_lists(prefix, svc, k, kinds, online)
+  local seen, rows = {}, {}
+  local function add(id) if id and not seen[id] then seen[id] = true; rows[#rows + 1] = id end end
+  add(agent)
+  for _, l in ipairs(lists) do
+    for _, id in ipairs(l[2]) do if not had[id] or fallback[id] then add(id) end end
+  end
+  view_emit(out, 'DELTA', view_version(prefix, svc), lists, rows, prefix, svc, rot)
+end
+"#;
+
+fn with_view(body: &str) -> Script {
+    Script::new(&format!("{REINDEX}{VIEW}{body}"))
+}
+
 /// KEYS: res, agent, offers, pending, rebuilt, lease
 /// ARGV: conversation, agent, mode (offer|assign|supervisor), kind, max, now, deadline,
-///       service, lease token ('' = no fencing)
+///       service, lease token ('' = no fencing), then optionally the caller's candidate view
+///       of the service: k, kinds (comma list), online (0|1), rotation (0|1), the view's
+///       version ('' = none), extra agent ids
 ///
 /// Replies `{OK, new|again|accepted}` or `{NOMARKER}`, `{FENCED}`, `{TAKEN, agent, mode}`,
-/// `{UNAVAILABLE, status}`, `{NOCHANNEL}`, `{FULL, load}`.
+/// `{UNAVAILABLE, status}`, `{NOCHANNEL}`, `{FULL, load}`. With a view, whatever the outcome
+/// (but `NOMARKER` and `FENCED`), the reply goes on with `VIEW` and a view section (see
+/// `VIEW`) taken after the reservation: `DELTA` when the version was the caller's before it
+/// (only this agent can have changed), `FULL` otherwise — so the caller's next decision
+/// needs no read, and a refused one sees what refused it.
 pub static RESERVE: LazyLock<Script> = LazyLock::new(|| {
-    with_reindex(
+    with_view(
         r#"
+local viewing = #ARGV >= 14
+local prefix = string.sub(KEYS[5], 1, #KEYS[5] - #'rebuilt')
+local vk, vkinds, vonline, vrot = tonumber(ARGV[10]), ARGV[11], ARGV[12] == '1', ARGV[13] == '1'
+local before = nil
+if viewing and ARGV[14] ~= '' and view_version(prefix, ARGV[8]) == ARGV[14] then
+  before = view_lists(prefix, ARGV[8], vk, vkinds, vonline)
+end
+local function body()
 if redis.call('EXISTS', KEYS[5]) == 0 then return {'NOMARKER'} end
 if ARGV[9] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[9] then return {'FENCED'} end
 local want = ARGV[3] == 'offer' and 'offer' or 'assign'
@@ -115,6 +213,18 @@ redis.call('HSET', KEYS[2], 'idle_since', ARGV[6])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
 reindex(KEYS[2], ARGV[2])
 return {'OK', 'new'}
+end
+local out = body()
+if not viewing or out[1] == 'NOMARKER' or out[1] == 'FENCED' then return out end
+out[#out + 1] = 'VIEW'
+if before then
+  view_delta(out, prefix, ARGV[8], vk, vkinds, vonline, vrot, before, ARGV[2])
+else
+  local extras = {}
+  for i = 15, #ARGV do extras[#extras + 1] = ARGV[i] end
+  view_full(out, prefix, ARGV[8], vk, vkinds, vonline, vrot, extras)
+end
+return out
 "#,
     )
 });
@@ -303,7 +413,9 @@ pub static LOAD_AGENTS: LazyLock<Script> = LazyLock::new(|| {
 local out = {}
 for i = 2, #KEYS do
   local id = ARGV[(i - 2) * 2 + 1]
-  redis.call('ZADD', KEYS[1], 'NX', ARGV[(i - 2) * 2 + 2], id)
+  if redis.call('ZADD', KEYS[1], 'NX', ARGV[(i - 2) * 2 + 2], id) == 1 then
+    redis.call('INCR', (string.gsub(KEYS[1], 'rot:([^:]+)$', 'ver:%1')))
+  end
   local a = redis.call('HMGET', KEYS[i], 'status', 'kinds', 'assigned', 'offered', 'idle_since')
   local r = redis.call('ZSCORE', KEYS[1], id)
   out[#out + 1] = a[1] or 'offline'
@@ -348,6 +460,53 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], token, 'PX', tonumber(ARGV[1]))
 return token
+"#,
+    )
+});
+
+/// KEYS: lease, fence, rebuilt
+/// ARGV: ttl ms, service, k, kinds (comma list), online (0|1), rotation (0|1), the caller's
+///       view version ('' = none), extra agent ids
+///
+/// `LEASE_ACQUIRE` and the candidate read in one round trip: replies `{token}` like it
+/// (0 held, -1 no marker), and when granted goes on with a view section: `FRESH` when the
+/// caller's view is current, `FULL` otherwise.
+pub static LEASE_VIEW: LazyLock<Script> = LazyLock::new(|| {
+    with_view(
+        r#"
+if redis.call('EXISTS', KEYS[3]) == 0 then return {'-1'} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'0'} end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token, 'PX', tonumber(ARGV[1]))
+local out = {tostring(token)}
+local prefix = string.sub(KEYS[3], 1, #KEYS[3] - #'rebuilt')
+local version = view_version(prefix, ARGV[2])
+if ARGV[7] ~= '' and version == ARGV[7] then
+  view_emit(out, 'FRESH', version)
+else
+  local extras = {}
+  for i = 8, #ARGV do extras[#extras + 1] = ARGV[i] end
+  view_full(out, prefix, ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5] == '1', ARGV[6] == '1', extras)
+end
+return out
+"#,
+    )
+});
+
+/// KEYS: rebuilt
+/// ARGV: service, k, kinds (comma list), online (0|1), rotation (0|1), extra agent ids
+///
+/// The candidate view alone (a `FULL` view section), for a step whose extra agents the
+/// view did not hold.
+pub static VIEW_READ: LazyLock<Script> = LazyLock::new(|| {
+    with_view(
+        r#"
+local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #'rebuilt')
+local extras = {}
+for i = 6, #ARGV do extras[#extras + 1] = ARGV[i] end
+local out = {}
+view_full(out, prefix, ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4] == '1', ARGV[5] == '1', extras)
+return out
 "#,
     )
 });

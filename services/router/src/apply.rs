@@ -12,7 +12,7 @@ use atende_domain::conversation::Status;
 use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
 use atende_domain::routing::{Decision, Event, Explanation, Rule, Snapshot, Waiting};
 use atende_domain::ErrorCode;
-use atende_presence::{Check, Confirmed, Mode, Released, Reservation, Reserved};
+use atende_presence::{Check, Confirmed, Mode, Released, Reservation, Reserved, ViewSpec};
 use atende_proto::v1 as pb;
 use atende_store::{conversations, offers, routing};
 use serde_json::Value;
@@ -30,6 +30,8 @@ pub(crate) struct Ctx<'a> {
     pub event: &'a Event,
     /// Members of the service (the snapshot may hold only the best candidates of them).
     pub members: usize,
+    /// The candidate view kept for a large service: reservations answer with its update.
+    pub view: Option<&'a ViewSpec>,
 }
 
 impl Ctx<'_> {
@@ -161,6 +163,42 @@ impl Router {
 
     // ----- taking capacity ------------------------------------------------------------
 
+    /// The reservation script under our lease; for a large service it also answers with the
+    /// update of the kept candidate view (same round trip), which is folded in here.
+    async fn reserve(
+        &self,
+        ctx: &Ctx<'_>,
+        r: &Reservation,
+        check: Check,
+        kind: ChannelKind,
+    ) -> Result<Reserved, RouterError> {
+        let max = ctx.max_of(r.agent);
+        let Some(spec) = ctx.view else {
+            return Ok(self
+                .presence
+                .reserve(ctx.tenant, r, check, kind, max, ctx.now, Some(ctx.fence))
+                .await?);
+        };
+        let (version, extra) = self.view_version(ctx.tenant, spec);
+        let (reserved, reply) = self
+            .presence
+            .reserve_viewing(
+                ctx.tenant,
+                r,
+                check,
+                kind,
+                max,
+                ctx.now,
+                Some(ctx.fence),
+                spec,
+                version.as_deref(),
+                &extra,
+            )
+            .await?;
+        self.fold_view(ctx.tenant, spec, reply);
+        Ok(reserved)
+    }
+
     async fn apply_assign(
         &self,
         ctx: &Ctx<'_>,
@@ -183,10 +221,7 @@ impl Router {
             mode: Mode::Assign,
             deadline: Timestamp::EPOCH,
         };
-        let reserved = self
-            .presence
-            .reserve(ctx.tenant, &r, check, kind, ctx.max_of(agent), ctx.now, Some(ctx.fence))
-            .await?;
+        let reserved = self.reserve(ctx, &r, check, kind).await?;
         if let Some(again) = refused(&reserved) {
             return Ok(Applied::Again(again));
         }
@@ -303,18 +338,7 @@ impl Router {
             mode: Mode::Offer,
             deadline: expires_at,
         };
-        let reserved = self
-            .presence
-            .reserve(
-                ctx.tenant,
-                &r,
-                Check::Routing,
-                entry.channel,
-                ctx.max_of(agent),
-                ctx.now,
-                Some(ctx.fence),
-            )
-            .await?;
+        let reserved = self.reserve(ctx, &r, Check::Routing, entry.channel).await?;
         if let Some(again) = refused(&reserved) {
             return Ok(Applied::Again(again));
         }

@@ -2,16 +2,22 @@
 //! per second by number of agents, beside the raw Redis EVALSHA rate measured in the same
 //! run on the same connection.
 //!
-//! What one *decision* is here — the router's hot path without Postgres: read the
-//! candidates of the service from the Redis index (one script), build the snapshot, `decide`
-//! an arrival, render the explanation as the decision log stores it, and apply the
-//! decision with the reservation script (which re-checks marker, fencing token, status,
-//! channel, capacity and ownership, and re-indexes the agent). Postgres (the queue head,
-//! the commit of the assignment, the outbox) is left out: it is the same per decision
-//! whatever the number of agents, and its raw rate is the store's benchmark.
-//! A *step* adds what `Router::route` wraps around one event: taking and releasing the
-//! service's lease (two more round trips). *Full snapshot* is the same decision reading
-//! every member instead of the index — what small services do, shown for scale.
+//! What one *decision* is here — the router's hot path for a stream of arrivals to one large
+//! service while one replica holds its lease, without Postgres: build the snapshot from the
+//! candidate view kept in memory, `decide` the arrival, render the explanation as the
+//! decision log stores it, and apply the decision with the reservation script (which
+//! re-checks marker, fencing token, status, channel, capacity and ownership, re-indexes the
+//! agent and answers with the view's update). One round trip. Nothing else touches the
+//! service meanwhile, so every reply is a delta and the view is never read again — the
+//! benchmark checks it. Postgres (the queue head, the commit of the assignment, the outbox)
+//! is left out: it is the same per decision whatever the number of agents, and its raw rate
+//! is the store's benchmark.
+//!
+//! Beside it: *read each time* is the decision as it was before the view (read the index,
+//! then reserve: two round trips), measured in the same blocks; a *step* adds what
+//! `Router::route` wraps around one event — taking the lease (the same script checks the
+//! view: `FRESH`) and releasing it, three round trips in all; *full snapshot* reads every
+//! member instead of the index — what small services do, shown for scale.
 //!
 //! Everything runs sequentially (one request in flight), like the EVALSHA baseline.
 
@@ -23,7 +29,10 @@ use atende_domain::clock::{Clock, SystemClock, Timestamp};
 use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
 use atende_domain::presence::{AgentStatus, ChannelLogin};
 use atende_domain::routing::{decide, AgentSnapshot, Decision, Event, Policy, ServiceRules, Snapshot, Waiting};
-use atende_presence::{AgentRow, Check, Lease, Membership, Mode, Presence, PresenceError, Reservation, Reserved};
+use atende_presence::{
+    AgentRow, CandidateView, Check, Lease, Membership, Mode, Presence, PresenceError, Reservation, Reserved, ViewReply,
+    ViewSpec,
+};
 
 use crate::engine::TOP_PER_KIND;
 use crate::explain;
@@ -34,10 +43,12 @@ pub struct BenchRow {
     pub agents: usize,
     pub evalsha_per_sec: f64,
     pub decisions_per_sec: f64,
+    /// The decision reading the index every time (the path before the kept view).
+    pub read_each_time_per_sec: f64,
     pub steps_per_sec: f64,
     pub full_snapshot_per_sec: f64,
-    /// Mean microseconds per decision in: reading candidates, deciding (with the
-    /// explanation's JSON), the reservation script.
+    /// Mean microseconds per decision in: taking the candidates from the view, deciding
+    /// (with the explanation's JSON), the reservation script (with the view's update).
     pub split_us: [f64; 3],
 }
 
@@ -110,24 +121,45 @@ async fn setup(presence: &Presence, agents: usize, decisions: usize) -> Result<S
     })
 }
 
-/// One decision of the hot path; returns whether it reserved. `split` accumulates the
-/// time spent reading, deciding and reserving.
+/// Where a decision takes its candidates from.
+enum Source<'a> {
+    /// The view kept in memory, updated by each reservation's reply (the hot path).
+    View(&'a mut CandidateView),
+    /// A read of the index (what each decision did before the view).
+    Read,
+    /// A read of every member.
+    Full(&'a [(AgentId, u64)]),
+}
+
+fn spec(s: &Setup, rules: &ServiceRules) -> ViewSpec {
+    ViewSpec {
+        service: s.service,
+        kinds: vec![ChannelKind::Whatsapp],
+        k: TOP_PER_KIND,
+        online: true,
+        rotation: rules.policy.uses_rotation(),
+    }
+}
+
+/// One decision; returns whether it reserved. `split` accumulates the time spent taking
+/// the candidates, deciding and reserving.
 async fn one_decision(
     presence: &Presence,
     s: &Setup,
     rules: &ServiceRules,
-    full: Option<&[(AgentId, u64)]>,
+    source: Source<'_>,
     fence: u64,
     split: &mut [Duration; 3],
 ) -> Result<bool, PresenceError> {
     let now = SystemClock.now();
     let t0 = Instant::now();
-    let rows = match full {
-        Some(members) => {
+    let rows = match &source {
+        Source::View(view) => view.rows_for(&[]).expect("a complete view"),
+        Source::Full(members) => {
             let rows = presence.load_agents(s.tenant, s.service, members).await?;
             members.iter().map(|(a, _)| *a).zip(rows).collect()
         }
-        None => {
+        Source::Read => {
             presence
                 .load_candidates(
                     s.tenant,
@@ -165,17 +197,43 @@ async fn one_decision(
         mode: Mode::Assign,
         deadline: Timestamp::EPOCH,
     };
-    let reserved = presence
-        .reserve(
-            s.tenant,
-            &r,
-            Check::Routing,
-            ChannelKind::Whatsapp,
-            s.max,
-            now,
-            Some(fence),
-        )
-        .await?;
+    let reserved = match source {
+        Source::View(view) => {
+            let (reserved, reply) = presence
+                .reserve_viewing(
+                    s.tenant,
+                    &r,
+                    Check::Routing,
+                    ChannelKind::Whatsapp,
+                    s.max,
+                    now,
+                    Some(fence),
+                    &spec(s, rules),
+                    Some(&view.version),
+                    &[],
+                )
+                .await?;
+            assert!(
+                matches!(reply, ViewReply::Delta { .. }),
+                "nothing else changed the service"
+            );
+            assert!(view.fold(reply), "a delta keeps the view");
+            reserved
+        }
+        _ => {
+            presence
+                .reserve(
+                    s.tenant,
+                    &r,
+                    Check::Routing,
+                    ChannelKind::Whatsapp,
+                    s.max,
+                    now,
+                    Some(fence),
+                )
+                .await?
+        }
+    };
     split[0] += t1 - t0;
     split[1] += t2 - t1;
     split[2] += t2.elapsed();
@@ -198,7 +256,7 @@ fn rate(n: usize, elapsed: Duration) -> f64 {
 /// Measures one number of agents. Keys live under the presence's namespace prefix and are
 /// deleted afterwards.
 pub async fn bench_agents(presence: &Presence, agents: usize, size: BenchSize) -> Result<BenchRow, PresenceError> {
-    let s = setup(presence, agents, size.decisions * 2 + size.full_snapshot).await?;
+    let s = setup(presence, agents, size.decisions * 3 + size.full_snapshot).await?;
     let rules = ServiceRules::new(Policy::LeastLoaded);
 
     // Raw EVALSHA of a trivial script and routing decisions, on the same connection,
@@ -206,11 +264,14 @@ pub async fn bench_agents(presence: &Presence, agents: usize, size: BenchSize) -
     let key = presence.keys().tenant_prefix(s.tenant) + "bench:trivial";
     presence.trivial(&key).await?;
     let fence = lease(presence, &s, 600_000).await?;
+    let spec = spec(&s, &rules);
     for _ in 0..50 {
-        one_decision(presence, &s, &rules, None, fence, &mut [Duration::ZERO; 3]).await?;
+        one_decision(presence, &s, &rules, Source::Read, fence, &mut [Duration::ZERO; 3]).await?;
     }
+    // The view is read once, when the lease is taken; then every reservation updates it.
+    let mut view = presence.read_view(s.tenant, &spec, &[]).await?;
     let blocks = 20;
-    let (mut evalsha_time, mut decisions_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut evalsha_time, mut decisions_time, mut read_time) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut split = [Duration::ZERO; 3];
     let mut reserved = 0;
     for _ in 0..blocks {
@@ -221,22 +282,51 @@ pub async fn bench_agents(presence: &Presence, agents: usize, size: BenchSize) -
         evalsha_time += t.elapsed();
         let t = Instant::now();
         for _ in 0..size.decisions / blocks {
-            reserved += one_decision(presence, &s, &rules, None, fence, &mut split).await? as usize;
+            reserved += one_decision(presence, &s, &rules, Source::View(&mut view), fence, &mut split).await? as usize;
         }
         decisions_time += t.elapsed();
+        let t = Instant::now();
+        for _ in 0..size.decisions / blocks / 2 {
+            reserved +=
+                one_decision(presence, &s, &rules, Source::Read, fence, &mut [Duration::ZERO; 3]).await? as usize;
+        }
+        read_time += t.elapsed();
+        // the reads' reservations moved the version: read the view again (as the next
+        // lease would), outside the measurement
+        view = presence.read_view(s.tenant, &spec, &[]).await?;
     }
     let evalsha_per_sec = rate(size.evalsha / blocks * blocks, evalsha_time);
     let done = size.decisions / blocks * blocks;
+    let reads = size.decisions / blocks / 2 * blocks;
     let decisions_per_sec = rate(done, decisions_time);
-    assert_eq!(reserved, done, "every decision must reserve");
+    let read_each_time_per_sec = rate(reads, read_time);
+    assert_eq!(reserved, done + reads, "every decision must reserve");
     let split_us = split.map(|d| d.as_secs_f64() * 1e6 / done as f64);
     presence.release_lease(s.tenant, s.service, fence).await?;
 
-    // Steps: lease, decision, release — what `Router::route` does around one event.
+    // Steps: what `Router::route` does around one event — take the lease (the same script
+    // says the kept view is current), decide on the view, reserve, release the lease.
     let t = Instant::now();
     for _ in 0..size.decisions {
-        let fence = lease(presence, &s, 5_000).await?;
-        one_decision(presence, &s, &rules, None, fence, &mut [Duration::ZERO; 3]).await?;
+        let fence = loop {
+            let (l, reply) = presence
+                .acquire_lease_viewing(s.tenant, 5_000, &spec, Some(&view.version), &[])
+                .await?;
+            if let Lease::Granted(t) = l {
+                assert!(matches!(reply, ViewReply::Fresh(_)), "nothing else changed the service");
+                break t;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        one_decision(
+            presence,
+            &s,
+            &rules,
+            Source::View(&mut view),
+            fence,
+            &mut [Duration::ZERO; 3],
+        )
+        .await?;
         presence.release_lease(s.tenant, s.service, fence).await?;
     }
     let steps_per_sec = rate(size.decisions, t.elapsed());
@@ -246,7 +336,15 @@ pub async fn bench_agents(presence: &Presence, agents: usize, size: BenchSize) -
     let fence = lease(presence, &s, 600_000).await?;
     let t = Instant::now();
     for _ in 0..size.full_snapshot {
-        one_decision(presence, &s, &rules, Some(&members), fence, &mut [Duration::ZERO; 3]).await?;
+        one_decision(
+            presence,
+            &s,
+            &rules,
+            Source::Full(&members),
+            fence,
+            &mut [Duration::ZERO; 3],
+        )
+        .await?;
     }
     let full_snapshot_per_sec = rate(size.full_snapshot, t.elapsed());
     presence.release_lease(s.tenant, s.service, fence).await?;
@@ -256,6 +354,7 @@ pub async fn bench_agents(presence: &Presence, agents: usize, size: BenchSize) -
         agents,
         evalsha_per_sec,
         decisions_per_sec,
+        read_each_time_per_sec,
         steps_per_sec,
         full_snapshot_per_sec,
         split_us,
@@ -306,12 +405,12 @@ pub async fn bench_route(
 pub fn table(rows: &[BenchRow]) -> String {
     let base = rows.first().map(|r| r.decisions_per_sec).unwrap_or(1.0);
     let mut out = String::from(
-        "| agents | raw EVALSHA/s | decisions/s | % of EVALSHA | slower than first row | µs read / decide / reserve | steps/s (with lease) | full snapshot decisions/s |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| agents | raw EVALSHA/s | decisions/s | % of EVALSHA | slower than first row | µs view / decide / reserve | read each time: decisions/s (% of EVALSHA) | steps/s (with lease) | full snapshot decisions/s |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.0} % | {:.2}× | {:.0} / {:.0} / {:.0} | {:.0} | {:.0} |\n",
+            "| {} | {:.0} | {:.0} | {:.0} % | {:.2}× | {:.0} / {:.0} / {:.0} | {:.0} ({:.0} %) | {:.0} | {:.0} |\n",
             r.agents,
             r.evalsha_per_sec,
             r.decisions_per_sec,
@@ -320,6 +419,8 @@ pub fn table(rows: &[BenchRow]) -> String {
             r.split_us[0],
             r.split_us[1],
             r.split_us[2],
+            r.read_each_time_per_sec,
+            100.0 * r.read_each_time_per_sec / r.evalsha_per_sec,
             r.steps_per_sec,
             r.full_snapshot_per_sec,
         ));

@@ -11,6 +11,17 @@
 //! the agent's status, channel and capacity, and that nobody holds the conversation; the
 //! Postgres transaction locks the conversation row and checks its status; the unique open
 //! assignment index is the last wall.
+//!
+//! Kept candidate views: for a large service (read through the index) the replica keeps
+//! the candidate view it last saw, with its version (`atende_presence::view`: any change to
+//! any member moves it, atomically). The lease script checks that version and sends a fresh
+//! view when it moved (or after `view_max_age`), in the same round trip; each reservation
+//! script answers with the view's update (a delta, or the whole view when something else
+//! moved it — a refusal therefore carries what refused it). So a step reads nothing
+//! separately, and a decision sees exactly what a read at the lease would have shown; a
+//! change between the lease and the reservation is what it always was (seen by the
+//! reservation's re-checks; the next decision gets the fresh view). The view is about
+//! reads only: no check is skipped because of it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +35,7 @@ use atende_domain::routing::{
     decide, AgentSnapshot, Assignment, Decision, Event, PendingOffer, Policy, ServiceRules, Snapshot, Waiting,
 };
 use atende_domain::ErrorCode;
-use atende_presence::{AgentRow, Lease, Mode, Presence, Reservation};
+use atende_presence::{AgentRow, CandidateView, Lease, Mode, Presence, Reservation, ViewReply, ViewSpec};
 use atende_store::{offers, routing};
 use sqlx::PgPool;
 
@@ -54,6 +65,10 @@ pub struct Settings {
     /// Services up to this size are snapshotted whole (every member, complete
     /// explanations); larger ones through the candidate index.
     pub full_snapshot_max: usize,
+    /// A large service's candidate view is kept in memory between steps while its version
+    /// says it is current (exactly: see `atende_presence::view`); this long after its last
+    /// whole read it is read again anyway (inside the lease script: no extra round trip).
+    pub view_max_age: Duration,
 }
 
 impl Default for Settings {
@@ -68,6 +83,7 @@ impl Default for Settings {
             offer_visibility: Duration::from_secs(30),
             pending_grace: Duration::from_secs(20),
             full_snapshot_max: 64,
+            view_max_age: Duration::from_secs(1),
         }
     }
 }
@@ -96,7 +112,18 @@ pub(crate) struct Loaded {
     pub snapshot: Snapshot,
     /// Taken through the candidate index (a subset of the members).
     pub indexed: bool,
+    /// Candidates from the view kept in memory (no read in this step).
+    pub cached: bool,
     pub members: usize,
+}
+
+/// A large service's candidate view kept between steps (under the service's local lock).
+struct CachedView {
+    view: CandidateView,
+    /// When it was last read whole.
+    read_at: Instant,
+    /// Holders of pending offers at the last step: extra agents the next step likely needs.
+    holders: Vec<AgentId>,
 }
 
 type ServiceKey = (TenantId, ServiceId);
@@ -167,6 +194,8 @@ pub struct Router {
     pub(crate) settings: Settings,
     services: Mutex<HashMap<ServiceKey, (Instant, Arc<ServiceInfo>)>>,
     local: Mutex<HashMap<ServiceKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Candidate views, read and written only under the service's `local` lock.
+    views: Mutex<HashMap<ServiceKey, CachedView>>,
 }
 
 impl Router {
@@ -185,6 +214,7 @@ impl Router {
             settings,
             services: Mutex::new(HashMap::new()),
             local: Mutex::new(HashMap::new()),
+            views: Mutex::new(HashMap::new()),
         }
     }
 
@@ -201,7 +231,7 @@ impl Router {
         let mut conflicts = 0;
         // Bounded: each extra round places at least one conversation.
         for _round in 0..10_000 {
-            let fence = self.acquire_lease(tenant, service).await?;
+            let fence = self.acquire_lease(tenant, service, &event).await?;
             let step = self.route_once(tenant, service, &event, fence, &mut routed).await;
             if let Err(e) = self.presence.release_lease(tenant, service, fence).await {
                 tracing::warn!(error = &e as &dyn std::error::Error, "cannot release routing lease");
@@ -245,6 +275,14 @@ impl Router {
         let decisions = decide(snapshot, event, now);
         let t2 = Instant::now();
         let count = decisions.len();
+        let view = if loaded.indexed {
+            self.service_info(tenant, service)
+                .await
+                .ok()
+                .map(|i| self.view_spec(service, &i))
+        } else {
+            None
+        };
         let ctx = crate::apply::Ctx {
             tenant,
             service,
@@ -253,6 +291,7 @@ impl Router {
             snapshot,
             event,
             members: loaded.members,
+            view: view.as_ref(),
         };
         let subject = subject_of(event);
         let backlog = snapshot
@@ -290,6 +329,7 @@ impl Router {
             decide_us = (t2 - t1).as_micros() as u64,
             apply_us = t2.elapsed().as_micros() as u64,
             decisions = count,
+            cached_view = loaded.cached,
             agents = snapshot.agents.len(),
             waiting = snapshot.waiting.len(),
             "routing step"
@@ -303,13 +343,31 @@ impl Router {
     }
 
     /// The service's routing lease (waiting for it), after making sure capacity was
-    /// rebuilt — both checked in one Redis trip.
-    async fn acquire_lease(&self, tenant: TenantId, service: ServiceId) -> Result<u64, RouterError> {
+    /// rebuilt — both checked in one Redis trip. For a large service the same trip checks
+    /// the candidate view kept in memory and reads it again when it is not current.
+    async fn acquire_lease(&self, tenant: TenantId, service: ServiceId, event: &Event) -> Result<u64, RouterError> {
         let ttl = self.settings.lease_ttl.as_millis() as u64;
         let deadline = Instant::now() + self.settings.lease_wait;
         let mut delay = Duration::from_millis(1);
+        let info = self.service_info(tenant, service).await?;
+        let spec = (info.members.len() > self.settings.full_snapshot_max).then(|| self.view_spec(service, &info));
         loop {
-            match self.presence.acquire_lease(tenant, service, ttl).await? {
+            let lease = match &spec {
+                None => self.presence.acquire_lease(tenant, service, ttl).await?,
+                Some(spec) => {
+                    let (version, mut extra) = self.view_version(tenant, spec);
+                    extra.extend(agent_of(event));
+                    let (lease, reply) = self
+                        .presence
+                        .acquire_lease_viewing(tenant, ttl, spec, version.as_deref(), &extra)
+                        .await?;
+                    if matches!(lease, Lease::Granted(_)) {
+                        self.fold_view(tenant, spec, reply);
+                    }
+                    lease
+                }
+            };
+            match lease {
                 Lease::Granted(token) => return Ok(token),
                 Lease::NoMarker => {
                     self.ensure_rebuilt(tenant).await?;
@@ -324,6 +382,91 @@ impl Router {
             tokio::time::sleep(delay + jitter).await;
             delay = (delay * 2).min(Duration::from_millis(20));
         }
+    }
+
+    /// What the candidate view of a large service covers.
+    pub(crate) fn view_spec(&self, service: ServiceId, info: &ServiceInfo) -> ViewSpec {
+        ViewSpec {
+            service,
+            kinds: if info.rules.accepted_channels.is_empty() {
+                ChannelKind::ALL.to_vec()
+            } else {
+                info.rules.accepted_channels.clone()
+            },
+            k: TOP_PER_KIND,
+            online: true,
+            rotation: info.rules.policy.uses_rotation(),
+        }
+    }
+
+    /// The version of the kept view of the service when it may still be used (same spec, read
+    /// whole within `view_max_age`), and the offer holders it last needed.
+    pub(crate) fn view_version(&self, tenant: TenantId, spec: &ViewSpec) -> (Option<String>, Vec<AgentId>) {
+        let views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        match views.get(&(tenant, spec.service)) {
+            Some(c) if c.view.spec == *spec && c.read_at.elapsed() < self.settings.view_max_age => {
+                (Some(c.view.version.clone()), c.holders.clone())
+            }
+            Some(c) => (None, c.holders.clone()),
+            None => (None, Vec::new()),
+        }
+    }
+
+    /// Folds what a script answered about the service's view into the kept one; a reply
+    /// that cannot be folded drops it (the next step reads).
+    pub(crate) fn fold_view(&self, tenant: TenantId, spec: &ViewSpec, reply: ViewReply) {
+        let key = (tenant, spec.service);
+        let mut views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = views.remove(&key);
+        let holders = kept.as_ref().map(|c| c.holders.clone()).unwrap_or_default();
+        let next = match reply {
+            ViewReply::Full(view) => Some(CachedView {
+                view,
+                read_at: Instant::now(),
+                holders,
+            }),
+            reply => kept.filter(|c| c.view.spec == *spec).and_then(|c| {
+                Some(CachedView {
+                    view: c.view.update(reply)?,
+                    ..c
+                })
+            }),
+        };
+        if let Some(next) = next {
+            views.insert(key, next);
+        }
+    }
+
+    /// The candidate rows of a large service with `extra` agents: from the kept view when it
+    /// is current and holds them all (the lease just checked it), else read whole.
+    async fn view_rows(
+        &self,
+        tenant: TenantId,
+        spec: &ViewSpec,
+        holders: Vec<AgentId>,
+        extra: &[AgentId],
+    ) -> Result<(Vec<(AgentId, AgentRow)>, bool), RouterError> {
+        let key = (tenant, spec.service);
+        {
+            let mut views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = views.get_mut(&key).filter(|c| c.view.spec == *spec) {
+                c.holders = holders.clone();
+                if let Some(rows) = c.view.rows_for(extra) {
+                    return Ok((rows, true));
+                }
+            }
+        }
+        let view = self.presence.read_view(tenant, spec, extra).await?;
+        let rows = view.rows_for(extra).unwrap_or_default();
+        self.views.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            key,
+            CachedView {
+                view,
+                read_at: Instant::now(),
+                holders,
+            },
+        );
+        Ok((rows, false))
     }
 
     /// Rules and members of a service, cached for `rules_ttl`.
@@ -410,26 +553,15 @@ impl Router {
         let info = self.service_info(tenant, service).await?;
         let indexed = info.members.len() > self.settings.full_snapshot_max;
         let offers = offers::offers_of_service(&self.pool, tenant.0, service.0).await?;
+        let mut cached = false;
         let live: Vec<(&Member, AgentRow)> = if indexed {
-            let mut extra: Vec<AgentId> = offers.iter().map(|o| AgentId(o.agent_id)).collect();
+            let holders: Vec<AgentId> = offers.iter().map(|o| AgentId(o.agent_id)).collect();
+            let mut extra = holders.clone();
             extra.extend(agent_of(event));
-            let kinds: Vec<ChannelKind> = if info.rules.accepted_channels.is_empty() {
-                ChannelKind::ALL.to_vec()
-            } else {
-                info.rules.accepted_channels.clone()
-            };
-            self.presence
-                .load_candidates(
-                    tenant,
-                    service,
-                    &kinds,
-                    TOP_PER_KIND,
-                    true,
-                    info.rules.policy.uses_rotation(),
-                    &extra,
-                )
-                .await?
-                .into_iter()
+            let spec = self.view_spec(service, &info);
+            let (rows, from_view) = self.view_rows(tenant, &spec, holders, &extra).await?;
+            cached = from_view;
+            rows.into_iter()
                 .filter_map(|(id, row)| Some((&info.members[*info.by_agent.get(&id)?], row)))
                 .collect()
         } else {
@@ -506,6 +638,7 @@ impl Router {
         Ok(Loaded {
             snapshot: snap,
             indexed,
+            cached,
             members: info.members.len(),
         })
     }

@@ -29,7 +29,10 @@
 //! channel kind in the policy's order, plus the agents the event names and the holders of
 //! pending offers; explanations then list those candidates with counts of the rest. The
 //! queue is read only as far as free capacity reaches. A decision therefore costs the same
-//! at 100 and 10,000 agents and with 10 or 10,000 waiting (see BENCHMARKS.md).
+//! at 100 and 10,000 agents and with 10 or 10,000 waiting (see BENCHMARKS.md). The replica
+//! routing a large service keeps that view in memory, versioned so that it knows exactly
+//! when it is stale: the lease script and each reservation script bring it up to date in
+//! their own round trip, so a decision costs one script, not a read and a script.
 //!
 //! # Known limits
 //! - A crash between a Postgres commit that gives capacity back and the Redis release
@@ -39,6 +42,11 @@
 //! - Membership or policy changes reach the candidate index with the agent's next
 //!   `SetPresence`; rules and members are cached for two seconds.
 //! - A rebuild assumes the tenant's keys were lost together (they share one slot).
+//! - A kept view's version moves with changes to the service's members as Redis knows them
+//!   (the agent hash lists his services); a row of an agent no longer listed as a member
+//!   (a pending offer's holder removed from the service) may be stale in the view until it
+//!   is read again, at most `view_max_age` (1 s) later. Only quality is at stake: the
+//!   reservation re-checks him.
 //!
 //! # Many replicas
 //! Every replica consumes the route stream (durable `router`, one delivery per message),
