@@ -121,9 +121,7 @@ pub async fn health_only_role(
     shutdown: CancellationToken,
 ) -> Result<Started> {
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
-    let (grpc_addr, _health, grpc) =
-        grpc::serve(addr, tonic::service::Routes::default(), vec![], grace(cfg), shutdown).await?;
-    tasks.spawn(grpc);
+    let grpc_addr = spawn_health_grpc(&mut tasks, addr, cfg, shutdown).await?;
     tracing::info!(role, %grpc_addr, "role started");
     Ok(Started {
         role,
@@ -131,4 +129,18 @@ pub async fn health_only_role(
         http_addr: None,
         tasks,
     })
+}
+
+/// Starts a gRPC server with only health and reflection (for roles whose API is HTTP or
+/// not written yet) as a task of the role; returns the bound address.
+pub async fn spawn_health_grpc(
+    tasks: &mut JoinSet<Result<()>>,
+    addr: std::net::SocketAddr,
+    cfg: &Config,
+    shutdown: CancellationToken,
+) -> Result<std::net::SocketAddr> {
+    let (grpc_addr, _health, grpc) =
+        grpc::serve(addr, tonic::service::Routes::default(), vec![], grace(cfg), shutdown).await?;
+    tasks.spawn(grpc);
+    Ok(grpc_addr)
 }

@@ -25,15 +25,8 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
     let bus = atende_runtime::bus(cfg).await?;
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
 
-    let (grpc_addr, _health, grpc) = atende_runtime::grpc::serve(
-        cfg.channel_adapter.grpc_addr,
-        tonic::service::Routes::default(),
-        vec![],
-        atende_runtime::grace(cfg),
-        shutdown.clone(),
-    )
-    .await?;
-    tasks.spawn(grpc);
+    let grpc_addr =
+        atende_runtime::spawn_health_grpc(&mut tasks, cfg.channel_adapter.grpc_addr, cfg, shutdown.clone()).await?;
 
     let state = http::AppState::new(pool.clone(), bus.subjects.clone(), cfg.channel_adapter.body_limit_bytes);
     let (http_addr, http_server) = atende_runtime::http_api::serve(

@@ -24,15 +24,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
     let bus = atende_runtime::bus(cfg).await?;
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
 
-    let (grpc_addr, _health, grpc) = atende_runtime::grpc::serve(
-        cfg.gateway.grpc_addr,
-        tonic::service::Routes::default(),
-        vec![],
-        atende_runtime::grace(cfg),
-        shutdown.clone(),
-    )
-    .await?;
-    tasks.spawn(grpc);
+    let grpc_addr = atende_runtime::spawn_health_grpc(&mut tasks, cfg.gateway.grpc_addr, cfg, shutdown.clone()).await?;
 
     let hub = hub::Hub::default();
     let subscriber = bus
