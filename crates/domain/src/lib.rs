@@ -10,7 +10,8 @@
 //! - [`phone`] Brazilian phone validation and WhatsApp id equivalence;
 //! - [`presence`] agent presence derived from channel logins;
 //! - [`business_hours`] service opening hours with time zone and holidays;
-//! - [`routing`] the five distribution policies: `decide(snapshot, event, now)`.
+//! - [`routing`] the five distribution policies: `decide(snapshot, event, now)`;
+//! - [`window`] providers' customer-service windows and the expiry bands.
 //!
 //! Services load state, call these functions, and apply what they return.
 
@@ -24,6 +25,7 @@ pub mod message;
 pub mod phone;
 pub mod presence;
 pub mod routing;
+pub mod window;
 
 pub use clock::Timestamp;
 pub use error::ErrorCode;

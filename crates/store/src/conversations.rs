@@ -154,11 +154,13 @@ pub struct Conversation {
     pub opened_at: OffsetDateTime,
     pub queued_at: Option<OffsetDateTime>,
     pub contact_name: Option<String>,
+    /// When the customer last wrote: opens the provider's free-form window.
+    pub last_inbound_at: Option<OffsetDateTime>,
 }
 
 const CONV_SELECT: &str =
     "SELECT c.id, c.tenant_id, c.contact_id, c.channel_id, ch.kind AS channel_kind, c.service_id, c.status,
-    c.agent_id, c.protocol, c.opened_at, c.queued_at, ct.name AS contact_name
+    c.agent_id, c.protocol, c.opened_at, c.queued_at, ct.name AS contact_name, c.last_inbound_at
     FROM conversations c JOIN channels ch ON ch.id = c.channel_id JOIN contacts ct ON ct.id = c.contact_id";
 
 /// Open conversations of a contact, locked so concurrent messages of one customer serialise.

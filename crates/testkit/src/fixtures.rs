@@ -197,8 +197,9 @@ pub async fn conversation(
 ) -> Uuid {
     let id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO conversations (id, tenant_id, contact_id, channel_id, service_id, status, agent_id, protocol)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO conversations (id, tenant_id, contact_id, channel_id, service_id, status, agent_id, protocol,
+           last_inbound_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())",
     )
     .bind(id)
     .bind(tenant)

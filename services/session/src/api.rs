@@ -84,6 +84,12 @@ impl SessionService for SessionApi {
         }
         let kind =
             ChannelKind::parse(&c.channel_kind).ok_or_else(|| status(ErrorCode::Internal, "channel kind", None))?;
+        // Outside the provider's window only a template may go out (Meta would refuse it).
+        let now = atende_domain::Timestamp(atende_store::to_millis(time::OffsetDateTime::now_utc()));
+        let last_inbound = c
+            .last_inbound_at
+            .map(|t| atende_domain::Timestamp(atende_store::to_millis(t)));
+        atende_domain::window::check_free_form(kind, last_inbound, now).map_err(atende_runtime::errors::to_status)?;
         let to = conv::whatsapp_address(&mut *tx, tenant, c.contact_id)
             .await
             .map_err(store_status)?

@@ -193,6 +193,38 @@ async fn an_empty_reply_is_refused_as_invalid() {
 }
 
 #[tokio::test]
+async fn a_free_text_reply_after_the_24_hour_whatsapp_window_is_refused_and_nothing_is_sent() {
+    // Arrange: the customer last wrote 25 hours ago.
+    let h = Harness::start().await;
+    let mut client = h.client.clone();
+    sqlx::query("UPDATE conversations SET last_inbound_at = now() - interval '25 hours' WHERE id = $1")
+        .bind(h.conversation_id)
+        .execute(&h.sandbox.pool)
+        .await
+        .unwrap();
+
+    // Act
+    let result = client
+        .send_message(h.send(h.owner, "Olá, ainda precisa de ajuda?", "late"))
+        .await;
+
+    // Assert: a template is needed; nothing stored, nothing queued for Meta.
+    let status = result.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        atende_runtime::status_code_of(&status),
+        Some(ErrorCode::OutsideCustomerWindow)
+    );
+    assert_eq!(h.count("SELECT count(*) FROM messages").await, 0);
+    assert_eq!(
+        h.count("SELECT count(*) FROM outbox WHERE subject LIKE '%.atende.outbound.%'")
+            .await,
+        0
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn history_pages_through_every_message_once_in_order() {
     // Arrange
     let h = Harness::start().await;

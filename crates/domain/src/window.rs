@@ -1,0 +1,119 @@
+//! Provider messaging windows: when an agent may send free-form messages, and the expiry
+//! band the agent's screen shows.
+//!
+//! WhatsApp: every customer message opens or refreshes a 24 h window; outside it only an
+//! approved template may be sent (Meta answers 131047 otherwise). Messenger and Instagram:
+//! 24 h standard, and a human agent may answer for 7 days with the HUMAN_AGENT tag, which
+//! is what our agents' replies are. Web chat has no window.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::ChannelKind;
+use crate::clock::Timestamp;
+use crate::error::{DomainError, ErrorCode};
+
+pub const WHATSAPP_WINDOW: Duration = Duration::from_secs(24 * 3600);
+pub const HUMAN_AGENT_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long after the customer's last message an agent may send free-form text on `kind`;
+/// `None` when the channel has no window.
+pub fn free_form_window(kind: ChannelKind) -> Option<Duration> {
+    match kind {
+        ChannelKind::Whatsapp => Some(WHATSAPP_WINDOW),
+        ChannelKind::Messenger | ChannelKind::Instagram => Some(HUMAN_AGENT_WINDOW),
+        ChannelKind::Webchat => None,
+    }
+}
+
+/// Whether an agent may send a free-form (non-template) message now. A conversation the
+/// customer never wrote in has no open window.
+pub fn check_free_form(kind: ChannelKind, last_inbound: Option<Timestamp>, now: Timestamp) -> Result<(), DomainError> {
+    let Some(window) = free_form_window(kind) else {
+        return Ok(());
+    };
+    match last_inbound {
+        Some(at) if now.since(at) < window => Ok(()),
+        Some(at) => Err(DomainError::new(
+            ErrorCode::OutsideCustomerWindow,
+            format!("last customer message {} s ago", now.since(at).as_secs()),
+        )),
+        None => Err(DomainError::new(
+            ErrorCode::OutsideCustomerWindow,
+            "the customer has not written yet",
+        )),
+    }
+}
+
+/// The expiry status shown beside a conversation (seed 004): time left > 16 h green,
+/// > 8 h yellow, > 2 h red, otherwise black.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiryBand {
+    Green,
+    Yellow,
+    Red,
+    Black,
+}
+
+pub fn expiry_band(left: Duration) -> ExpiryBand {
+    const H: u64 = 3600;
+    match left.as_secs() {
+        s if s > 16 * H => ExpiryBand::Green,
+        s if s > 8 * H => ExpiryBand::Yellow,
+        s if s > 2 * H => ExpiryBand::Red,
+        _ => ExpiryBand::Black,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HOUR: i64 = 3_600_000;
+
+    #[test]
+    fn a_whatsapp_reply_within_24_hours_of_the_customer_is_allowed() {
+        let now = Timestamp(100 * HOUR);
+        assert!(check_free_form(ChannelKind::Whatsapp, Some(Timestamp(now.0 - 23 * HOUR)), now).is_ok());
+    }
+
+    #[test]
+    fn a_whatsapp_reply_after_24_hours_needs_a_template() {
+        let now = Timestamp(100 * HOUR);
+        let err = check_free_form(ChannelKind::Whatsapp, Some(Timestamp(now.0 - 24 * HOUR)), now).unwrap_err();
+        assert_eq!(err.code, ErrorCode::OutsideCustomerWindow);
+        assert!(check_free_form(ChannelKind::Whatsapp, None, now).is_err());
+    }
+
+    #[test]
+    fn messenger_agents_have_seven_days_and_web_chat_has_no_window() {
+        let now = Timestamp(1000 * HOUR);
+        assert!(check_free_form(ChannelKind::Messenger, Some(Timestamp(now.0 - 6 * 24 * HOUR)), now).is_ok());
+        assert!(check_free_form(ChannelKind::Instagram, Some(Timestamp(now.0 - 8 * 24 * HOUR)), now).is_err());
+        assert!(check_free_form(ChannelKind::Webchat, None, now).is_ok());
+    }
+
+    #[test]
+    fn bands_follow_the_seed_thresholds() {
+        let h = |x: u64| Duration::from_secs(x * 3600);
+        assert_eq!(expiry_band(h(20)), ExpiryBand::Green);
+        assert_eq!(expiry_band(h(16)), ExpiryBand::Yellow);
+        assert_eq!(expiry_band(h(9)), ExpiryBand::Yellow);
+        assert_eq!(expiry_band(h(8)), ExpiryBand::Red);
+        assert_eq!(expiry_band(h(3)), ExpiryBand::Red);
+        assert_eq!(expiry_band(h(2)), ExpiryBand::Black);
+        assert_eq!(expiry_band(Duration::ZERO), ExpiryBand::Black);
+    }
+
+    proptest! {
+        #[test]
+        fn less_time_left_never_shows_a_better_band(a in 0u64..200_000, b in 0u64..200_000) {
+            let (lo, hi) = (a.min(b), a.max(b));
+            let rank = |x: ExpiryBand| x as u8; // Green=0 … Black=3
+            prop_assert!(rank(expiry_band(Duration::from_secs(lo))) >= rank(expiry_band(Duration::from_secs(hi))));
+        }
+    }
+}
