@@ -454,20 +454,6 @@ pub async fn update_message_delivery(
     Ok(())
 }
 
-/// Records a webhook item; false when it was already received (any time before).
-pub async fn record_receipt(tx: &mut PgConnection, tenant: Uuid, channel: Uuid, provider_key: &str) -> Result<bool> {
-    let n = sqlx::query(
-        "INSERT INTO webhook_receipts (channel_id, provider_key, tenant_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-    )
-    .bind(channel)
-    .bind(provider_key)
-    .bind(tenant)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
-}
-
 #[derive(Clone, Debug, FromRow)]
 pub struct Delivery {
     pub state: String,
@@ -523,4 +509,39 @@ pub async fn whatsapp_address(db: impl PgExecutor<'_>, tenant: Uuid, contact: Uu
     .bind(contact)
     .fetch_optional(db)
     .await?)
+}
+
+/// Records a webhook item and, only if it is new, queues its event — in ONE statement, so a
+/// webhook with a single item needs no explicit transaction (one round trip). Returns false
+/// when the item was received before (any time before: the receipt is the durable key).
+#[allow(clippy::too_many_arguments)]
+pub async fn receive_item(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    channel: Uuid,
+    provider_key: &str,
+    subject: &str,
+    msg_id: &str,
+    payload: &[u8],
+    headers: &[(String, String)],
+) -> Result<bool> {
+    let n = sqlx::query(
+        "WITH receipt AS (
+             INSERT INTO webhook_receipts (channel_id, provider_key, tenant_id) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING RETURNING 1)
+         INSERT INTO outbox (tenant_id, subject, msg_id, payload, headers)
+         SELECT $3, $4, $5, $6, $7 FROM receipt
+         ON CONFLICT (msg_id) DO NOTHING",
+    )
+    .bind(channel)
+    .bind(provider_key)
+    .bind(tenant)
+    .bind(subject)
+    .bind(msg_id)
+    .bind(payload)
+    .bind(sqlx::types::Json(headers))
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
 }

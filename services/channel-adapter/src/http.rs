@@ -22,6 +22,46 @@ pub struct AppState {
     pool: PgPool,
     subjects: atende_bus::Subjects,
     body_limit: usize,
+    channels: ChannelCache,
+}
+
+/// Channels by id for a few seconds: every webhook needs its channel's secret, and a
+/// lookup per request was a quarter of ingest's database round trips. A rotated secret or
+/// a new channel takes effect within the TTL; unknown ids are not cached.
+#[derive(Clone)]
+struct ChannelCache {
+    ttl: std::time::Duration,
+    entries: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<Uuid, (std::time::Instant, atende_store::admin::Channel)>>,
+    >,
+}
+
+impl ChannelCache {
+    fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl,
+            entries: Default::default(),
+        }
+    }
+
+    fn get(&self, id: Uuid) -> Option<atende_store::admin::Channel> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(&id)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, c)| c.clone())
+    }
+
+    fn put(&self, channel: &atende_store::admin::Channel) {
+        if let Ok(mut entries) = self.entries.lock() {
+            // Bounded: expired entries go whenever the map grows large.
+            if entries.len() > 10_000 {
+                let ttl = self.ttl;
+                entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            }
+            entries.insert(channel.id, (std::time::Instant::now(), channel.clone()));
+        }
+    }
 }
 
 impl AppState {
@@ -30,6 +70,7 @@ impl AppState {
             pool,
             subjects,
             body_limit,
+            channels: ChannelCache::new(std::time::Duration::from_secs(5)),
         }
     }
 }
@@ -57,8 +98,14 @@ async fn load_channel(state: &AppState, raw_id: &str) -> std::result::Result<ate
     let Ok(id) = Uuid::parse_str(raw_id) else {
         return Err(error(ErrorCode::UnknownChannel, "channel id is not a UUID").into_response());
     };
+    if let Some(c) = state.channels.get(id) {
+        return Ok(c);
+    }
     match atende_store::admin::get_channel(&state.pool, id).await {
-        Ok(Some(c)) if c.kind == "whatsapp" => Ok(c),
+        Ok(Some(c)) if c.kind == "whatsapp" => {
+            state.channels.put(&c);
+            Ok(c)
+        }
         Ok(_) => Err(error(ErrorCode::UnknownChannel, "").into_response()),
         Err(e) => {
             tracing::warn!(error = &e as &dyn std::error::Error, "channel lookup failed");

@@ -1,8 +1,9 @@
 //! Durable intake of a verified webhook.
 //!
-//! In ONE transaction, per item: a receipt keyed by the provider's id (`webhook_receipts`,
-//! kept beyond Meta's 7-day redelivery horizon) and, when the receipt is new, an outbox row
-//! carrying the normalised `InboundEvent`. After the commit the webhook may be answered 200:
+//! Atomically, per item: a receipt keyed by the provider's id (`webhook_receipts`, kept
+//! beyond Meta's 7-day redelivery horizon) and, when the receipt is new, an outbox row
+//! carrying the normalised `InboundEvent` — one statement per item, one transaction per
+//! webhook when it carries several. After the commit the webhook may be answered 200:
 //! the relay publishes the rows to JetStream even if this process dies right after. A
 //! redelivered webhook finds its receipts and writes nothing.
 
@@ -30,87 +31,104 @@ pub async fn store_whatsapp(
     items: Vec<WaItem>,
 ) -> Result<IngestOutcome, atende_store::StoreError> {
     let mut out = IngestOutcome::default();
-    let mut tx = pool.begin().await?;
-    let now_ms = atende_store::to_millis(time::OffsetDateTime::now_utc());
-    let trace = atende_telemetry::propagation::current_as_pairs();
-    for item in items {
-        let (account, key, event) = match item {
-            WaItem::Message(m) => {
-                let key = format!("m:{}", m.provider_message_id);
-                (
-                    m.phone_number_id.clone(),
-                    key,
-                    inbound_event::Item::Message(message_event(m)),
-                )
-            }
-            WaItem::Status(s) => {
-                let key = format!("s:{}:{}", s.provider_message_id, s.status.as_str());
-                (
-                    s.phone_number_id.clone(),
-                    key,
-                    inbound_event::Item::Status(status_event(s)),
-                )
-            }
+    let storable: Vec<(String, String, inbound_event::Item)> = items
+        .into_iter()
+        .filter_map(|item| match item {
+            WaItem::Message(m) => Some((
+                m.phone_number_id.clone(),
+                format!("m:{}", m.provider_message_id),
+                inbound_event::Item::Message(message_event(m)),
+            )),
+            WaItem::Status(s) => Some((
+                s.phone_number_id.clone(),
+                format!("s:{}:{}", s.provider_message_id, s.status.as_str()),
+                inbound_event::Item::Status(status_event(s)),
+            )),
             WaItem::ChannelError { phone_number_id, error } => {
                 tracing::warn!(phone_number_id, code = ?error.code, message = ?error.message, "provider reported a channel error");
                 out.skipped += 1;
-                continue;
+                None
             }
             WaItem::Skipped(s) => {
                 tracing::info!(phone_number_id = s.phone_number_id, reason = ?s.reason, "webhook item skipped");
                 out.skipped += 1;
-                continue;
+                None
             }
             WaItem::Ignored { field } => {
                 tracing::debug!(field, "webhook field ignored");
                 out.skipped += 1;
-                continue;
+                None
             }
-        };
-        // Meta sends every number of a business account to the app's one callback: route
-        // each item to the channel of its phone_number_id, within the same tenant.
-        let channel = if account.is_empty() || account == url_channel.provider_account_id {
-            url_channel.clone()
-        } else {
-            match atende_store::admin::channel_by_account(&mut *tx, "whatsapp", &account).await? {
-                Some(c) if c.tenant_id == url_channel.tenant_id => c,
-                _ => {
-                    tracing::warn!(
-                        phone_number_id = account,
-                        "webhook item for an unknown phone number, skipped"
-                    );
-                    out.skipped += 1;
-                    continue;
-                }
-            }
-        };
-        if !atende_store::conversations::record_receipt(&mut tx, channel.tenant_id, channel.id, &key).await? {
-            out.duplicates += 1;
-            continue;
+        })
+        .collect();
+    // One item (the usual webhook) is one atomic statement; several share one transaction,
+    // so a batch is stored whole or not at all.
+    if storable.len() > 1 {
+        let mut tx = pool.begin().await?;
+        for (account, key, event) in storable {
+            store_item(&mut tx, subjects, url_channel, &account, &key, event, &mut out).await?;
         }
-        let event_id = Uuid::now_v7();
-        let event = InboundEvent {
-            event_id: event_id.to_string(),
-            tenant_id: channel.tenant_id.to_string(),
-            channel_id: channel.id.to_string(),
-            channel_kind: atende_proto::v1::ChannelKind::Whatsapp as i32,
-            received_at_ms: now_ms,
-            item: Some(event),
-        };
-        let subject = subjects.inbound(channel.tenant_id, ChannelKind::Whatsapp);
-        atende_store::outbox::enqueue(
-            &mut tx,
-            channel.tenant_id,
-            &subject,
-            &format!("in:{}:{key}", channel.id),
-            &event.encode_to_vec(),
-            &trace,
-        )
-        .await?;
-        out.new += 1;
+        tx.commit().await?;
+    } else {
+        let mut conn = pool.acquire().await?;
+        for (account, key, event) in storable {
+            store_item(&mut conn, subjects, url_channel, &account, &key, event, &mut out).await?;
+        }
     }
-    tx.commit().await?;
     Ok(out)
+}
+
+async fn store_item(
+    conn: &mut sqlx::PgConnection,
+    subjects: &Subjects,
+    url_channel: &Channel,
+    account: &str,
+    key: &str,
+    event: inbound_event::Item,
+    out: &mut IngestOutcome,
+) -> Result<(), atende_store::StoreError> {
+    // Meta sends every number of a business account to the app's one callback: route each
+    // item to the channel of its phone_number_id, within the same tenant.
+    let channel = if account.is_empty() || account == url_channel.provider_account_id {
+        url_channel.clone()
+    } else {
+        match atende_store::admin::channel_by_account(&mut *conn, "whatsapp", account).await? {
+            Some(c) if c.tenant_id == url_channel.tenant_id => c,
+            _ => {
+                tracing::warn!(
+                    phone_number_id = account,
+                    "webhook item for an unknown phone number, skipped"
+                );
+                out.skipped += 1;
+                return Ok(());
+            }
+        }
+    };
+    let event = InboundEvent {
+        event_id: Uuid::now_v7().to_string(),
+        tenant_id: channel.tenant_id.to_string(),
+        channel_id: channel.id.to_string(),
+        channel_kind: atende_proto::v1::ChannelKind::Whatsapp as i32,
+        received_at_ms: atende_store::to_millis(time::OffsetDateTime::now_utc()),
+        item: Some(event),
+    };
+    let new = atende_store::conversations::receive_item(
+        &mut *conn,
+        channel.tenant_id,
+        channel.id,
+        key,
+        &subjects.inbound(channel.tenant_id, ChannelKind::Whatsapp),
+        &format!("in:{}:{key}", channel.id),
+        &event.encode_to_vec(),
+        &atende_telemetry::propagation::current_as_pairs(),
+    )
+    .await?;
+    if new {
+        out.new += 1;
+    } else {
+        out.duplicates += 1;
+    }
+    Ok(())
 }
 
 fn message_event(m: WaMessage) -> InboundMessage {
