@@ -68,7 +68,8 @@ where
         .get_or_create_consumer(
             spec.durable,
             pull::Config {
-                durable_name: Some(bus.subjects.durable(spec.durable)),
+                // Unique per stream; the namespace prefix is already in the stream name.
+                durable_name: Some(spec.durable.to_string()),
                 filter_subject: spec.filter.clone().unwrap_or_default(),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: spec.ack_wait,

@@ -59,11 +59,6 @@ impl Subjects {
             format!("{}_{base}", self.prefix.to_ascii_uppercase().replace('-', "_"))
         }
     }
-
-    /// Consumer names must be unique per stream; the prefix is already in the stream name.
-    pub fn durable(&self, name: &str) -> String {
-        name.to_string()
-    }
 }
 
 #[cfg(test)]

@@ -36,15 +36,6 @@ pub fn status_code_of(s: &tonic::Status) -> Option<ErrorCode> {
     detail_of(s).and_then(|d| ErrorCode::parse(&d.code))
 }
 
-impl From<&atende_domain::error::DomainError> for ErrorDetailStatus {
-    fn from(e: &atende_domain::error::DomainError) -> Self {
-        ErrorDetailStatus(status(e.code, &e.detail, None))
-    }
-}
-
-/// Newtype so services can `?` a `DomainError` into a `Status` with `.map_err(to_status)`.
-pub struct ErrorDetailStatus(pub tonic::Status);
-
 pub fn to_status(e: atende_domain::error::DomainError) -> tonic::Status {
     status(e.code, &e.detail, None)
 }

@@ -86,12 +86,6 @@ pub fn grace(cfg: &Config) -> Duration {
     Duration::from_millis(cfg.shutdown.grace_ms)
 }
 
-/// Runs `fut` until `shutdown`, then lets it finish draining for at most the configured
-/// drain timeout.
-pub async fn drain_deadline(cfg: &Config) {
-    tokio::time::sleep(Duration::from_millis(cfg.shutdown.drain_timeout_ms)).await
-}
-
 /// The outbox relay as a role task (every role that writes the outbox runs one; a
 /// Postgres advisory lock keeps one active at a time).
 pub fn spawn_relay(tasks: &mut JoinSet<Result<()>>, bus: atende_bus::Bus, pool: PgPool, shutdown: CancellationToken) {

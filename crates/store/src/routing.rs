@@ -68,30 +68,6 @@ pub async fn open_assignments(db: impl PgExecutor<'_>, tenant: Uuid) -> Result<V
     .await?)
 }
 
-#[derive(Clone, Debug, FromRow)]
-pub struct WaitingConversation {
-    pub id: Uuid,
-    pub channel_kind: String,
-    pub queued_at: OffsetDateTime,
-}
-
-/// Conversations of a service still waiting for an agent (rebuild of the Redis queue).
-pub async fn waiting_conversations(
-    db: impl PgExecutor<'_>,
-    tenant: Uuid,
-    service: Uuid,
-) -> Result<Vec<WaitingConversation>> {
-    Ok(sqlx::query_as::<_, WaitingConversation>(
-        "SELECT c.id, ch.kind AS channel_kind, COALESCE(c.queued_at, c.opened_at) AS queued_at
-         FROM conversations c JOIN channels ch ON ch.id = c.channel_id
-         WHERE c.tenant_id = $1 AND c.service_id = $2 AND c.status = 'queued' ORDER BY c.queued_at",
-    )
-    .bind(tenant)
-    .bind(service)
-    .fetch_all(db)
-    .await?)
-}
-
 pub struct Decision<'a> {
     pub tenant_id: Uuid,
     pub conversation_id: Option<Uuid>,
