@@ -88,7 +88,7 @@ run: infra build
 	$(ENV) deploy/local/run.sh
 
 migrate: infra build
-	$(ENV) "$(ATENDE_BIN)" migrate
+	$(ENV) ATENDE__SECURITY__MODE=$${ATENDE__SECURITY__MODE:-development} "$(ATENDE_BIN)" migrate
 
 bench: infra
 	$(ENV) $(CARGO) bench --workspace $(ARGS)

@@ -36,6 +36,11 @@ echo "run: postgres $ATENDE__POSTGRES__URL"
 echo "run: redis    $ATENDE__REDIS__URL"
 echo "run: nats     $ATENDE__NATS__URL"
 
+# A laptop demo: the development mode fills every secret with its publicly known development
+# value (see README "Security"). Never expose these ports with it.
+export ATENDE__SECURITY__MODE="${ATENDE__SECURITY__MODE:-development}"
+echo "run: security mode $ATENDE__SECURITY__MODE"
+
 echo "run: atende migrate"
 "$ATENDE_BIN" migrate
 

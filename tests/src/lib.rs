@@ -85,10 +85,8 @@ impl Platform {
         }
     }
 
-    pub async fn admin(&self) -> AdminServiceClient<tonic::transport::Channel> {
-        AdminServiceClient::connect(self.session_grpc.clone())
-            .await
-            .expect("admin client")
+    pub async fn admin(&self) -> AdminServiceClient<atende_runtime::AuthedChannel> {
+        AdminServiceClient::new(self.sandbox.grpc(&self.session_grpc))
     }
 
     /// A tenant with one least_loaded service, one WhatsApp channel and one agent.

@@ -268,6 +268,55 @@ async fn login_takes_as_long_for_an_unknown_account_as_for_a_wrong_password() {
     p.stop().await;
 }
 
+#[tokio::test]
+async fn an_account_over_its_login_rate_gets_429_with_retry_after_even_with_the_right_password() {
+    // Arrange
+    let p = Platform::start_configured(|cfg| cfg.limits.login_per_account_per_min = 3).await;
+    let t = p.seed().await;
+    let other = p.add_agent(&t, "Bruno", "bruno@acme.test", "bruno password").await;
+    let attempt = |password: &str| json!({ "tenant": t.slug, "email": t.agent_email, "password": password });
+
+    // Act: a guesser spends the account's attempts; then the owner tries.
+    let mut guesses = Vec::new();
+    for _ in 0..3 {
+        guesses.push(
+            call(
+                &p,
+                Method::POST,
+                "/api/v1/auth/login",
+                Auth::None,
+                Some(attempt("guess")),
+            )
+            .await
+            .0,
+        );
+    }
+    let resp = p
+        .http
+        .post(format!("{}/api/v1/auth/login", p.gateway))
+        .json(&attempt(&t.agent_password))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: limited per account (case of the e-mail does not matter), others unaffected.
+    assert_eq!(guesses, vec![401, 401, 401]);
+    assert_eq!(resp.status(), 429);
+    let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    let shouting = json!({ "tenant": t.slug, "email": t.agent_email.to_uppercase(), "password": t.agent_password });
+    assert_eq!(
+        call(&p, Method::POST, "/api/v1/auth/login", Auth::None, Some(shouting))
+            .await
+            .0,
+        429
+    );
+    p.login(&other).await;
+    p.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_protected_route_refuses_a_missing_garbage_foreign_or_expired_token() {
     let p = platform_with_known_secret().await;

@@ -54,8 +54,11 @@ async fn a_customer_message_reaches_an_agent_and_the_reply_reaches_whatsapp() {
         .unwrap();
     assert_eq!(reply.status(), 201, "{:?}", reply.text().await);
 
-    // Assert: Meta's send endpoint received exactly one well-formed message.
-    let sends = p.fake.wait_for_sends(1, DEADLINE).await;
+    // Assert: Meta's send endpoint received exactly one well-formed message — still one once
+    // nothing is in flight anywhere (no outbox row, no pending or unacknowledged delivery).
+    p.fake.wait_for_sends(1, DEADLINE).await;
+    p.sandbox.wait_quiet(DEADLINE).await;
+    let sends = p.fake.sent();
     assert_eq!(sends.len(), 1);
     assert_eq!(sends[0].phone_number_id, t.phone_number_id);
     assert_eq!(sends[0].token, t.access_token);
@@ -84,9 +87,7 @@ async fn a_customer_message_reaches_an_agent_and_the_reply_reaches_whatsapp() {
     .unwrap();
     assert_eq!(counts, (1, 1, 1, 2));
     // "Why did this agent get it?" — the router answers from its decision log.
-    let mut router = atende_proto::v1::router_service_client::RouterServiceClient::connect(p.router_grpc.clone())
-        .await
-        .unwrap();
+    let mut router = atende_proto::v1::router_service_client::RouterServiceClient::new(p.sandbox.grpc(&p.router_grpc));
     let explained = router
         .explain_conversation(atende_proto::v1::ExplainConversationRequest {
             tenant_id: t.tenant_id.clone(),

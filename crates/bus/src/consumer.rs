@@ -1,9 +1,12 @@
 //! The durable pull-consumer loop every role uses.
 //!
 //! The handler returns an [`Outcome`] only after its effect is committed; the loop then acks.
-//! Transient failures nak with a growing delay; poison messages are terminated and recorded
-//! in `dead_letters`, never skipped silently. Shutdown stops fetching, finishes the message
-//! in hand, and returns.
+//! Transient failures nak with a growing delay capped at [`ConsumerSpec::max_backoff`], and
+//! are redelivered for as long as it takes: consumers have no `max_deliver`, because a
+//! dependency down for longer than any fixed budget must delay work, not end it. Poison
+//! messages (that can never succeed) are terminated and recorded in `dead_letters`, never
+//! skipped silently; an operator lists and replays them. Shutdown stops fetching, finishes
+//! the message in hand, and returns.
 
 use std::future::Future;
 use std::time::Duration;
@@ -36,8 +39,31 @@ pub struct ConsumerSpec {
     pub durable: &'static str,
     /// Filter inside the stream (defaults to the whole stream).
     pub filter: Option<String>,
+    pub redelivery: Redelivery,
+}
+
+/// When JetStream hands a message out again.
+#[derive(Clone, Copy, Debug)]
+pub struct Redelivery {
+    /// A message held this long without an answer (its consumer died) is redelivered.
     pub ack_wait: Duration,
-    pub max_deliver: i64,
+    /// The longest delay between two redeliveries of a failing message.
+    pub max_backoff: Duration,
+}
+
+impl ConsumerSpec {
+    fn config(&self) -> pull::Config {
+        pull::Config {
+            // Unique per stream; the namespace prefix is already in the stream name.
+            durable_name: Some(self.durable.to_string()),
+            filter_subject: self.filter.clone().unwrap_or_default(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: self.redelivery.ack_wait,
+            // Unlimited: a transient failure never ends a message's life.
+            max_deliver: -1,
+            ..Default::default()
+        }
+    }
 }
 
 /// A received message as handlers see it.
@@ -64,21 +90,24 @@ where
         .get_stream(&stream_name)
         .await
         .map_err(|e| BusError::Consumer(format!("get stream {stream_name}: {e}")))?;
-    let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-        .get_or_create_consumer(
-            spec.durable,
-            pull::Config {
-                // Unique per stream; the namespace prefix is already in the stream name.
-                durable_name: Some(spec.durable.to_string()),
-                filter_subject: spec.filter.clone().unwrap_or_default(),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: spec.ack_wait,
-                max_deliver: spec.max_deliver,
-                ..Default::default()
-            },
-        )
+    let mut consumer: jetstream::consumer::Consumer<pull::Config> = stream
+        .get_or_create_consumer(spec.durable, spec.config())
         .await
         .map_err(|e| BusError::Consumer(format!("create consumer {}: {e}", spec.durable)))?;
+    // A consumer created by an earlier version keeps its old settings (a finite
+    // `max_deliver` among them) until updated.
+    let current = &consumer.cached_info().config;
+    if current.max_deliver != -1 || current.ack_wait != spec.redelivery.ack_wait {
+        tracing::info!(
+            consumer = spec.durable,
+            old_max_deliver = current.max_deliver,
+            "updating consumer settings"
+        );
+        consumer = stream
+            .update_consumer(spec.config())
+            .await
+            .map_err(|e| BusError::Consumer(format!("update consumer {}: {e}", spec.durable)))?;
+    }
 
     while !shutdown.is_cancelled() {
         let batch = consumer
@@ -127,20 +156,27 @@ where
             let ack = match outcome {
                 Outcome::Ack => msg.ack().await,
                 Outcome::RetryAfter(hint, reason) => {
-                    let delay = hint.max(backoff(delivered));
+                    let delay = hint.max(backoff(delivered, spec.redelivery.max_backoff));
                     tracing::warn!(reason = %reason, delay_ms = delay.as_millis() as u64, "asked to retry later");
                     msg.ack_with(AckKind::Nak(Some(delay))).await
                 }
                 Outcome::Retry(reason) => {
-                    let delay = backoff(delivered);
+                    let delay = backoff(delivered, spec.redelivery.max_backoff);
                     tracing::warn!(reason = %reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");
                     msg.ack_with(AckKind::Nak(Some(delay))).await
                 }
                 Outcome::Poison(reason) => {
                     tracing::error!(reason = %reason, "poison message terminated");
-                    if let Err(e) =
-                        atende_store::outbox::dead_letter(&pool, spec.durable, &msg.subject, &msg.payload, &reason)
-                            .await
+                    let tenant = bus.subjects.tenant_of(&msg.subject);
+                    if let Err(e) = atende_store::outbox::dead_letter(
+                        &pool,
+                        spec.durable,
+                        &msg.subject,
+                        tenant,
+                        &msg.payload,
+                        &reason,
+                    )
+                    .await
                     {
                         // Not recorded: leave it for redelivery rather than lose it silently.
                         tracing::error!(error = %e, "cannot record dead letter, leaving message for redelivery");
@@ -158,9 +194,10 @@ where
     Ok(())
 }
 
-fn backoff(delivered: i64) -> Duration {
-    let exp = (delivered.clamp(1, 8) - 1) as u32;
-    Duration::from_millis(200 * 2u64.pow(exp)).min(Duration::from_secs(30))
+/// 200 ms doubling per delivery, capped at `max`.
+fn backoff(delivered: i64, max: Duration) -> Duration {
+    let exp = (delivered.clamp(1, 16) - 1) as u32;
+    Duration::from_millis(200u64.saturating_mul(2u64.pow(exp))).min(max)
 }
 
 #[cfg(test)]
@@ -169,8 +206,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(1), Duration::from_millis(200));
-        assert_eq!(backoff(2), Duration::from_millis(400));
-        assert_eq!(backoff(100), Duration::from_millis(200 * 128));
+        let cap = Duration::from_secs(30);
+        assert_eq!(backoff(1, cap), Duration::from_millis(200));
+        assert_eq!(backoff(2, cap), Duration::from_millis(400));
+        assert_eq!(backoff(100, cap), cap);
+        assert_eq!(backoff(i64::MAX, Duration::from_millis(50)), Duration::from_millis(50));
     }
 }

@@ -46,6 +46,19 @@ impl Subjects {
         format!("{}.{tenant}.{event}", self.base(StreamKind::Events))
     }
 
+    /// The tenant a subject of this namespace names (`[prefix.]atende.<kind>.<tenant>.…`).
+    pub fn tenant_of(&self, subject: &str) -> Option<Uuid> {
+        let rest = if self.prefix.is_empty() {
+            subject
+        } else {
+            subject.strip_prefix(&self.prefix)?.strip_prefix('.')?
+        };
+        let mut tokens = rest.split('.');
+        (tokens.next()? == "atende").then_some(())?;
+        tokens.next()?;
+        Uuid::parse_str(tokens.next()?).ok()
+    }
+
     /// All subjects of a stream (`….>`).
     pub fn stream_filter(&self, kind: StreamKind) -> String {
         format!("{}.>", self.base(kind))
@@ -88,5 +101,15 @@ mod tests {
             .inbound(Uuid::nil(), ChannelKind::Whatsapp)
             .starts_with("t42.atende.inbound."));
         assert_eq!(s.stream_name(StreamKind::Inbound), "T42_ATENDE_INBOUND");
+    }
+
+    #[test]
+    fn the_tenant_of_a_subject_is_read_back() {
+        let t = Uuid::now_v7();
+        for s in [Subjects::new(""), Subjects::new("t42")] {
+            assert_eq!(s.tenant_of(&s.route(t, Uuid::nil())), Some(t));
+            assert_eq!(s.tenant_of(&s.event(t, "message.created")), Some(t));
+            assert_eq!(s.tenant_of("other.subject"), None);
+        }
     }
 }

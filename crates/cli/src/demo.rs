@@ -22,8 +22,9 @@ pub const AGENTS: [(&str, &str, &str, &str); 2] = [
     (AGENT_BRUNO_ID, "Bruno", "bruno@demo.local", "atende-demo-2"),
 ];
 
-pub async fn seed(admin_url: &str) -> anyhow::Result<()> {
-    let mut admin = connect(admin_url).await?;
+/// Seeds through AdminService at `admin_url` with the roles' internal credential of `cfg`.
+pub async fn seed(cfg: &Config, admin_url: &str) -> anyhow::Result<()> {
+    let mut admin = connect(cfg, admin_url).await?;
     admin
         .create_tenant(pb::CreateTenantRequest {
             id: TENANT_ID.into(),
@@ -81,11 +82,19 @@ pub async fn seed(admin_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(url: &str) -> anyhow::Result<AdminServiceClient<tonic::transport::Channel>> {
+async fn connect(cfg: &Config, url: &str) -> anyhow::Result<AdminServiceClient<atende_runtime::AuthedChannel>> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).context("admin url")?;
     let mut last = None;
     for _ in 0..30 {
-        match AdminServiceClient::connect(url.to_string()).await {
-            Ok(c) => return Ok(c),
+        match endpoint.connect().await {
+            Ok(channel) => {
+                return Ok(AdminServiceClient::new(
+                    tonic::service::interceptor::InterceptedService::new(
+                        channel,
+                        atende_runtime::ClientAuth::internal(cfg),
+                    ),
+                ))
+            }
             Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -1,7 +1,7 @@
 //! `atende`: one binary for every role. It only parses arguments, loads configuration,
 //! installs telemetry and dispatches; each role lives in its own library crate.
 
-use atende_cli::{demo, roles, simulate};
+use atende_cli::{demo, ops, roles, simulate};
 
 use std::path::PathBuf;
 
@@ -47,6 +47,25 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         admin_url: String,
     },
+    /// List or replay dead letters through AdminService.
+    DeadLetters {
+        /// AdminService address (the session role).
+        #[arg(long, default_value = "http://127.0.0.1:50051", global = true)]
+        admin_url: String,
+        /// A gRPC credential (default: grpc.internal_token of the configuration).
+        #[arg(
+            long,
+            env = "ATENDE_GRPC_TOKEN",
+            default_value = "",
+            hide_env_values = true,
+            global = true
+        )]
+        token: String,
+        #[command(subcommand)]
+        command: ops::DeadLetters,
+    },
+    /// Re-seal every stored secret with crypto.active_key (after a key rotation) and exit.
+    ResealSecrets,
     /// Print how to try the running platform.
     DemoHelp,
     /// A local fake of Meta's Graph API that checks and prints sends (demo only).
@@ -114,7 +133,13 @@ async fn async_main(cfg: atende_config::Config, command: Command) -> anyhow::Res
             println!("migrations applied");
             Ok(())
         }
-        Command::SeedDemo { admin_url } => demo::seed(&admin_url).await,
+        Command::SeedDemo { admin_url } => demo::seed(&cfg, &admin_url).await,
+        Command::DeadLetters {
+            admin_url,
+            token,
+            command,
+        } => ops::dead_letters(&cfg, &admin_url, &token, command).await,
+        Command::ResealSecrets => ops::reseal_secrets(&cfg).await,
         Command::FakeGraph { addr } => demo::fake_graph(&addr).await,
         Command::All => roles::run(&cfg, Role::all()).await,
         Command::Gateway => roles::run(&cfg, &[Role::Gateway]).await,

@@ -82,10 +82,11 @@ async fn atende_all_starts_without_a_config_file_reports_serving_and_stops_clean
 }
 
 #[test]
-fn check_config_accepts_the_defaults_and_names_a_bad_key() {
+fn check_config_accepts_the_development_defaults_and_names_a_bad_key() {
     let ok = Command::new(env!("CARGO_BIN_EXE_atende"))
         .arg("check-config")
         .env_remove("ATENDE_CONFIG")
+        .env("ATENDE__SECURITY__MODE", "development")
         .output()
         .expect("run check-config");
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
@@ -94,10 +95,43 @@ fn check_config_accepts_the_defaults_and_names_a_bad_key() {
     let bad = Command::new(env!("CARGO_BIN_EXE_atende"))
         .arg("check-config")
         .env_remove("ATENDE_CONFIG")
+        .env("ATENDE__SECURITY__MODE", "development")
         .env("ATENDE__REDIS__URL", "http://not-redis")
         .output()
         .expect("run check-config");
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("redis.url"), "{err}");
+}
+
+#[test]
+fn outside_development_mode_atende_refuses_to_start_with_missing_or_known_secrets() {
+    // No secrets at all: the first one missing is named.
+    let out = Command::new(env!("CARGO_BIN_EXE_atende"))
+        .arg("all")
+        .env_remove("ATENDE_CONFIG")
+        .env_remove("ATENDE__SECURITY__MODE")
+        .output()
+        .expect("run atende all");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("gateway.jwt_secret") && err.contains("required"), "{err}");
+
+    // The secret that earlier defaults shipped is refused as publicly known.
+    let out = Command::new(env!("CARGO_BIN_EXE_atende"))
+        .arg("router")
+        .env_remove("ATENDE_CONFIG")
+        .env_remove("ATENDE__SECURITY__MODE")
+        .env(
+            "ATENDE__GATEWAY__JWT_SECRET",
+            "change-me-in-production-this-is-only-for-local-use",
+        )
+        .output()
+        .expect("run atende router");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("gateway.jwt_secret") && err.contains("publicly known"),
+        "{err}"
+    );
 }

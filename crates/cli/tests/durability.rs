@@ -44,7 +44,7 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_stored_exactly_once() {
     let (session, _) = addr(&ready, "session");
     let (_, adapter) = addr(&ready, "channel-adapter");
     let adapter = adapter.expect("adapter http");
-    let mut admin = AdminServiceClient::connect(format!("http://{session}")).await.unwrap();
+    let mut admin = AdminServiceClient::new(sb.grpc(session));
     let tenant = admin
         .create_tenant(pb::CreateTenantRequest {
             name: "K".into(),

@@ -45,6 +45,7 @@ pub enum ErrorCode {
     LogoutWithOpenConversations,
     OfferNotPending,
     OutsideCustomerWindow,
+    RateLimited,
     Unavailable,
     Internal,
 }
@@ -73,6 +74,7 @@ impl ErrorCode {
         ErrorCode::LogoutWithOpenConversations,
         ErrorCode::OfferNotPending,
         ErrorCode::OutsideCustomerWindow,
+        ErrorCode::RateLimited,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
@@ -103,6 +105,7 @@ impl ErrorCode {
             LogoutWithOpenConversations => ("LOGOUT_WITH_OPEN_CONVERSATIONS", 409, grpc::FAILED_PRECONDITION, "You cannot log out while conversations are in progress. Finish them to leave the application.", "Você não pode fazer logout enquanto houver atendimentos em andamento. Finalize-os para sair da aplicação"),
             OfferNotPending => ("OFFER_NOT_PENDING", 409, grpc::FAILED_PRECONDITION, "This offer is no longer pending.", "Esta oferta não está mais pendente."),
             OutsideCustomerWindow => ("OUTSIDE_CUSTOMER_WINDOW", 409, grpc::FAILED_PRECONDITION, "More than 24 hours since the customer's last message: only a template may be sent.", "Mais de 24 horas desde a última mensagem do cliente: apenas um modelo (HSM) pode ser enviado."),
+            RateLimited => ("RATE_LIMITED", 429, grpc::RESOURCE_EXHAUSTED, "Too many requests; try again after the time in Retry-After.", "Muitas requisições; tente novamente após o tempo indicado em Retry-After."),
             Unavailable => ("UNAVAILABLE", 503, grpc::UNAVAILABLE, "Temporarily unavailable, try again.", "Indisponível no momento, tente novamente."),
             Internal => ("INTERNAL", 500, grpc::INTERNAL, "Something went wrong on our side.", "Algo deu errado do nosso lado."),
         }

@@ -26,6 +26,18 @@ impl Keys {
         }
     }
 
+    /// String counter: failed-or-not login attempts for one account in the current window.
+    /// Keyed by the tenant's slug (the login names a slug, which may not exist) and an
+    /// opaque digest of the e-mail, so no address appears in Redis.
+    pub fn login_attempts(&self, tenant_slug: &str, email_digest: &str) -> String {
+        let slot = format!("login:{tenant_slug}");
+        if self.prefix.is_empty() {
+            format!("atende:{{{slot}}}:{email_digest}")
+        } else {
+            format!("{}:atende:{{{slot}}}:{email_digest}", self.prefix)
+        }
+    }
+
     /// Hash: live state of an agent (status, channel logins, max, assigned, offered,
     /// idle_since, connected).
     pub fn agent(&self, tenant: TenantId, agent: AgentId) -> String {

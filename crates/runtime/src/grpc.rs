@@ -1,6 +1,7 @@
 //! The gRPC server of a role: its own services plus `grpc.health.v1` and server reflection
 //! (v1 and v1alpha, since grpcurl speaks only v1alpha), traced per request, stopped by the
-//! role's shutdown token after health turned NOT_SERVING and the grace elapsed.
+//! role's shutdown token after health turned NOT_SERVING and the grace elapsed. Every call
+//! passes the [`crate::auth::AuthLayer`] first (health and reflection may stay open).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -42,14 +43,17 @@ impl Health {
 }
 
 /// Binds `addr` (port 0 picks a free one) and returns the bound address and a future that
-/// serves `routes` until `shutdown` (after reporting NOT_SERVING for `grace`).
+/// serves `routes` until `shutdown` (after reporting NOT_SERVING for the configured grace),
+/// accepting the credentials of `cfg.grpc`.
 pub async fn serve(
     addr: SocketAddr,
     routes: Routes,
     service_names: Vec<&'static str>,
-    grace: Duration,
+    cfg: &atende_config::Config,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, Health, impl std::future::Future<Output = Result<()>>)> {
+    let grace: Duration = crate::grace(cfg);
+    let auth = crate::auth::AuthLayer::new(crate::auth::Credentials::from_config(cfg));
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health {
         reporter,
@@ -90,6 +94,7 @@ pub async fn serve(
                     .make_span_with(atende_telemetry::propagation::ServerSpan)
                     .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
             )
+            .layer(auth)
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, stop)
             .await?;

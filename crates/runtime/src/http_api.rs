@@ -47,7 +47,8 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| RuntimeError::Bind { addr, source })?;
     let fut = async move {
-        axum::serve(listener, app)
+        // Peer addresses reach handlers (`ConnectInfo`) for per-client rate limits.
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown.cancelled().await;
                 ready.store(false, Ordering::SeqCst);

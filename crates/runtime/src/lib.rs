@@ -5,9 +5,11 @@
 //! Shutdown (on the role's `CancellationToken`): health reports NOT_SERVING, wait the
 //! configured grace so load balancers notice, then stop accepting, drain, return.
 
+pub mod auth;
 pub mod errors;
 pub mod grpc;
 pub mod http_api;
+pub mod limits;
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use auth::{authorize_all_tenants, authorize_tenant, AuthedChannel, ClientAuth};
 pub use errors::{status, status_code_of};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,13 @@ pub type Result<T> = std::result::Result<T, RuntimeError>;
 
 pub async fn postgres(cfg: &Config) -> Result<PgPool> {
     Ok(atende_store::connect(cfg.postgres.url.expose_secret(), cfg.postgres.max_connections).await?)
+}
+
+/// The keys that seal and open secrets at rest (validated with the configuration).
+pub fn keyring(cfg: &Config) -> Result<atende_store::sealed::Keyring> {
+    let keys = cfg.crypto.decoded_keys().map_err(RuntimeError::Task)?;
+    atende_store::sealed::Keyring::new(&cfg.crypto.active_key, keys)
+        .map_err(|e| RuntimeError::Store(atende_store::StoreError::Sealed(e)))
 }
 
 pub async fn bus(cfg: &Config) -> Result<atende_bus::Bus> {
@@ -81,6 +91,14 @@ impl Started {
     }
 }
 
+/// The consumers' redelivery timing from `nats.*`.
+pub fn redelivery(cfg: &Config) -> atende_bus::consumer::Redelivery {
+    atende_bus::consumer::Redelivery {
+        ack_wait: Duration::from_millis(cfg.nats.ack_wait_ms),
+        max_backoff: Duration::from_millis(cfg.nats.retry_backoff_max_ms),
+    }
+}
+
 /// How long NOT_SERVING is reported before intake stops.
 pub fn grace(cfg: &Config) -> Duration {
     Duration::from_millis(cfg.shutdown.grace_ms)
@@ -104,6 +122,16 @@ pub fn parse_id<T: From<uuid::Uuid>>(field: &'static str, value: &str) -> std::r
             Some(field),
         )
     })
+}
+
+/// Parses the tenant a request names and checks that its caller may act for it.
+pub fn tenant_id<T: From<uuid::Uuid>, M>(
+    request: &tonic::Request<M>,
+    raw: &str,
+) -> std::result::Result<T, tonic::Status> {
+    let tenant: uuid::Uuid = parse_id("tenant_id", raw)?;
+    authorize_tenant(request, tenant)?;
+    Ok(T::from(tenant))
 }
 
 /// A role whose gRPC server only reports health yet (its features come in later issues):
@@ -134,7 +162,7 @@ pub async fn spawn_health_grpc(
     shutdown: CancellationToken,
 ) -> Result<std::net::SocketAddr> {
     let (grpc_addr, _health, grpc) =
-        grpc::serve(addr, tonic::service::Routes::default(), vec![], grace(cfg), shutdown).await?;
+        grpc::serve(addr, tonic::service::Routes::default(), vec![], cfg, shutdown).await?;
     tasks.spawn(grpc);
     Ok(grpc_addr)
 }

@@ -3,6 +3,7 @@
 use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
 
+use crate::sealed::Sealed;
 use crate::Result;
 
 #[derive(Clone, Debug, FromRow)]
@@ -20,9 +21,10 @@ pub struct Channel {
     pub kind: String,
     pub name: String,
     pub provider_account_id: String,
-    pub app_secret: String,
-    pub verify_token: String,
-    pub access_token: String,
+    /// Sealed with the keyring (see [`crate::sealed`]); opened only where used.
+    pub app_secret: Sealed,
+    pub verify_token: Sealed,
+    pub access_token: Sealed,
     pub default_service_id: Option<Uuid>,
 }
 
@@ -106,9 +108,9 @@ pub struct NewChannel<'a> {
     pub kind: &'a str,
     pub name: &'a str,
     pub provider_account_id: &'a str,
-    pub app_secret: &'a str,
-    pub verify_token: &'a str,
-    pub access_token: &'a str,
+    pub app_secret: &'a Sealed,
+    pub verify_token: &'a Sealed,
+    pub access_token: &'a Sealed,
     pub default_service_id: Option<Uuid>,
 }
 
@@ -352,4 +354,55 @@ pub async fn channel_by_account(db: impl PgExecutor<'_>, kind: &str, account: &s
     .bind(account)
     .fetch_optional(db)
     .await?)
+}
+
+/// Re-seals every channel secret not sealed by the active key (plaintext from before
+/// sealing, or an older key), a page at a time; returns how many channels changed. A row
+/// changed concurrently is left for the next run (the update matches the old values).
+pub async fn reseal_channel_secrets(pool: &sqlx::PgPool, keyring: &crate::sealed::Keyring) -> Result<u64> {
+    use crate::sealed::Purpose;
+    let mut after: Option<Uuid> = None;
+    let mut changed = 0;
+    loop {
+        let rows = sqlx::query_as::<_, Channel>(&format!(
+            "SELECT {CHANNEL_COLS} FROM channels WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT 100"
+        ))
+        .bind(after)
+        .fetch_all(pool)
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.id);
+        for c in rows {
+            if ![&c.app_secret, &c.verify_token, &c.access_token]
+                .iter()
+                .any(|s| keyring.needs_reseal(s))
+            {
+                continue;
+            }
+            let reseal = |purpose, s: &Sealed| -> std::result::Result<Sealed, crate::sealed::SealError> {
+                use secrecy::ExposeSecret;
+                keyring.seal(purpose, keyring.open(purpose, s)?.expose_secret())
+            };
+            let (app, verify, access) = (
+                reseal(Purpose::AppSecret, &c.app_secret)?,
+                reseal(Purpose::VerifyToken, &c.verify_token)?,
+                reseal(Purpose::AccessToken, &c.access_token)?,
+            );
+            changed += sqlx::query(
+                "UPDATE channels SET app_secret = $2, verify_token = $3, access_token = $4
+                 WHERE id = $1 AND app_secret = $5 AND verify_token = $6 AND access_token = $7",
+            )
+            .bind(c.id)
+            .bind(&app)
+            .bind(&verify)
+            .bind(&access)
+            .bind(&c.app_secret)
+            .bind(&c.verify_token)
+            .bind(&c.access_token)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        }
+    }
+    Ok(changed)
 }

@@ -12,6 +12,7 @@ pub mod conversations;
 pub mod offers;
 pub mod outbox;
 pub mod routing;
+pub mod sealed;
 
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("invalid database url")]
     Url(#[source] sqlx::Error),
+    #[error("sealed secret")]
+    Sealed(#[from] sealed::SealError),
 }
 
 impl StoreError {

@@ -95,9 +95,10 @@ pub async fn enqueue(
     Ok(())
 }
 
-pub async fn dequeue(tx: &mut PgConnection, conversation: Uuid) -> Result<()> {
-    sqlx::query("DELETE FROM route_queue WHERE conversation_id = $1")
+pub async fn dequeue(tx: &mut PgConnection, tenant: Uuid, conversation: Uuid) -> Result<()> {
+    sqlx::query("DELETE FROM route_queue WHERE conversation_id = $1 AND tenant_id = $2")
         .bind(conversation)
+        .bind(tenant)
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -149,11 +150,12 @@ pub async fn insert_offer(tx: &mut PgConnection, o: &Offer) -> Result<bool> {
 }
 
 /// Removes the conversation's offer; returns it when there was one.
-pub async fn delete_offer(tx: &mut PgConnection, conversation: Uuid) -> Result<Option<Offer>> {
+pub async fn delete_offer(tx: &mut PgConnection, tenant: Uuid, conversation: Uuid) -> Result<Option<Offer>> {
     Ok(sqlx::query_as::<_, Offer>(&format!(
-        "DELETE FROM route_offers WHERE conversation_id = $1 RETURNING {OFFER_COLS}"
+        "DELETE FROM route_offers WHERE conversation_id = $1 AND tenant_id = $2 RETURNING {OFFER_COLS}"
     ))
     .bind(conversation)
+    .bind(tenant)
     .fetch_optional(&mut *tx)
     .await?)
 }

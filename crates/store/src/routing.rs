@@ -32,13 +32,19 @@ pub async fn open_assignment(
 }
 
 /// Closes the open assignment of a conversation; returns the agent it had.
-pub async fn release_assignment(tx: &mut PgConnection, conversation: Uuid, reason: &str) -> Result<Option<Uuid>> {
+pub async fn release_assignment(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    conversation: Uuid,
+    reason: &str,
+) -> Result<Option<Uuid>> {
     Ok(sqlx::query_scalar(
         "UPDATE assignments SET released_at = now(), release_reason = $2
-         WHERE conversation_id = $1 AND released_at IS NULL RETURNING agent_id",
+         WHERE conversation_id = $1 AND tenant_id = $3 AND released_at IS NULL RETURNING agent_id",
     )
     .bind(conversation)
     .bind(reason)
+    .bind(tenant)
     .fetch_optional(&mut *tx)
     .await?)
 }

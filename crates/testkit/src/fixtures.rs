@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use atende_runtime::Started;
 use atende_store::admin::{self, Channel, NewAgent, NewChannel, NewService};
+use atende_store::sealed::{Purpose, Sealed};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -92,18 +93,44 @@ impl<'a> ChannelSpec<'a> {
 
 /// Creates a WhatsApp channel of `tenant` as `spec` describes.
 pub async fn whatsapp_channel(pool: &PgPool, tenant: Uuid, spec: ChannelSpec<'_>) -> Channel {
+    let (app_secret, verify_token, access_token) =
+        sealed_credentials(spec.app_secret, spec.verify_token, spec.access_token);
     let channel = NewChannel {
         id: Uuid::now_v7(),
         tenant_id: tenant,
         kind: "whatsapp",
         name: spec.name,
         provider_account_id: spec.provider_account_id,
-        app_secret: spec.app_secret,
-        verify_token: spec.verify_token,
-        access_token: spec.access_token,
+        app_secret: &app_secret,
+        verify_token: &verify_token,
+        access_token: &access_token,
         default_service_id: spec.default_service,
     };
     admin::create_channel(pool, &channel).await.expect("fixture channel")
+}
+
+/// The keyring of development mode, which every sandbox runs in.
+pub fn dev_keyring() -> atende_store::sealed::Keyring {
+    let key: [u8; 32] = hex::decode(atende_config::DEV_CRYPTO_KEY_HEX)
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes");
+    atende_store::sealed::Keyring::new(
+        atende_config::DEV_CRYPTO_KEY_ID,
+        vec![(atende_config::DEV_CRYPTO_KEY_ID.into(), key)],
+    )
+    .expect("development keyring")
+}
+
+/// A channel's three credentials sealed as the session role stores them.
+pub fn sealed_credentials(app_secret: &str, verify_token: &str, access_token: &str) -> (Sealed, Sealed, Sealed) {
+    let k = dev_keyring();
+    let seal = |p, s| k.seal(p, s).expect("seal");
+    (
+        seal(Purpose::AppSecret, app_secret),
+        seal(Purpose::VerifyToken, verify_token),
+        seal(Purpose::AccessToken, access_token),
+    )
 }
 
 /// What [`tenant_with_whatsapp`] created.

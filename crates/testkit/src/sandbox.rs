@@ -50,7 +50,9 @@ fn replace_db(url: &str, db: &str) -> String {
 impl Sandbox {
     pub async fn new() -> Sandbox {
         atende_telemetry::init_for_tests();
-        let env: Vec<(String, String)> = std::env::vars().collect();
+        // Tests run in development mode: the known development secrets, nothing to configure.
+        let mut env: Vec<(String, String)> = std::env::vars().collect();
+        env.push(("ATENDE__SECURITY__MODE".into(), "development".into()));
         let mut base = Config::load_with_env(None, env).expect("test configuration");
         let id = format!("t{}", &Uuid::new_v4().simple().to_string()[..12]);
         let admin_url = base.postgres.url.expose_secret().to_string();
@@ -90,6 +92,32 @@ impl Sandbox {
         }
     }
 
+    /// A gRPC channel to `addr` (`host:port` or a URL) carrying the roles' internal credential,
+    /// as another role would call it.
+    pub fn grpc(&self, addr: impl std::fmt::Display) -> atende_runtime::AuthedChannel {
+        let addr = addr.to_string();
+        let url = if addr.starts_with("http") {
+            addr
+        } else {
+            format!("http://{addr}")
+        };
+        atende_runtime::auth::channel(&url, atende_runtime::ClientAuth::internal(&self.config)).expect("grpc url")
+    }
+
+    /// Waits until nothing is in flight: every outbox row published and every consumer of this
+    /// namespace's streams with nothing pending or unacknowledged, seen on two reads a beat
+    /// apart (so work one step hands to the next is caught). After it, "exactly N"
+    /// assertions mean exactly, not "at least, so far".
+    pub async fn wait_quiet(&self, timeout: Duration) {
+        let bus = atende_bus::Bus::connect(&self.config.nats.url, &self.id)
+            .await
+            .expect("nats");
+        for _ in 0..2 {
+            crate::wait_until("the platform to be quiet", timeout, || is_quiet(&bus, &self.pool)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     /// A Redis connection for assertions.
     pub async fn redis(&self) -> redis::aio::ConnectionManager {
         let client = redis::Client::open(self.config.redis.url.expose_secret()).expect("redis url");
@@ -120,6 +148,27 @@ impl Sandbox {
                 .await;
         }
     }
+}
+
+/// `Some(())` when no outbox row waits and no consumer holds or has pending messages.
+async fn is_quiet(bus: &atende_bus::Bus, pool: &PgPool) -> Option<()> {
+    use futures::TryStreamExt;
+    if atende_store::outbox::unpublished_count(pool).await.ok()? > 0 {
+        return None;
+    }
+    for kind in atende_bus::StreamKind::ALL {
+        let Ok(stream) = bus.js.get_stream(bus.subjects.stream_name(kind)).await else {
+            continue;
+        };
+        let names: Vec<String> = stream.consumer_names().try_collect().await.ok()?;
+        for name in names {
+            let info = stream.consumer_info(&name).await.ok()?;
+            if info.num_pending > 0 || info.num_ack_pending > 0 {
+                return None;
+            }
+        }
+    }
+    Some(())
 }
 
 /// Creates the migrated template once per migration set, under an advisory lock so parallel

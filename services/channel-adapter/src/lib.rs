@@ -28,7 +28,8 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
     let grpc_addr =
         atende_runtime::spawn_health_grpc(&mut tasks, cfg.channel_adapter.grpc_addr, cfg, shutdown.clone()).await?;
 
-    let state = http::AppState::new(pool.clone(), bus.subjects.clone(), cfg.channel_adapter.body_limit_bytes);
+    let keyring = std::sync::Arc::new(atende_runtime::keyring(cfg)?);
+    let state = http::AppState::new(pool.clone(), bus.subjects.clone(), keyring.clone(), cfg);
     let (http_addr, http_server) = atende_runtime::http_api::serve(
         cfg.channel_adapter.http_addr,
         http::router(state),
@@ -46,7 +47,8 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         bus.clone(),
         pool.clone(),
         graph,
-        std::time::Duration::from_millis(cfg.nats.ack_wait_ms),
+        keyring,
+        atende_runtime::redelivery(cfg),
         shutdown.clone(),
     ));
     atende_runtime::spawn_relay(&mut tasks, bus, pool, shutdown);

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use atende_bus::consumer::{self, ConsumerSpec, Delivery, Outcome};
+use atende_bus::consumer::{self, ConsumerSpec, Delivery, Outcome, Redelivery};
 use atende_bus::{Bus, StreamKind};
 use atende_domain::channel::ChannelKind;
 use atende_proto::v1::{inbound_event, DeliveryStatusUpdate, InboundEvent, OutboundMessage};
@@ -18,30 +18,36 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use atende_store::sealed::{Keyring, Purpose};
+use secrecy::ExposeSecret;
+
 use crate::whatsapp::graph::{GraphClient, RetryClass};
 
 pub async fn run(
     bus: Bus,
     pool: PgPool,
     graph: GraphClient,
-    ack_wait: Duration,
+    keyring: std::sync::Arc<Keyring>,
+    redelivery: Redelivery,
     shutdown: CancellationToken,
 ) -> atende_runtime::Result<()> {
     let spec = ConsumerSpec {
         stream: StreamKind::Outbound,
         durable: "channel-adapter",
         filter: None,
-        // At least the Graph client's own timeout, so a slow send is not redelivered meanwhile.
-        ack_wait: ack_wait.max(Duration::from_secs(30)),
-        max_deliver: 20,
+        redelivery: Redelivery {
+            // At least the Graph client's own timeout, so a slow send is not redelivered meanwhile.
+            ack_wait: redelivery.ack_wait.max(Duration::from_secs(30)),
+            ..redelivery
+        },
     };
-    let ctx = (bus.clone(), pool.clone(), graph);
+    let ctx = (bus.clone(), pool.clone(), graph, keyring);
     consumer::run(bus, pool, spec, shutdown, |d| deliver(&ctx, d)).await?;
     Ok(())
 }
 
-async fn deliver(ctx: &(Bus, PgPool, GraphClient), d: Delivery) -> Outcome {
-    let (bus, pool, graph) = ctx;
+async fn deliver(ctx: &(Bus, PgPool, GraphClient, std::sync::Arc<Keyring>), d: Delivery) -> Outcome {
+    let (bus, pool, graph, keyring) = ctx;
     let msg = match OutboundMessage::decode(d.payload.as_ref()) {
         Ok(m) => m,
         Err(e) => return Outcome::Poison(format!("undecodable outbound message: {e}")),
@@ -61,6 +67,11 @@ async fn deliver(ctx: &(Bus, PgPool, GraphClient), d: Delivery) -> Outcome {
     if channel.kind != "whatsapp" {
         return Outcome::Poison(format!("channel kind {} cannot send yet", channel.kind));
     }
+    let access_token = match keyring.open(Purpose::AccessToken, &channel.access_token) {
+        Ok(t) => t,
+        // A key missing from this replica's configuration: retried until an operator fixes it.
+        Err(e) => return Outcome::Retry(format!("cannot open the channel's access token: {e}")),
+    };
     match atende_store::conversations::begin_delivery(pool, tenant, message_id).await {
         Ok(Some(prev)) if prev.state == "sent" || prev.state == "failed" => {
             // Sent, or refused for good by the provider: a redelivered job changes nothing.
@@ -74,7 +85,7 @@ async fn deliver(ctx: &(Bus, PgPool, GraphClient), d: Delivery) -> Outcome {
     let result = graph
         .send_text(
             &channel.provider_account_id,
-            &channel.access_token,
+            access_token.expose_secret(),
             &msg.to,
             &msg.text,
             reply_to,

@@ -4,134 +4,16 @@
 //!
 //! Each test boots only the channel-adapter role in its own [`Sandbox`].
 
-use std::time::Duration;
+mod common;
 
-use atende_config::Config;
-use atende_proto::v1::{inbound_event, InboundEvent, InboundMessage};
-use atende_testkit::fixtures::{self, ChannelSpec, RunningRole};
+use atende_proto::v1::{inbound_event, InboundEvent};
+use atende_testkit::fixtures::{self, ChannelSpec};
+use atende_testkit::wait_until;
 use atende_testkit::whatsapp as wa;
-use atende_testkit::{wait_until, Sandbox};
+use common::*;
 use futures::StreamExt;
 use prost::Message as _;
-use serde_json::Value;
 use uuid::Uuid;
-
-const APP_SECRET: &str = "test-app-secret";
-const VERIFY_TOKEN: &str = "verify-me-please";
-const PHONE_NUMBER_ID: &str = "106540352242922";
-const CUSTOMER: &str = "5511987654321";
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// A running channel-adapter with one WhatsApp channel.
-struct Adapter {
-    sandbox: Sandbox,
-    role: RunningRole,
-    http: reqwest::Client,
-    tenant_id: Uuid,
-    channel_id: Uuid,
-}
-
-impl Adapter {
-    async fn start() -> Adapter {
-        Adapter::start_with(|_| {}).await
-    }
-
-    async fn start_with(configure: impl FnOnce(&mut Config)) -> Adapter {
-        let mut sandbox = Sandbox::new().await;
-        configure(&mut sandbox.config);
-        let pool = &sandbox.pool;
-        let channel = ChannelSpec {
-            app_secret: APP_SECRET,
-            verify_token: VERIFY_TOKEN,
-            access_token: "EAAG-test",
-            ..ChannelSpec::new(PHONE_NUMBER_ID)
-        };
-        let acme = fixtures::tenant_with_whatsapp(pool, channel).await;
-        let (tenant_id, channel_id) = (acme.tenant, acme.channel.id);
-        let role = RunningRole::start(|stop| atende_channel_adapter::build(&sandbox.config, stop)).await;
-        Adapter {
-            sandbox,
-            role,
-            http: reqwest::Client::new(),
-            tenant_id,
-            channel_id,
-        }
-    }
-
-    fn url_for(&self, channel: &str) -> String {
-        format!(
-            "http://{}/webhooks/whatsapp/{channel}",
-            self.role.started.http_addr.expect("http address")
-        )
-    }
-
-    fn url(&self) -> String {
-        self.url_for(&self.channel_id.to_string())
-    }
-
-    async fn post(&self, url: &str, body: Vec<u8>, signature: Option<String>) -> reqwest::Response {
-        let mut req = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(sig) = signature {
-            req = req.header("x-hub-signature-256", sig);
-        }
-        req.send().await.expect("webhook request")
-    }
-
-    async fn post_signed(&self, body: &[u8]) -> reqwest::Response {
-        self.post(&self.url(), body.to_vec(), Some(wa::sign(APP_SECRET.as_bytes(), body)))
-            .await
-    }
-
-    async fn receipts(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM webhook_receipts")
-            .fetch_one(&self.sandbox.pool)
-            .await
-            .unwrap()
-    }
-
-    async fn outbox_rows(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&self.sandbox.pool)
-            .await
-            .unwrap()
-    }
-
-    /// The inbound events waiting in (or relayed from) the outbox, oldest first.
-    async fn outbox_events(&self) -> Vec<InboundEvent> {
-        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT payload FROM outbox ORDER BY id")
-            .fetch_all(&self.sandbox.pool)
-            .await
-            .unwrap();
-        rows.iter()
-            .map(|p| InboundEvent::decode(p.as_slice()).expect("outbox payload is an InboundEvent"))
-            .collect()
-    }
-
-    async fn stop(self) {
-        self.role.stop(DEADLINE).await;
-        self.sandbox.cleanup().await;
-    }
-}
-
-fn text_webhook(wamid: &str, body: &str) -> Vec<u8> {
-    wa::text_message_webhook(PHONE_NUMBER_ID, CUSTOMER, "Maria Silva", wamid, body, 1_763_700_000)
-}
-
-fn message_of(event: &InboundEvent) -> &InboundMessage {
-    match event.item.as_ref() {
-        Some(inbound_event::Item::Message(m)) => m,
-        other => panic!("expected a message event, got {other:?}"),
-    }
-}
-
-async fn error_code(response: reqwest::Response) -> String {
-    let body: Value = response.json().await.expect("error body is json");
-    body["error"]["code"].as_str().unwrap_or_default().to_string()
-}
 
 #[tokio::test]
 async fn the_verification_handshake_echoes_the_challenge_only_for_the_right_token() {

@@ -33,6 +33,61 @@ pub struct AppState {
     pub session: crate::SessionClient,
     pub router: atende_session::RouterClient,
     pub shutdown: CancellationToken,
+    pub login_limits: Arc<LoginLimits>,
+}
+
+/// Login is the one door open to anyone: limited per client address (this replica) and per
+/// account (every replica, through Redis), before any password work.
+pub struct LoginLimits {
+    pub per_ip: atende_runtime::limits::KeyedLimit<std::net::IpAddr>,
+    pub per_account_per_min: u32,
+    pub trust_forwarded_for: bool,
+    pub redis: redis::aio::ConnectionManager,
+    pub keys: atende_presence::Keys,
+}
+
+impl LoginLimits {
+    /// The 429 answer when the address or the account is over its rate.
+    async fn check(
+        &self,
+        peer: std::net::SocketAddr,
+        headers: &http::HeaderMap,
+        tenant: &str,
+        email: &str,
+    ) -> Option<Response> {
+        use atende_runtime::limits::{client_ip, shared_window, too_many, SharedLimitError};
+        let ip = client_ip(peer, headers, self.trust_forwarded_for);
+        if let Err(wait) = self.per_ip.check(&ip) {
+            tracing::info!(%ip, "login rate limit per address reached");
+            return Some(too_many(wait, "too many login attempts from this address"));
+        }
+        use sha2::Digest;
+        let digest = hex::encode(&sha2::Sha256::digest(email.trim().to_lowercase().as_bytes())[..16]);
+        let key = self.keys.login_attempts(&tenant.trim().to_lowercase(), &digest);
+        match shared_window(
+            &mut self.redis.clone(),
+            &key,
+            self.per_account_per_min,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        {
+            Ok(()) => None,
+            Err(SharedLimitError::Over(wait)) => {
+                tracing::info!(tenant, "login rate limit per account reached");
+                Some(too_many(wait, "too many login attempts for this account"))
+            }
+            // Redis down: the per-address limit still holds; refusing every login would turn a
+            // Redis outage into a platform outage.
+            Err(SharedLimitError::Redis(e)) => {
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "login limit per account unavailable"
+                );
+                None
+            }
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -91,11 +146,20 @@ struct LoginBody {
 
 async fn login(
     State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: http::HeaderMap,
     body: Result<Json<LoginBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(body)) = body else {
         return error(ErrorCode::MalformedPayload, "expected {tenant, email, password}").into_response();
     };
+    if let Some(r) = state
+        .login_limits
+        .check(peer, &headers, &body.tenant, &body.email)
+        .await
+    {
+        return r;
+    }
     let tenant = match atende_store::admin::tenant_by_slug(&state.pool, &body.tenant).await {
         Ok(t) => t,
         Err(_) => return error(ErrorCode::Unavailable, "").into_response(),

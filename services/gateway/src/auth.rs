@@ -15,17 +15,26 @@ pub struct Claims {
     pub exp: u64,
 }
 
+/// The signing key, plus earlier keys still accepted while a rotation's tokens expire.
 pub struct Keys {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The current key first, then the previous ones.
+    decoding: Vec<DecodingKey>,
     pub ttl_secs: u64,
 }
 
 impl Keys {
     pub fn new(secret: &[u8], ttl_secs: u64) -> Self {
+        Self::rotating(secret, &[], ttl_secs)
+    }
+
+    /// Signs with `secret`; verifies with `secret` or any of `previous`.
+    pub fn rotating(secret: &[u8], previous: &[&[u8]], ttl_secs: u64) -> Self {
+        let mut decoding = vec![DecodingKey::from_secret(secret)];
+        decoding.extend(previous.iter().map(|p| DecodingKey::from_secret(p)));
         Self {
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding,
             ttl_secs,
         }
     }
@@ -47,7 +56,10 @@ impl Keys {
     pub fn verify(&self, token: &str) -> Option<Claims> {
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = 5;
-        decode::<Claims>(token, &self.decoding, &v).ok().map(|d| d.claims)
+        self.decoding
+            .iter()
+            .find_map(|key| decode::<Claims>(token, key, &v).ok())
+            .map(|d| d.claims)
     }
 }
 
@@ -83,6 +95,19 @@ mod tests {
         let other = Keys::new(b"fedcba9876543210fedcba9876543210", 60);
         assert!(other.verify(&token).is_none());
         assert!(keys.verify("not-a-token").is_none());
+    }
+
+    #[test]
+    fn during_a_rotation_tokens_of_the_previous_key_still_verify_and_new_ones_use_the_new_key() {
+        let (old, new) = (b"0123456789abcdef0123456789abcdef", b"fedcba9876543210fedcba9876543210");
+        let issued_before = Keys::new(old, 60).issue(Uuid::new_v4(), Uuid::new_v4(), false).unwrap();
+        let rotating = Keys::rotating(new, &[old], 60);
+        assert!(rotating.verify(&issued_before).is_some());
+        let issued_after = rotating.issue(Uuid::new_v4(), Uuid::new_v4(), false).unwrap();
+        assert!(Keys::new(new, 60).verify(&issued_after).is_some());
+        assert!(Keys::new(old, 60).verify(&issued_after).is_none());
+        // Once the previous key is removed, its tokens are refused.
+        assert!(Keys::new(new, 60).verify(&issued_before).is_none());
     }
 
     #[test]

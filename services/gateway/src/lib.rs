@@ -14,7 +14,7 @@ pub mod hub;
 use std::sync::Arc;
 
 use atende_config::Config;
-use atende_runtime::{Result, RuntimeError, Started};
+use atende_runtime::{Result, Started};
 use secrecy::ExposeSecret;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -32,19 +32,34 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         .subscribe(bus.subjects.stream_filter(atende_bus::StreamKind::Events))
         .await
         .map_err(atende_bus::BusError::from)?;
-    let session = session_client(&cfg.clients.session_url)?;
+    let session = session_client(cfg)?;
     tasks.spawn(hub::pump(hub.clone(), subscriber, session.clone(), shutdown.clone()));
 
     let state = api::AppState {
         pool,
         hub,
-        keys: Arc::new(auth::Keys::new(
+        keys: Arc::new(auth::Keys::rotating(
             cfg.gateway.jwt_secret.expose_secret().as_bytes(),
+            &cfg.gateway
+                .jwt_previous_secrets
+                .expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::as_bytes)
+                .collect::<Vec<_>>(),
             cfg.gateway.token_ttl_secs,
         )),
         session,
-        router: atende_session::router_client(&cfg.clients.router_url)?,
+        router: atende_session::router_client(cfg)?,
         shutdown: shutdown.clone(),
+        login_limits: Arc::new(api::LoginLimits {
+            per_ip: atende_runtime::limits::KeyedLimit::per_minute(cfg.limits.login_per_ip_per_min),
+            per_account_per_min: cfg.limits.login_per_account_per_min,
+            trust_forwarded_for: cfg.limits.trust_forwarded_for,
+            redis: atende_runtime::redis(cfg).await?,
+            keys: atende_presence::Keys::new(&cfg.namespace.prefix),
+        }),
     };
     let (http_addr, http_server) = atende_runtime::http_api::serve(
         cfg.gateway.http_addr,
@@ -67,23 +82,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     build(&cfg, shutdown).await?.wait().await
 }
 
-pub type SessionClient = atende_proto::v1::session_service_client::SessionServiceClient<
-    tonic::service::interceptor::InterceptedService<
-        tonic::transport::Channel,
-        fn(tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status>,
-    >,
->;
+pub type SessionClient = atende_proto::v1::session_service_client::SessionServiceClient<atende_runtime::AuthedChannel>;
 
-fn session_client(url: &str) -> Result<SessionClient> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| RuntimeError::Task(format!("session url: {e}")))?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .timeout(std::time::Duration::from_secs(10))
-        .connect_lazy();
-    Ok(
-        atende_proto::v1::session_service_client::SessionServiceClient::with_interceptor(
-            channel,
-            atende_telemetry::propagation::grpc_client_interceptor as fn(_) -> _,
-        ),
-    )
+fn session_client(cfg: &Config) -> Result<SessionClient> {
+    Ok(atende_proto::v1::session_service_client::SessionServiceClient::new(
+        atende_runtime::auth::channel(&cfg.clients.session_url, atende_runtime::ClientAuth::internal(cfg))?,
+    ))
 }

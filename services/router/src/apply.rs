@@ -128,7 +128,7 @@ impl Router {
             }
             Decision::Remove { conversation } => {
                 let mut conn = self.pool.acquire().await?;
-                offers::dequeue(&mut conn, conversation.0).await?;
+                offers::dequeue(&mut conn, ctx.tenant.0, conversation.0).await?;
                 Ok(Applied::Done)
             }
         }
@@ -290,8 +290,8 @@ impl Router {
             return Ok(false);
         }
         conversations::set_status(&mut tx, conversation.0, Status::Assigned.as_str(), Some(agent.0), None).await?;
-        offers::delete_offer(&mut tx, conversation.0).await?;
-        offers::dequeue(&mut tx, conversation.0).await?;
+        offers::delete_offer(&mut tx, ctx.tenant.0, conversation.0).await?;
+        offers::dequeue(&mut tx, ctx.tenant.0, conversation.0).await?;
         self.log(
             &mut *tx,
             ctx,
@@ -391,7 +391,7 @@ impl Router {
         if !offers::insert_offer(&mut tx, &row).await? {
             return Ok(false);
         }
-        offers::dequeue(&mut tx, conversation.0).await?;
+        offers::dequeue(&mut tx, ctx.tenant.0, conversation.0).await?;
         let d = Decision::Offer {
             conversation,
             agent,
@@ -443,7 +443,7 @@ impl Router {
         let Some(c) = conversations::lock_conversation(&mut tx, ctx.tenant.0, conversation.0).await? else {
             return Ok(Applied::Again("conversation vanished"));
         };
-        match offers::delete_offer(&mut tx, conversation.0).await? {
+        match offers::delete_offer(&mut tx, ctx.tenant.0, conversation.0).await? {
             Some(o) if o.agent_id == agent.0 => {
                 if Status::parse(&c.status) == Some(Status::Offered) {
                     conversations::set_status(&mut tx, conversation.0, Status::Queued.as_str(), None, None).await?;
@@ -530,8 +530,8 @@ impl Router {
         {
             return Ok(Applied::Again("conversation no longer missable"));
         }
-        let offer = offers::delete_offer(&mut tx, conversation.0).await?;
-        offers::dequeue(&mut tx, conversation.0).await?;
+        let offer = offers::delete_offer(&mut tx, ctx.tenant.0, conversation.0).await?;
+        offers::dequeue(&mut tx, ctx.tenant.0, conversation.0).await?;
         conversations::set_status(
             &mut tx,
             conversation.0,

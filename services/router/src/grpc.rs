@@ -75,8 +75,8 @@ impl RouterService for RouterGrpc {
         &self,
         request: Request<pb::SetPresenceRequest>,
     ) -> Result<Response<pb::SetPresenceResponse>, Status> {
+        let tenant: TenantId = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let r = request.into_inner();
-        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
         let agent: AgentId = parse_id("agent_id", &r.agent_id)?;
         let logins = logins(&r.channels)?;
         let (live, max) = self
@@ -92,8 +92,8 @@ impl RouterService for RouterGrpc {
         &self,
         request: Request<pb::GetPresenceRequest>,
     ) -> Result<Response<pb::GetPresenceResponse>, Status> {
+        let tenant: TenantId = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let r = request.into_inner();
-        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
         let agent: AgentId = parse_id("agent_id", &r.agent_id)?;
         let (live, max) = self.router.presence(tenant, agent).await?;
         Ok(Response::new(pb::GetPresenceResponse {
@@ -105,8 +105,8 @@ impl RouterService for RouterGrpc {
         &self,
         request: Request<pb::AcceptOfferRequest>,
     ) -> Result<Response<pb::AcceptOfferResponse>, Status> {
+        let tenant: TenantId = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let r = request.into_inner();
-        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
         let conversation: ConversationId = parse_id("conversation_id", &r.conversation_id)?;
         let agent: AgentId = parse_id("agent_id", &r.agent_id)?;
         self.router.accept(tenant, conversation, agent).await?;
@@ -117,8 +117,8 @@ impl RouterService for RouterGrpc {
         &self,
         request: Request<pb::ClaimConversationRequest>,
     ) -> Result<Response<pb::ClaimConversationResponse>, Status> {
+        let tenant: TenantId = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let r = request.into_inner();
-        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
         let conversation: ConversationId = parse_id("conversation_id", &r.conversation_id)?;
         let agent: AgentId = parse_id("agent_id", &r.agent_id)?;
         self.router.claim(tenant, conversation, agent).await?;
@@ -129,8 +129,8 @@ impl RouterService for RouterGrpc {
         &self,
         request: Request<pb::AssignConversationRequest>,
     ) -> Result<Response<pb::AssignConversationResponse>, Status> {
+        let tenant: TenantId = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let r = request.into_inner();
-        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
         let conversation: ConversationId = parse_id("conversation_id", &r.conversation_id)?;
         let agent: AgentId = parse_id("agent_id", &r.agent_id)?;
         let supervisor: Option<AgentId> = if r.supervisor_id.is_empty() {
@@ -148,8 +148,8 @@ impl RouterService for RouterGrpc {
         &self,
         request: Request<pb::ReleaseConversationRequest>,
     ) -> Result<Response<pb::ReleaseConversationResponse>, Status> {
+        let tenant: TenantId = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let r = request.into_inner();
-        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
         let conversation: ConversationId = parse_id("conversation_id", &r.conversation_id)?;
         self.router.release(tenant, conversation, &r.reason).await?;
         Ok(Response::new(pb::ReleaseConversationResponse {}))
@@ -159,8 +159,8 @@ impl RouterService for RouterGrpc {
         &self,
         request: Request<pb::GetQueueStatsRequest>,
     ) -> Result<Response<pb::GetQueueStatsResponse>, Status> {
+        let tenant: TenantId = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let r = request.into_inner();
-        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
         let service: ServiceId = parse_id("service_id", &r.service_id)?;
         let s = self.router.queue_stats(tenant, service).await?;
         Ok(Response::new(pb::GetQueueStatsResponse {
@@ -178,8 +178,8 @@ impl RouterService for RouterGrpc {
         &self,
         request: Request<pb::ExplainConversationRequest>,
     ) -> Result<Response<pb::ExplainConversationResponse>, Status> {
+        let tenant: TenantId = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let r = request.into_inner();
-        let tenant: TenantId = parse_id("tenant_id", &r.tenant_id)?;
         let conversation: ConversationId = parse_id("conversation_id", &r.conversation_id)?;
         let decisions = self.router.explain(tenant, conversation).await?;
         Ok(Response::new(pb::ExplainConversationResponse { decisions }))

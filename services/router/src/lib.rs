@@ -95,7 +95,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started,
         cfg.router.grpc_addr,
         routes,
         vec!["atende.v1.RouterService"],
-        atende_runtime::grace(cfg),
+        cfg,
         shutdown.clone(),
     )
     .await?;
@@ -104,14 +104,13 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started,
     tasks.spawn(serve);
     {
         let (router, bus, pool, shutdown) = (router.clone(), bus.clone(), pool.clone(), shutdown.clone());
-        let ack_wait = Duration::from_millis(cfg.nats.ack_wait_ms);
+        let redelivery = atende_runtime::redelivery(cfg);
         tasks.spawn(async move {
             let spec = ConsumerSpec {
                 stream: StreamKind::Route,
                 durable: "router",
                 filter: None,
-                ack_wait,
-                max_deliver: 50,
+                redelivery,
             };
             consumer::run(bus, pool, spec, shutdown, move |delivery| {
                 let router = router.clone();

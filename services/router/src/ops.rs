@@ -267,9 +267,11 @@ impl Router {
     ) -> Result<(), RouterError> {
         let reason = if reason.is_empty() { "released" } else { reason };
         let mut tx = self.pool.begin().await?;
-        let assigned = routing::release_assignment(&mut tx, conversation.0, reason).await?;
-        let offer = offers::delete_offer(&mut tx, conversation.0).await?;
-        offers::dequeue(&mut tx, conversation.0).await?;
+        // Every statement names the tenant: a caller of one tenant can never free another's
+        // agent by naming a conversation id it does not own.
+        let assigned = routing::release_assignment(&mut tx, tenant.0, conversation.0, reason).await?;
+        let offer = offers::delete_offer(&mut tx, tenant.0, conversation.0).await?;
+        offers::dequeue(&mut tx, tenant.0, conversation.0).await?;
         if assigned.is_some() || offer.is_some() {
             let c = conversations::get_conversation(&mut *tx, tenant.0, conversation.0).await?;
             routing::log_decision(

@@ -269,3 +269,36 @@ async fn explain_conversation_says_which_rule_chose_the_agent_among_which_candid
     assert_eq!(load_of(idle), Some(0));
     f.shutdown().await;
 }
+
+#[tokio::test]
+async fn release_conversation_naming_another_tenant_frees_nothing() {
+    // Arrange: an agent of tenant A holds a conversation; tenant B exists too.
+    let f = Fixture::new(Spec {
+        agents: 1,
+        max: 2,
+        ..Spec::default()
+    })
+    .await;
+    let agent = f.agents[0];
+    f.set_presence(agent, true).await.unwrap();
+    let c = f.arrive().await;
+    f.wait_status(c, "assigned").await;
+    let other_tenant = atende_testkit::fixtures::tenant(f.pool(), "Other", "other-tenant").await;
+
+    // Act: a release for tenant B naming A's conversation.
+    f.client
+        .clone()
+        .release_conversation(pb::ReleaseConversationRequest {
+            tenant_id: other_tenant.to_string(),
+            conversation_id: c.to_string(),
+            reason: "finished".into(),
+        })
+        .await
+        .unwrap();
+
+    // Assert: the assignment and the agent's capacity in Redis are untouched.
+    assert_eq!(f.open_load(agent).await, 1);
+    let presence = f.set_presence(agent, true).await.unwrap();
+    assert_eq!(presence.assigned, 1);
+    f.shutdown().await;
+}

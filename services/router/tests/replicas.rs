@@ -146,11 +146,7 @@ async fn three_replicas_never_double_assign_never_exceed_capacity_and_route_ever
     let services = [f.service, second];
     let mut clients = Vec::new();
     for r in &f.routers {
-        clients.push(
-            RouterServiceClient::connect(format!("http://{}", r.grpc_addr))
-                .await
-                .unwrap(),
-        );
+        clients.push(RouterServiceClient::new(f.sandbox.grpc(r.grpc_addr)));
     }
     let clients = Arc::new(clients);
     let keys = atende_presence::Keys::new(&f.sandbox.id);

@@ -18,6 +18,8 @@ use crate::convert;
 #[derive(Clone)]
 pub struct AdminApi {
     pub pool: PgPool,
+    /// Seals channel credentials before they are stored.
+    pub keyring: std::sync::Arc<atende_store::sealed::Keyring>,
 }
 
 fn id_or_new(field: &'static str, raw: &str) -> Result<Uuid, Status> {
@@ -214,6 +216,7 @@ impl AdminService for AdminApi {
         &self,
         r: Request<pb::CreateTenantRequest>,
     ) -> Result<Response<pb::CreateTenantResponse>, Status> {
+        atende_runtime::authorize_all_tenants(&r)?;
         let r = r.into_inner();
         let id = id_or_new("id", &r.id)?;
         let name = required("name", &r.name)?;
@@ -240,6 +243,7 @@ impl AdminService for AdminApi {
         &self,
         r: Request<pb::ListTenantsRequest>,
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        atende_runtime::authorize_all_tenants(&r)?;
         let r = r.into_inner();
         let (size, after) = page(r.page_size, &r.page_token)?;
         let rows = store::list_tenants(&self.pool, after, size)
@@ -256,8 +260,8 @@ impl AdminService for AdminApi {
         &self,
         r: Request<pb::CreateChannelRequest>,
     ) -> Result<Response<pb::CreateChannelResponse>, Status> {
+        let tenant: Uuid = atende_runtime::tenant_id(&r, &r.get_ref().tenant_id)?;
         let r = r.into_inner();
-        let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
         tenant_exists(&self.pool, tenant).await?;
         let id = id_or_new("id", &r.id)?;
         let kind = match pb::ChannelKind::try_from(r.kind) {
@@ -280,6 +284,15 @@ impl AdminService for AdminApi {
             }
             Some(s)
         };
+        use atende_store::sealed::Purpose;
+        let seal = |purpose, secret: &str| {
+            self.keyring
+                .seal(purpose, secret)
+                .map_err(|e| atende_runtime::errors::internal(&e))
+        };
+        let app_secret = seal(Purpose::AppSecret, required("app_secret", &r.app_secret)?)?;
+        let verify_token = seal(Purpose::VerifyToken, required("verify_token", &r.verify_token)?)?;
+        let access_token = seal(Purpose::AccessToken, &r.access_token)?;
         let c = store::create_channel(
             &self.pool,
             &store::NewChannel {
@@ -288,9 +301,9 @@ impl AdminService for AdminApi {
                 kind,
                 name: required("name", &r.name)?,
                 provider_account_id: required("provider_account_id", &r.provider_account_id)?,
-                app_secret: required("app_secret", &r.app_secret)?,
-                verify_token: required("verify_token", &r.verify_token)?,
-                access_token: &r.access_token,
+                app_secret: &app_secret,
+                verify_token: &verify_token,
+                access_token: &access_token,
                 default_service_id,
             },
         )
@@ -305,8 +318,8 @@ impl AdminService for AdminApi {
         &self,
         r: Request<pb::ListChannelsRequest>,
     ) -> Result<Response<pb::ListChannelsResponse>, Status> {
+        let tenant: Uuid = atende_runtime::tenant_id(&r, &r.get_ref().tenant_id)?;
         let r = r.into_inner();
-        let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
         let (size, after) = page(r.page_size, &r.page_token)?;
         let rows = store::list_channels(&self.pool, tenant, after, size)
             .await
@@ -322,8 +335,8 @@ impl AdminService for AdminApi {
         &self,
         r: Request<pb::CreateServiceRequest>,
     ) -> Result<Response<pb::CreateServiceResponse>, Status> {
+        let tenant: Uuid = atende_runtime::tenant_id(&r, &r.get_ref().tenant_id)?;
         let r = r.into_inner();
-        let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
         tenant_exists(&self.pool, tenant).await?;
         let id = id_or_new("id", &r.id)?;
         let policy = if r.policy.is_empty() {
@@ -380,8 +393,8 @@ impl AdminService for AdminApi {
         &self,
         r: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        let tenant: Uuid = atende_runtime::tenant_id(&r, &r.get_ref().tenant_id)?;
         let r = r.into_inner();
-        let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
         let (size, after) = page(r.page_size, &r.page_token)?;
         let rows = store::list_services(&self.pool, tenant, after, size)
             .await
@@ -397,8 +410,8 @@ impl AdminService for AdminApi {
         &self,
         r: Request<pb::CreateAgentRequest>,
     ) -> Result<Response<pb::CreateAgentResponse>, Status> {
+        let tenant: Uuid = atende_runtime::tenant_id(&r, &r.get_ref().tenant_id)?;
         let r = r.into_inner();
-        let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
         tenant_exists(&self.pool, tenant).await?;
         let id = id_or_new("id", &r.id)?;
         let email = required("email", &r.email)?;
@@ -461,8 +474,8 @@ impl AdminService for AdminApi {
     }
 
     async fn list_agents(&self, r: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let tenant: Uuid = atende_runtime::tenant_id(&r, &r.get_ref().tenant_id)?;
         let r = r.into_inner();
-        let tenant: Uuid = parse_id("tenant_id", &r.tenant_id)?;
         let (size, after) = page(r.page_size, &r.page_token)?;
         let rows = store::list_agents(&self.pool, tenant, after, size)
             .await
@@ -477,5 +490,19 @@ impl AdminService for AdminApi {
             agents,
             next_page_token,
         }))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        r: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
+        crate::dead_letters::list(&self.pool, r).await
+    }
+
+    async fn replay_dead_letter(
+        &self,
+        r: Request<pb::ReplayDeadLetterRequest>,
+    ) -> Result<Response<pb::ReplayDeadLetterResponse>, Status> {
+        crate::dead_letters::replay(&self.pool, r).await
     }
 }

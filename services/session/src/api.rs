@@ -29,8 +29,8 @@ impl SessionService for SessionApi {
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> Result<Response<pb::SendMessageResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let req = request.into_inner();
-        let tenant: Uuid = parse_id("tenant_id", &req.tenant_id)?;
         let conversation_id: Uuid = parse_id("conversation_id", &req.conversation_id)?;
         let agent: Uuid = parse_id("agent_id", &req.agent_id)?;
         let text = req.text.trim();
@@ -186,8 +186,8 @@ impl SessionService for SessionApi {
         &self,
         request: Request<pb::GetConversationRequest>,
     ) -> Result<Response<pb::GetConversationResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let req = request.into_inner();
-        let tenant: Uuid = parse_id("tenant_id", &req.tenant_id)?;
         let id: Uuid = parse_id("conversation_id", &req.conversation_id)?;
         let c = conv::get_conversation(&self.pool, tenant, id)
             .await
@@ -202,8 +202,8 @@ impl SessionService for SessionApi {
         &self,
         request: Request<pb::ListMessagesRequest>,
     ) -> Result<Response<pb::ListMessagesResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let req = request.into_inner();
-        let tenant: Uuid = parse_id("tenant_id", &req.tenant_id)?;
         let id: Uuid = parse_id("conversation_id", &req.conversation_id)?;
         let size = match req.page_size {
             0 => 50,
@@ -236,8 +236,8 @@ impl SessionService for SessionApi {
         &self,
         request: Request<pb::ListAgentConversationsRequest>,
     ) -> Result<Response<pb::ListAgentConversationsResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let req = request.into_inner();
-        let tenant: Uuid = parse_id("tenant_id", &req.tenant_id)?;
         let agent: Uuid = parse_id("agent_id", &req.agent_id)?;
         let rows = conv::agent_open_conversations(&self.pool, tenant, agent)
             .await

@@ -8,9 +8,7 @@
 //! route request. The contact row is locked, so concurrent messages of one customer
 //! serialise and never open two conversations.
 
-use std::time::Duration;
-
-use atende_bus::consumer::{self, ConsumerSpec, Delivery, Outcome};
+use atende_bus::consumer::{self, ConsumerSpec, Delivery, Outcome, Redelivery};
 use atende_bus::{Bus, StreamKind, Subjects};
 use atende_domain::conversation::{OpenConversation, Placement, SameCustomerRule, Status};
 use atende_domain::message::DeliveryStatus;
@@ -27,15 +25,14 @@ use crate::convert;
 pub async fn run(
     bus: Bus,
     pool: PgPool,
-    ack_wait: Duration,
+    redelivery: Redelivery,
     shutdown: CancellationToken,
 ) -> atende_runtime::Result<()> {
     let spec = ConsumerSpec {
         stream: StreamKind::Inbound,
         durable: "session",
         filter: None,
-        ack_wait,
-        max_deliver: 50,
+        redelivery,
     };
     let ctx = (pool.clone(), bus.subjects.clone());
     consumer::run(bus, pool, spec, shutdown, |d| handle(&ctx, d)).await?;

@@ -6,7 +6,8 @@
 //!   number, stores the message once, and asks the router for an agent;
 //! - [`api`] `SessionService`: agents' replies, conversation and history reads;
 //! - [`admin`] `AdminService`: tenants, channels, services and agents;
-//! - [`convert`] rows to `atende.v1` messages.
+//! - [`convert`] rows to `atende.v1` messages;
+//! - [`dead_letters`] listing and replaying what consumers terminated as poison.
 //!
 //! Every effect and the events announcing it are written in one transaction (the outbox);
 //! the consumer acks only after that commit.
@@ -14,9 +15,8 @@
 pub mod admin;
 pub mod api;
 pub mod convert;
+pub mod dead_letters;
 pub mod inbound;
-
-use std::time::Duration;
 
 use atende_config::Config;
 use atende_proto::v1::admin_service_server::AdminServiceServer;
@@ -26,30 +26,20 @@ use atende_runtime::{Result, Started};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub type RouterClient = RouterServiceClient<
-    tonic::service::interceptor::InterceptedService<
-        tonic::transport::Channel,
-        fn(tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status>,
-    >,
->;
+pub type RouterClient = RouterServiceClient<atende_runtime::AuthedChannel>;
 
-/// A lazily connected router client that forwards the trace context.
-pub fn router_client(url: &str) -> Result<RouterClient> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| atende_runtime::RuntimeError::Task(format!("router url: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .connect_lazy();
-    Ok(RouterServiceClient::with_interceptor(
-        channel,
-        atende_telemetry::propagation::grpc_client_interceptor as fn(_) -> _,
-    ))
+/// A lazily connected router client that carries the roles' credential and the trace context.
+pub fn router_client(cfg: &Config) -> Result<RouterClient> {
+    Ok(RouterServiceClient::new(atende_runtime::auth::channel(
+        &cfg.clients.router_url,
+        atende_runtime::ClientAuth::internal(cfg),
+    )?))
 }
 
 pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started> {
     let pool = atende_runtime::postgres(cfg).await?;
     let bus = atende_runtime::bus(cfg).await?;
-    let router = router_client(&cfg.clients.router_url)?;
+    let router = router_client(cfg)?;
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
 
     let api = api::SessionApi {
@@ -57,14 +47,17 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         subjects: bus.subjects.clone(),
         router,
     };
-    let admin = admin::AdminApi { pool: pool.clone() };
+    let admin = admin::AdminApi {
+        pool: pool.clone(),
+        keyring: std::sync::Arc::new(atende_runtime::keyring(cfg)?),
+    };
     let routes =
         tonic::service::Routes::new(SessionServiceServer::new(api)).add_service(AdminServiceServer::new(admin));
     let (grpc_addr, _health, grpc) = atende_runtime::grpc::serve(
         cfg.session.grpc_addr,
         routes,
         vec!["atende.v1.SessionService", "atende.v1.AdminService"],
-        atende_runtime::grace(cfg),
+        cfg,
         shutdown.clone(),
     )
     .await?;
@@ -72,7 +65,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
     tasks.spawn(inbound::run(
         bus.clone(),
         pool.clone(),
-        Duration::from_millis(cfg.nats.ack_wait_ms),
+        atende_runtime::redelivery(cfg),
         shutdown.clone(),
     ));
     atende_runtime::spawn_relay(&mut tasks, bus, pool, shutdown);

@@ -16,20 +16,18 @@ const DEADLINE: Duration = Duration::from_secs(10);
 struct Admin {
     sandbox: Sandbox,
     role: RunningRole,
-    client: AdminServiceClient<Channel>,
+    client: AdminServiceClient<atende_runtime::AuthedChannel>,
 }
 
 impl Admin {
     async fn start() -> Admin {
         let sandbox = Sandbox::new().await;
         let role = RunningRole::start(|stop| atende_session::build(&sandbox.config, stop)).await;
-        let client = AdminServiceClient::connect(format!("http://{}", role.started.grpc_addr))
-            .await
-            .expect("connect");
+        let client = AdminServiceClient::new(sandbox.grpc(role.started.grpc_addr));
         Admin { sandbox, role, client }
     }
 
-    fn client(&self) -> AdminServiceClient<Channel> {
+    fn client(&self) -> AdminServiceClient<atende_runtime::AuthedChannel> {
         self.client.clone()
     }
 

@@ -10,7 +10,6 @@ use atende_proto::v1::{self as pb, session_service_client::SessionServiceClient,
 use atende_testkit::fixtures::{self, ChannelSpec, RunningRole};
 use atende_testkit::Sandbox;
 use prost::Message as _;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 const CUSTOMER: &str = "5511987654321";
@@ -20,7 +19,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 struct Harness {
     sandbox: Sandbox,
     role: RunningRole,
-    client: SessionServiceClient<Channel>,
+    client: SessionServiceClient<atende_runtime::AuthedChannel>,
     subjects: atende_bus::Subjects,
     tenant_id: Uuid,
     channel_id: Uuid,
@@ -49,9 +48,7 @@ impl Harness {
         )
         .await;
         let role = RunningRole::start(|stop| atende_session::build(&sandbox.config, stop)).await;
-        let client = SessionServiceClient::connect(format!("http://{}", role.started.grpc_addr))
-            .await
-            .expect("connect");
+        let client = SessionServiceClient::new(sandbox.grpc(role.started.grpc_addr));
         let subjects = atende_bus::Subjects::new(&sandbox.config.namespace.prefix);
         Harness {
             sandbox,

@@ -30,6 +30,7 @@ pub fn spawn_all_with(sb: &Sandbox, extra: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_atende"));
     cmd.arg("all")
         .env_remove("ATENDE_CONFIG")
+        .env("ATENDE__SECURITY__MODE", "development")
         .env("ATENDE__POSTGRES__URL", cfg.postgres.url.expose_secret())
         .env("ATENDE__REDIS__URL", cfg.redis.url.expose_secret())
         .env("ATENDE__NATS__URL", &cfg.nats.url)

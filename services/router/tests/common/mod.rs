@@ -11,7 +11,6 @@ use atende_store::admin;
 use atende_testkit::{wait_until, Sandbox};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -24,7 +23,7 @@ pub struct Fixture {
     pub agents: Vec<Uuid>,
     pub shutdown: CancellationToken,
     pub routers: Vec<atende_runtime::Started>,
-    pub client: RouterServiceClient<Channel>,
+    pub client: RouterServiceClient<atende_runtime::AuthedChannel>,
     pub bus: atende_bus::Bus,
     pub full_snapshot_max: usize,
 }
@@ -82,6 +81,7 @@ impl Fixture {
         .await
         .unwrap();
         let channel = Uuid::now_v7();
+        let creds = atende_testkit::fixtures::sealed_credentials("s", "v", "a");
         admin::create_channel(
             pool,
             &admin::NewChannel {
@@ -90,9 +90,9 @@ impl Fixture {
                 kind: "whatsapp",
                 name: "WA",
                 provider_account_id: &channel.to_string(),
-                app_secret: "s",
-                verify_token: "v",
-                access_token: "a",
+                app_secret: &creds.0,
+                verify_token: &creds.1,
+                access_token: &creds.2,
                 default_service_id: Some(service),
             },
         )
@@ -130,9 +130,7 @@ impl Fixture {
                     .expect("router starts"),
             );
         }
-        let client = RouterServiceClient::connect(format!("http://{}", routers[0].grpc_addr))
-            .await
-            .unwrap();
+        let client = RouterServiceClient::new(sandbox.grpc(routers[0].grpc_addr));
         let bus = atende_bus::Bus::connect(&cfg.nats.url, &cfg.namespace.prefix)
             .await
             .unwrap();
