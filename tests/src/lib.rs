@@ -62,10 +62,41 @@ impl Platform {
     }
 
     pub async fn start_with(sandbox: Sandbox, fake: FakeGraph, cfg: atende_cli::Config) -> Platform {
+        Self::start_split(sandbox, fake, cfg.clone(), cfg).await
+    }
+
+    /// Like [`Platform::start_with`], with the router and session roles (the consumers of
+    /// routing and inbound work) started from `consumers` and the others from `edge` — e.g.
+    /// the consumers reaching Postgres through a proxy the test can cut while the edge keeps
+    /// acknowledging webhooks.
+    pub async fn start_split(
+        sandbox: Sandbox,
+        fake: FakeGraph,
+        consumers: atende_cli::Config,
+        mut edge: atende_cli::Config,
+    ) -> Platform {
         let shutdown = CancellationToken::new();
-        let started = roles::start(&cfg, Role::all(), shutdown.clone())
+        let mut started = roles::start(&consumers, &[Role::Router, Role::Session], shutdown.clone())
             .await
-            .expect("roles start");
+            .expect("consumer roles start");
+        for s in &started {
+            let url = format!("http://127.0.0.1:{}", s.grpc_addr.port());
+            match s.role {
+                "router" => edge.clients.router_url = url,
+                "session" => edge.clients.session_url = url,
+                _ => {}
+            }
+        }
+        let rest: Vec<Role> = Role::all()
+            .iter()
+            .copied()
+            .filter(|r| !matches!(r, Role::Router | Role::Session))
+            .collect();
+        started.extend(
+            roles::start(&edge, &rest, shutdown.clone())
+                .await
+                .expect("edge roles start"),
+        );
         let find = |r: &str| started.iter().find(|s| s.role == r).expect("role started");
         let url = |a: std::net::SocketAddr| format!("http://127.0.0.1:{}", a.port());
         let gateway = url(find("gateway").http_addr.expect("gateway http"));

@@ -1,12 +1,17 @@
 //! The durable pull-consumer loop every role uses.
 //!
 //! The handler returns an [`Outcome`] only after its effect is committed; the loop then acks.
-//! Transient failures nak with a growing delay capped at [`ConsumerSpec::max_backoff`], and
-//! are redelivered for as long as it takes: consumers have no `max_deliver`, because a
-//! dependency down for longer than any fixed budget must delay work, not end it. Poison
-//! messages (that can never succeed) are terminated and recorded in `dead_letters`, never
-//! skipped silently; an operator lists and replays them. Shutdown stops fetching, finishes
-//! the message in hand, and returns.
+//!
+//! A transient failure is retried **in place**: the loop keeps the message (progress acks stop
+//! JetStream from redelivering it meanwhile), waits a growing delay capped at
+//! [`Redelivery::max_backoff`], and calls the handler again, for as long as it takes — the
+//! messages behind it wait, so a conversation's messages are never reordered by a retry, and a
+//! dependency down for longer than any fixed budget delays work without ending it (consumers
+//! have no `max_deliver`). A message that cannot be handled *yet* because it depends on a later
+//! one (a provider status overtaking our own record of the send) is deferred instead: nak'd
+//! with a delay, the others move on. Poison messages (that can never succeed) are terminated
+//! and recorded in `dead_letters`, never skipped silently; an operator lists and replays them.
+//! Shutdown stops fetching, finishes (or hands back) the message in hand, and returns.
 
 use std::future::Future;
 use std::time::Duration;
@@ -24,11 +29,14 @@ use crate::{Bus, BusError, StreamKind};
 pub enum Outcome {
     /// Processed (or a known duplicate): remove it.
     Ack,
-    /// A transient failure: redeliver later, with the loop's growing backoff.
+    /// A transient failure: retry in place, with the loop's growing backoff.
     Retry(String),
     /// A transient failure whose source said when to come back (e.g. a provider's rate
-    /// limit): redeliver no sooner than that.
+    /// limit): retry in place no sooner than that.
     RetryAfter(Duration, String),
+    /// Not handleable before a later message is: let the others pass and redeliver this one
+    /// after the delay. Only for messages whose order does not matter.
+    Defer(Duration, String),
     /// It can never succeed: terminate and record it.
     Poison(String),
 }
@@ -70,6 +78,8 @@ impl ConsumerSpec {
 pub struct Delivery {
     pub subject: String,
     pub payload: bytes::Bytes,
+    /// How many times the handler was given this message, this time included (JetStream
+    /// redeliveries plus in-place retries).
     pub delivered: i64,
 }
 
@@ -146,23 +156,40 @@ where
             if let Some(h) = msg.headers.as_ref() {
                 atende_telemetry::propagation::set_parent(&span, atende_telemetry::propagation::extract_nats(h));
             }
-            let delivery = Delivery {
-                subject: msg.subject.to_string(),
-                payload: msg.payload.clone(),
-                delivered,
+            let mut attempt = 0;
+            let outcome = loop {
+                let delivery = Delivery {
+                    subject: msg.subject.to_string(),
+                    payload: msg.payload.clone(),
+                    delivered: delivered + attempt,
+                };
+                let outcome = handler(delivery).instrument(span.clone()).await;
+                let max = spec.redelivery.max_backoff;
+                let delay = match &outcome {
+                    Outcome::Retry(reason) => {
+                        let delay = backoff(delivered + attempt, max);
+                        tracing::warn!(parent: &span, reason = %reason, delay_ms = delay.as_millis() as u64, "transient failure, retrying in place");
+                        delay
+                    }
+                    Outcome::RetryAfter(hint, reason) => {
+                        let delay = (*hint).max(backoff(delivered + attempt, max));
+                        tracing::warn!(parent: &span, reason = %reason, delay_ms = delay.as_millis() as u64, "asked to retry later, retrying in place");
+                        delay
+                    }
+                    _ => break Some(outcome),
+                };
+                attempt += 1;
+                if !hold(&msg, delay, spec.redelivery.ack_wait, &shutdown).await {
+                    break None; // handed back on shutdown
+                }
             };
-            let outcome = handler(delivery).instrument(span.clone()).await;
+            let Some(outcome) = outcome else { break };
             let _enter = span.enter();
             let ack = match outcome {
                 Outcome::Ack => msg.ack().await,
-                Outcome::RetryAfter(hint, reason) => {
-                    let delay = hint.max(backoff(delivered, spec.redelivery.max_backoff));
-                    tracing::warn!(reason = %reason, delay_ms = delay.as_millis() as u64, "asked to retry later");
-                    msg.ack_with(AckKind::Nak(Some(delay))).await
-                }
-                Outcome::Retry(reason) => {
-                    let delay = backoff(delivered, spec.redelivery.max_backoff);
-                    tracing::warn!(reason = %reason, delay_ms = delay.as_millis() as u64, "transient failure, will retry");
+                Outcome::Retry(_) | Outcome::RetryAfter(..) => unreachable!("retried in place above"),
+                Outcome::Defer(delay, reason) => {
+                    tracing::info!(reason = %reason, delay_ms = delay.as_millis() as u64, "deferred behind later messages");
                     msg.ack_with(AckKind::Nak(Some(delay))).await
                 }
                 Outcome::Poison(reason) => {
@@ -192,6 +219,34 @@ where
         }
     }
     Ok(())
+}
+
+/// Keeps `msg` for `delay` (progress acks reset JetStream's ack timer) unless shutdown comes
+/// first, in which case the message is handed back for immediate redelivery and the answer
+/// is false.
+async fn hold(msg: &jetstream::Message, delay: Duration, ack_wait: Duration, shutdown: &CancellationToken) -> bool {
+    let deadline = tokio::time::Instant::now() + delay;
+    let beat = (ack_wait / 3).max(Duration::from_millis(100));
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                if let Err(e) = msg.ack_with(AckKind::Nak(None)).await {
+                    tracing::warn!(error = %e, "cannot hand the message back; it returns after ack_wait");
+                }
+                return false;
+            }
+            _ = tokio::time::sleep((deadline - now).min(beat)) => {}
+        }
+        if tokio::time::Instant::now() < deadline {
+            if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                tracing::warn!(error = %e, "progress ack failed");
+            }
+        }
+    }
 }
 
 /// 200 ms doubling per delivery, capped at `max`.

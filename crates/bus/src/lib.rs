@@ -131,6 +131,19 @@ impl Bus {
         Ok(())
     }
 
+    /// Sends a publish and returns its ack to await later, so many publishes share one
+    /// round trip. JetStream stores the messages of one connection in the order sent.
+    pub async fn publish_pipelined(
+        &self,
+        subject: String,
+        msg_id: &str,
+        payload: Bytes,
+        mut headers: HeaderMap,
+    ) -> Result<jetstream::context::PublishAckFuture, BusError> {
+        headers.insert("Nats-Msg-Id", msg_id);
+        Ok(self.js.publish_with_headers(subject, headers, payload).await?)
+    }
+
     /// Deletes this namespace's streams (test cleanup).
     pub async fn delete_streams(&self) {
         for kind in StreamKind::ALL {

@@ -104,7 +104,7 @@ async fn connect(cfg: &Config, url: &str) -> anyhow::Result<AdminServiceClient<a
 
 /// Serves the fake Graph API and prints every accepted send, so a local reply is visible.
 pub async fn fake_graph(addr: &str) -> anyhow::Result<()> {
-    let fake = atende_testkit::fake_graph::FakeGraph::start_on(addr).await;
+    let fake = atende_fake_graph::FakeGraph::start_on(addr).await;
     println!(
         "fake Graph API on {} (set ATENDE__CHANNEL_ADAPTER__GRAPH_API_BASE to it)",
         fake.base_url()

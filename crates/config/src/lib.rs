@@ -59,6 +59,16 @@ pub struct Config {
     pub grpc: Grpc,
     pub crypto: Crypto,
     pub limits: Limits,
+    pub outbox: Outbox,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Outbox {
+    /// How long published outbox rows are kept.
+    pub published_retention_secs: u64,
+    /// How long webhook receipts (the dedupe of Meta's redeliveries) are kept.
+    pub receipt_retention_secs: u64,
+    pub prune_every_secs: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -456,6 +466,20 @@ impl Config {
                     reason: "must be at least 1".into(),
                 });
             }
+        }
+        // Meta redelivers a webhook for up to 7 days; a receipt pruned earlier would let a
+        // redelivery in as new.
+        if self.outbox.receipt_retention_secs < 7 * 24 * 3600 {
+            return Err(ConfigError::Invalid {
+                key: "outbox.receipt_retention_secs",
+                reason: "must be at least 604800 (7 days: Meta redelivers webhooks for that long)".into(),
+            });
+        }
+        if self.outbox.prune_every_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "outbox.prune_every_secs",
+                reason: "must be at least 1".into(),
+            });
         }
         let prefix = &self.namespace.prefix;
         if !prefix

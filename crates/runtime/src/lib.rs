@@ -104,11 +104,22 @@ pub fn grace(cfg: &Config) -> Duration {
     Duration::from_millis(cfg.shutdown.grace_ms)
 }
 
-/// The outbox relay as a role task (every role that writes the outbox runs one; a
-/// Postgres advisory lock keeps one active at a time).
-pub fn spawn_relay(tasks: &mut JoinSet<Result<()>>, bus: atende_bus::Bus, pool: PgPool, shutdown: CancellationToken) {
+/// The outbox relay as a role task (every role that writes the outbox runs one; they share
+/// the partitions, each relayed by one at a time).
+pub fn spawn_relay(
+    tasks: &mut JoinSet<Result<()>>,
+    cfg: &Config,
+    bus: atende_bus::Bus,
+    pool: PgPool,
+    shutdown: CancellationToken,
+) {
+    let retention = atende_bus::relay::Retention {
+        outbox: Duration::from_secs(cfg.outbox.published_retention_secs),
+        receipts: Duration::from_secs(cfg.outbox.receipt_retention_secs),
+        every: Duration::from_secs(cfg.outbox.prune_every_secs),
+    };
     tasks.spawn(async move {
-        atende_bus::relay::run(bus, pool, shutdown).await;
+        atende_bus::relay::run(bus, pool, retention, shutdown).await;
         Ok(())
     });
 }
@@ -134,7 +145,7 @@ pub fn tenant_id<T: From<uuid::Uuid>, M>(
     Ok(T::from(tenant))
 }
 
-/// A role whose gRPC server only reports health yet (its features come in later issues):
+/// A role whose gRPC server only reports health yet (its features are not built yet):
 /// it starts, reports SERVING, and shuts down like every other role.
 pub async fn health_only_role(
     role: &'static str,

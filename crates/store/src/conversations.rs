@@ -304,10 +304,12 @@ pub struct Message {
     pub agent_id: Option<Uuid>,
     pub client_message_id: Option<String>,
     pub created_at: OffsetDateTime,
+    /// Position in the conversation, in commit order (the page cursor).
+    pub seq: i64,
 }
 
 const MSG_COLS: &str = "id, tenant_id, conversation_id, channel_id, direction, kind, body, media, provider_message_id,
-    reply_to_provider_message_id, status, agent_id, client_message_id, created_at";
+    reply_to_provider_message_id, status, agent_id, client_message_id, created_at, seq";
 
 pub struct NewMessage<'a> {
     pub id: Uuid,
@@ -328,12 +330,17 @@ pub struct NewMessage<'a> {
 }
 
 /// Inserts a message; `None` when its provider id (or client id) is already stored — the
-/// durable dedupe that makes redelivered webhooks and retried replies no-ops.
+/// durable dedupe that makes redelivered webhooks and retried replies no-ops. Its `seq` comes
+/// from the conversation row, which stays locked until the transaction ends, so messages of
+/// one conversation are numbered in commit order (a duplicate leaves a harmless gap).
 pub async fn insert_message(tx: &mut PgConnection, m: &NewMessage<'_>) -> Result<Option<Message>> {
     Ok(sqlx::query_as::<_, Message>(&format!(
-        "INSERT INTO messages (id, tenant_id, conversation_id, channel_id, direction, kind, body, media, provider_message_id,
-            reply_to_provider_message_id, status, agent_id, client_message_id, raw, sent_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+        "WITH numbered AS (
+           UPDATE conversations SET last_message_seq = last_message_seq + 1
+           WHERE id = $3 AND tenant_id = $2 RETURNING last_message_seq)
+         INSERT INTO messages (id, tenant_id, conversation_id, channel_id, direction, kind, body, media, provider_message_id,
+            reply_to_provider_message_id, status, agent_id, client_message_id, raw, sent_at, seq)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, last_message_seq FROM numbered
          ON CONFLICT DO NOTHING RETURNING {MSG_COLS}"
     ))
     .bind(m.id)
@@ -389,24 +396,21 @@ pub async fn get_message(db: impl PgExecutor<'_>, tenant: Uuid, id: Uuid) -> Res
     .await?)
 }
 
-/// Messages of a conversation, oldest first, after the (created_at, id) cursor.
+/// Messages of a conversation in commit order, after the `seq` cursor (0: from the start).
 pub async fn list_messages(
     db: impl PgExecutor<'_>,
     tenant: Uuid,
     conversation: Uuid,
-    after: Option<(OffsetDateTime, Uuid)>,
+    after_seq: i64,
     limit: i64,
 ) -> Result<Vec<Message>> {
-    let (after_at, after_id) = after.map_or((None, None), |(a, i)| (Some(a), Some(i)));
     Ok(sqlx::query_as::<_, Message>(&format!(
-        "SELECT {MSG_COLS} FROM messages WHERE tenant_id = $1 AND conversation_id = $2
-           AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4))
-         ORDER BY created_at, id LIMIT $5"
+        "SELECT {MSG_COLS} FROM messages WHERE tenant_id = $1 AND conversation_id = $2 AND seq > $3
+         ORDER BY seq LIMIT $4"
     ))
     .bind(tenant)
     .bind(conversation)
-    .bind(after_at)
-    .bind(after_id)
+    .bind(after_seq)
     .bind(limit)
     .fetch_all(db)
     .await?)
@@ -520,17 +524,20 @@ pub async fn receive_item(
     tenant: Uuid,
     channel: Uuid,
     provider_key: &str,
+    order_key: &str,
     subject: &str,
     msg_id: &str,
     payload: &[u8],
     headers: &[(String, String)],
 ) -> Result<bool> {
+    // The ordering lock comes first (see `outbox::enqueue`): the outbox id is allocated after it.
     let n = sqlx::query(
-        "WITH receipt AS (
-             INSERT INTO webhook_receipts (channel_id, provider_key, tenant_id) VALUES ($1, $2, $3)
+        "WITH ordered AS (SELECT pg_advisory_xact_lock($8)),
+         receipt AS (
+             INSERT INTO webhook_receipts (channel_id, provider_key, tenant_id) SELECT $1, $2, $3 FROM ordered
              ON CONFLICT DO NOTHING RETURNING 1)
-         INSERT INTO outbox (tenant_id, subject, msg_id, payload, headers)
-         SELECT $3, $4, $5, $6, $7 FROM receipt
+         INSERT INTO outbox (tenant_id, subject, msg_id, payload, headers, partition)
+         SELECT $3, $4, $5, $6, $7, $9 FROM receipt
          ON CONFLICT (msg_id) DO NOTHING",
     )
     .bind(channel)
@@ -540,6 +547,8 @@ pub async fn receive_item(
     .bind(msg_id)
     .bind(payload)
     .bind(sqlx::types::Json(headers))
+    .bind(crate::outbox::key_hash(order_key))
+    .bind(crate::outbox::partition_of(order_key))
     .execute(db)
     .await?
     .rows_affected();

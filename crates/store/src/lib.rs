@@ -11,6 +11,7 @@ pub mod admin;
 pub mod conversations;
 pub mod offers;
 pub mod outbox;
+pub mod queue;
 pub mod routing;
 pub mod sealed;
 

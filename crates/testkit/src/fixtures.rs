@@ -254,19 +254,34 @@ pub async fn outbound_message(
     status: &str,
 ) -> Uuid {
     let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO messages (id, tenant_id, conversation_id, channel_id, direction, kind, body, status)
-         VALUES ($1, $2, $3, $4, 'outbound', 'text', $5, $6)",
+    // Through the store, as the session role writes it (the conversation numbers it).
+    let status = atende_domain::message::DeliveryStatus::parse(status)
+        .unwrap_or_else(|| panic!("fixture status `{status}` is not a delivery status"))
+        .as_str();
+    let mut conn = pool.acquire().await.expect("fixture connection");
+    atende_store::conversations::insert_message(
+        &mut conn,
+        &atende_store::conversations::NewMessage {
+            id,
+            tenant_id: tenant,
+            conversation_id: conversation,
+            channel_id: channel,
+            direction: "outbound",
+            kind: "text",
+            body: Some(body),
+            media: None,
+            provider_message_id: None,
+            reply_to_provider_message_id: None,
+            status,
+            agent_id: None,
+            client_message_id: None,
+            raw: None,
+            sent_at: None,
+        },
     )
-    .bind(id)
-    .bind(tenant)
-    .bind(conversation)
-    .bind(channel)
-    .bind(body)
-    .bind(status)
-    .execute(pool)
     .await
-    .expect("fixture outbound message");
+    .expect("fixture outbound message")
+    .expect("a new message");
     id
 }
 

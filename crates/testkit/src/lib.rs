@@ -10,8 +10,10 @@
 //!   conversation, agent, outbound message) and in-process roles to boot and stop.
 //! - [`wait_until`] polls a condition with a deadline (tests never sleep to synchronise).
 
-pub mod fake_graph;
+/// The fake Graph API lives in its own crate (the CLI serves it too); tests reach it here.
+pub use atende_fake_graph as fake_graph;
 pub mod fixtures;
+pub mod proxy;
 pub mod sandbox;
 pub mod whatsapp;
 

@@ -1,4 +1,4 @@
-//! broadcast: HSM templates, quick sends and campaigns (a later issue). Today the role
+//! broadcast: HSM templates, quick sends and campaigns (not built yet). Today the role
 //! starts, reports `grpc.health.v1` SERVING and shuts down cleanly, so deployments and
 //! `atende all` already have their final shape.
 

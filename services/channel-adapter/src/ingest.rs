@@ -31,17 +31,20 @@ pub async fn store_whatsapp(
     items: Vec<WaItem>,
 ) -> Result<IngestOutcome, atende_store::StoreError> {
     let mut out = IngestOutcome::default();
-    let storable: Vec<(String, String, inbound_event::Item)> = items
+    // (account, receipt key, customer, event): the customer orders a channel's items.
+    let storable: Vec<(String, String, String, inbound_event::Item)> = items
         .into_iter()
         .filter_map(|item| match item {
             WaItem::Message(m) => Some((
                 m.phone_number_id.clone(),
                 format!("m:{}", m.provider_message_id),
+                m.from_user_id.clone().or_else(|| m.from_wa_id.clone()).unwrap_or_default(),
                 inbound_event::Item::Message(message_event(m)),
             )),
             WaItem::Status(s) => Some((
                 s.phone_number_id.clone(),
                 format!("s:{}:{}", s.provider_message_id, s.status.as_str()),
+                s.recipient_user_id.clone().or_else(|| s.recipient_id.clone()).unwrap_or_default(),
                 inbound_event::Item::Status(status_event(s)),
             )),
             WaItem::ChannelError { phone_number_id, error } => {
@@ -65,28 +68,55 @@ pub async fn store_whatsapp(
     // so a batch is stored whole or not at all.
     if storable.len() > 1 {
         let mut tx = pool.begin().await?;
-        for (account, key, event) in storable {
-            store_item(&mut tx, subjects, url_channel, &account, &key, event, &mut out).await?;
+        for (account, key, customer, event) in storable {
+            let item = Item {
+                account: &account,
+                key: &key,
+                customer: &customer,
+                event,
+            };
+            store_item(&mut tx, subjects, url_channel, item, &mut out).await?;
         }
         tx.commit().await?;
     } else {
         let mut conn = pool.acquire().await?;
-        for (account, key, event) in storable {
-            store_item(&mut conn, subjects, url_channel, &account, &key, event, &mut out).await?;
+        for (account, key, customer, event) in storable {
+            let item = Item {
+                account: &account,
+                key: &key,
+                customer: &customer,
+                event,
+            };
+            store_item(&mut conn, subjects, url_channel, item, &mut out).await?;
         }
     }
     Ok(out)
+}
+
+/// One storable webhook item.
+struct Item<'a> {
+    /// The channel account it names (phone_number_id).
+    account: &'a str,
+    /// Its receipt key (the provider's id, plus the status for statuses).
+    key: &'a str,
+    /// The customer it is from or to: its items are relayed in the order they were stored.
+    customer: &'a str,
+    event: inbound_event::Item,
 }
 
 async fn store_item(
     conn: &mut sqlx::PgConnection,
     subjects: &Subjects,
     url_channel: &Channel,
-    account: &str,
-    key: &str,
-    event: inbound_event::Item,
+    item: Item<'_>,
     out: &mut IngestOutcome,
 ) -> Result<(), atende_store::StoreError> {
+    let Item {
+        account,
+        key,
+        customer,
+        event,
+    } = item;
     // Meta sends every number of a business account to the app's one callback: route each
     // item to the channel of its phone_number_id, within the same tenant.
     let channel = if account.is_empty() || account == url_channel.provider_account_id {
@@ -117,6 +147,7 @@ async fn store_item(
         channel.tenant_id,
         channel.id,
         key,
+        &format!("{}:{customer}", channel.id),
         &subjects.inbound(channel.tenant_id, ChannelKind::Whatsapp),
         &format!("in:{}:{key}", channel.id),
         &event.encode_to_vec(),

@@ -51,7 +51,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         atende_runtime::redelivery(cfg),
         shutdown.clone(),
     ));
-    atende_runtime::spawn_relay(&mut tasks, bus, pool, shutdown);
+    atende_runtime::spawn_relay(&mut tasks, cfg, bus, pool, shutdown);
     tracing::info!(%http_addr, %grpc_addr, "channel-adapter started");
     Ok(Started {
         role: "channel-adapter",

@@ -134,9 +134,11 @@ async fn deliver(ctx: &(Bus, PgPool, GraphClient, std::sync::Arc<Keyring>), d: D
                 error_message: error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
             })),
         };
+        // Ordered with the customer's own webhook items (the same key ingest uses).
         atende_store::outbox::enqueue(
             &mut tx,
             tenant,
+            &format!("{channel_id}:{}", msg.to),
             &bus.subjects.inbound(tenant, ChannelKind::Whatsapp),
             &format!("delivery:{message_id}:{status}"),
             &event.encode_to_vec(),

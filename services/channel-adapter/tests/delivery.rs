@@ -88,10 +88,17 @@ impl Harness {
     async fn enqueue(&self, job: &OutboundMessage, msg_id: &str) {
         let mut tx = self.sandbox.pool.begin().await.unwrap();
         let subject = self.subjects.outbound(self.tenant_id, ChannelKind::Whatsapp);
-        let queued =
-            atende_store::outbox::enqueue(&mut tx, self.tenant_id, &subject, msg_id, &job.encode_to_vec(), &[])
-                .await
-                .unwrap();
+        let queued = atende_store::outbox::enqueue(
+            &mut tx,
+            self.tenant_id,
+            &job.conversation_id,
+            &subject,
+            msg_id,
+            &job.encode_to_vec(),
+            &[],
+        )
+        .await
+        .unwrap();
         assert!(queued, "msg id {msg_id} is new");
         tx.commit().await.unwrap();
     }

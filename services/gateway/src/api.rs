@@ -43,7 +43,7 @@ pub struct LoginLimits {
     pub per_account_per_min: u32,
     pub trust_forwarded_for: bool,
     pub redis: redis::aio::ConnectionManager,
-    pub keys: atende_presence::Keys,
+    pub keys: atende_capacity::Keys,
 }
 
 impl LoginLimits {

@@ -1,5 +1,6 @@
-//! Password login and bearer tokens. A minimal first step (issue 2): HS256 JWTs with a
-//! short TTL; refresh tokens and rotation come with the full auth work.
+//! Password login and bearer tokens: HS256 JWTs with a short TTL, signed with the current
+//! key and verified with it or a previous one during a rotation. Refresh tokens are not
+//! built yet.
 
 use argon2::{PasswordHash, PasswordVerifier};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};

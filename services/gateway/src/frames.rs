@@ -30,6 +30,7 @@ pub fn message(m: &pb::Message) -> Value {
         "provider_message_id": m.provider_message_id,
         "reply_to_provider_message_id": m.reply_to_provider_message_id,
         "created_at_ms": m.created_at_ms,
+        "seq": m.seq,
     })
 }
 

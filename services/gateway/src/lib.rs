@@ -58,7 +58,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
             per_account_per_min: cfg.limits.login_per_account_per_min,
             trust_forwarded_for: cfg.limits.trust_forwarded_for,
             redis: atende_runtime::redis(cfg).await?,
-            keys: atende_presence::Keys::new(&cfg.namespace.prefix),
+            keys: atende_capacity::Keys::new(&cfg.namespace.prefix),
         }),
     };
     let (http_addr, http_server) = atende_runtime::http_api::serve(

@@ -26,7 +26,7 @@ fn main() {
     rt.block_on(async {
         let redis = atende_runtime::redis(&cfg).await.expect("redis");
         let prefix = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let presence = Arc::new(atende_presence::Presence::new(redis, &prefix));
+        let presence = Arc::new(atende_capacity::Presence::new(redis, &prefix));
         let rows = bench_route(presence, &[100, 1_000, 10_000], size)
             .await
             .expect("benchmark");

@@ -24,15 +24,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use atende_capacity::{
+    AgentRow, CandidateView, Check, Lease, Membership, Mode, Presence, PresenceError, Reservation, Reserved, ViewReply,
+    ViewSpec,
+};
 use atende_domain::channel::ChannelKind;
 use atende_domain::clock::{Clock, SystemClock, Timestamp};
 use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
 use atende_domain::presence::{AgentStatus, ChannelLogin};
 use atende_domain::routing::{decide, AgentSnapshot, Decision, Event, Policy, ServiceRules, Snapshot, Waiting};
-use atende_presence::{
-    AgentRow, CandidateView, Check, Lease, Membership, Mode, Presence, PresenceError, Reservation, Reserved, ViewReply,
-    ViewSpec,
-};
 
 use crate::engine::TOP_PER_KIND;
 use crate::explain;

@@ -8,7 +8,7 @@ pub enum RouterError {
     #[error("postgres")]
     Store(#[from] atende_store::StoreError),
     #[error("redis")]
-    Presence(#[from] atende_presence::PresenceError),
+    Presence(#[from] atende_capacity::PresenceError),
     #[error("{code}: {detail}")]
     Refused {
         code: ErrorCode,

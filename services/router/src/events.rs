@@ -62,11 +62,17 @@ pub async fn publish(
         event_id: uuid::Uuid::now_v7().to_string(),
         tenant_id: tenant.to_string(),
         occurred_at_ms: now.as_millis(),
+        kind: None,
+    };
+    let order_key = kind.conversation_id().to_string();
+    let event = pb::DomainEvent {
         kind: Some(kind),
+        ..event
     };
     atende_store::outbox::enqueue(
         tx,
         tenant.0,
+        &order_key,
         &subjects.event(tenant.0, name),
         &event.event_id,
         &event.encode_to_vec(),

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use atende_capacity::AgentLive;
 use atende_domain::channel::ChannelKind;
 use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
 use atende_domain::presence::{AgentStatus, ChannelLogin};
 use atende_domain::ErrorCode;
-use atende_presence::AgentLive;
 use atende_proto::v1 as pb;
 use atende_proto::v1::router_service_server::RouterService;
 use atende_runtime::parse_id;

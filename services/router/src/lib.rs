@@ -3,9 +3,11 @@
 //! `atende_domain::routing::{decide, apply}`.
 //!
 //! # Layout
+//! - [`state`] the `Router` value (connections, settings, caches) and the types shared by
+//!   the loop and the effects;
 //! - [`engine`] one routing step: lease → snapshot → `decide` → apply each decision →
 //!   on conflict reload and decide again (bounded); the capacity rebuild after a Redis loss;
-//! - `apply` one decision: Redis reservation (the capacity gate) → one Postgres
+//! - `effects` one decision's effects: Redis reservation (the capacity gate) → one Postgres
 //!   transaction (conversation row lock, status check, assignment/offer/queue rows,
 //!   decision log, outbox event) → Redis confirm;
 //! - `ops` the operations (presence, arrivals, accept, claim, supervisor assignment,
@@ -17,7 +19,7 @@
 //! # Where the state lives, and why
 //! Postgres is the truth: assignments (unique open per conversation), conversations'
 //! status, the queue's flags (`route_queue`) and pending offers (`route_offers`), the
-//! decision log. Redis (`atende-presence`) holds what must be fast and shared across
+//! decision log. Redis (`atende-capacity`) holds what must be fast and shared across
 //! replicas: presence, capacity counters, reservations keyed by conversation, rotation,
 //! offer deadlines. Losing Redis is a degraded moment: a per-tenant marker vanishes with the
 //! tenant's keys, reservations are refused until one replica has rebuilt the counters from
@@ -58,8 +60,9 @@ pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod grpc;
+pub mod state;
 
-mod apply;
+mod effects;
 mod events;
 mod explain;
 mod ops;
@@ -70,9 +73,9 @@ use std::time::Duration;
 
 use atende_bus::consumer::{self, ConsumerSpec, Outcome};
 use atende_bus::StreamKind;
+use atende_capacity::Presence;
 use atende_config::Config;
 use atende_domain::clock::SystemClock;
-use atende_presence::Presence;
 use atende_proto::v1::router_service_server::RouterServiceServer;
 use atende_runtime::{RuntimeError, Started};
 use prost::Message;
@@ -127,7 +130,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started,
             Ok(())
         });
     }
-    atende_runtime::spawn_relay(&mut tasks, bus, pool, shutdown);
+    atende_runtime::spawn_relay(&mut tasks, cfg, bus, pool, shutdown);
     tracing::info!(%grpc_addr, "router started");
     Ok(Started {
         role: "router",
@@ -170,6 +173,8 @@ async fn on_route_request(router: &Router, payload: &[u8]) -> Outcome {
         Ok(()) => Outcome::Ack,
         Err(e) if e.is_transient() => Outcome::Retry(e.to_string()),
         Err(RouterError::Refused { code, detail, .. }) => Outcome::Poison(format!("{code}: {detail}")),
-        Err(e) => Outcome::Retry(e.to_string()),
+        // The database refused the statement itself (not a lost connection): it would refuse
+        // it again, and retrying in place would hold every request behind it.
+        Err(e) => Outcome::Poison(format!("database refused the request: {e}")),
     }
 }

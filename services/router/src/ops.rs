@@ -1,5 +1,6 @@
 //! The router's operations, as the gRPC service and the route consumer call them.
 
+use atende_capacity::{AgentLive, Membership};
 use atende_domain::channel::ChannelKind;
 use atende_domain::clock::Timestamp;
 use atende_domain::conversation::Status;
@@ -7,9 +8,8 @@ use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
 use atende_domain::presence::{check_logout, derive_status, AgentStatus, ChannelLogin};
 use atende_domain::routing::{Event, Policy, Waiting};
 use atende_domain::ErrorCode;
-use atende_presence::{AgentLive, Membership};
 use atende_proto::v1 as pb;
-use atende_store::{admin, conversations, offers, routing};
+use atende_store::{admin, conversations, offers, queue, routing};
 
 use crate::engine::{Routed, Router};
 use crate::error::RouterError;
@@ -146,7 +146,7 @@ impl Router {
             tracing::debug!(%conversation, status = %c.status, "route request for a conversation no longer queued here");
             return Ok(());
         }
-        if offers::queue_entry(&self.pool, conversation.0)
+        if queue::queue_entry(&self.pool, conversation.0)
             .await?
             .is_some_and(|(s, _, _)| s == service.0)
         {
@@ -271,7 +271,7 @@ impl Router {
         // agent by naming a conversation id it does not own.
         let assigned = routing::release_assignment(&mut tx, tenant.0, conversation.0, reason).await?;
         let offer = offers::delete_offer(&mut tx, tenant.0, conversation.0).await?;
-        offers::dequeue(&mut tx, tenant.0, conversation.0).await?;
+        queue::dequeue(&mut tx, tenant.0, conversation.0).await?;
         if assigned.is_some() || offer.is_some() {
             let c = conversations::get_conversation(&mut *tx, tenant.0, conversation.0).await?;
             routing::log_decision(
@@ -321,7 +321,7 @@ impl Router {
         let members: Vec<(AgentId, u64)> = info.members.iter().map(|m| (m.agent, m.rotation_seed)).collect();
         let rows = self.presence.load_agents(tenant, service, &members).await?;
         let offered = offers::offers_of_service(&self.pool, tenant.0, service.0).await?.len();
-        let (waiting, oldest) = offers::queue_depth(&self.pool, tenant.0, service.0).await?;
+        let (waiting, oldest) = queue::queue_depth(&self.pool, tenant.0, service.0).await?;
         let now = self.now();
         let mut stats = QueueStats {
             waiting: waiting.max(0) as u32,

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeSet;
 
+use atende_capacity::{Mode, Reservation, Reserved};
 use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
 use atende_domain::routing::Event;
-use atende_presence::{Mode, Reservation, Reserved};
-use atende_store::{offers, routing};
+use atende_store::{offers, queue, routing};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::Router;
@@ -57,7 +57,7 @@ impl Router {
             }
         }
         if tick.checked_rem(30) == Some(0) {
-            offers::prune_queue(&self.pool).await?;
+            queue::prune_queue(&self.pool).await?;
         }
         Ok(())
     }
@@ -130,7 +130,7 @@ impl Router {
                     .reserve(
                         tenant,
                         &r(Mode::Assign, held.deadline),
-                        atende_presence::Check::Supervisor,
+                        atende_capacity::Check::Supervisor,
                         atende_domain::channel::ChannelKind::Whatsapp,
                         u32::MAX,
                         self.now(),

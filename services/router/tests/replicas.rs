@@ -1,4 +1,4 @@
-//! Issue 3 item 8: three router replicas on one Redis and NATS, 1,000 conversations over two
+//! Three router replicas on one Redis and NATS, 1,000 conversations over two
 //! services, 50 agents of capacity 3 (members of both services, so capacity is shared across
 //! the per-service leases) arriving, pausing, dropping, logging out and finishing
 //! conversations. Checked from Postgres and Redis: no double assignment, never over
@@ -79,7 +79,7 @@ async fn arrive_batch(f: &Fixture, service: Uuid, n: usize) -> Vec<Uuid> {
 /// offered counters, which include reservations not yet committed).
 async fn observed_max(
     f: &Fixture,
-    keys: &atende_presence::Keys,
+    keys: &atende_capacity::Keys,
     redis: &mut redis::aio::ConnectionManager,
 ) -> (i64, i64) {
     let pg: i64 = sqlx::query_scalar(
@@ -149,7 +149,7 @@ async fn three_replicas_never_double_assign_never_exceed_capacity_and_route_ever
         clients.push(RouterServiceClient::new(f.sandbox.grpc(r.grpc_addr)));
     }
     let clients = Arc::new(clients);
-    let keys = atende_presence::Keys::new(&f.sandbox.id);
+    let keys = atende_capacity::Keys::new(&f.sandbox.id);
     let churning = Arc::new(AtomicBool::new(true));
     let finishing = Arc::new(AtomicBool::new(true));
     let sampling = Arc::new(AtomicBool::new(true));

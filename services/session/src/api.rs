@@ -156,6 +156,7 @@ impl SessionService for SessionApi {
         atende_store::outbox::enqueue(
             &mut tx,
             tenant,
+            &conversation_id.to_string(),
             &self.subjects.outbound(tenant, kind),
             &format!("out:{}", message.id),
             &outbound.encode_to_vec(),
@@ -223,7 +224,7 @@ impl SessionService for SessionApi {
         let more = rows.len() > size as usize;
         let rows = &rows[..rows.len().min(size as usize)];
         let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => format!("{}:{}", last.created_at.unix_timestamp_nanos() / 1000, last.id),
+            (true, Some(last)) => format!("s{}", last.seq),
             _ => String::new(),
         };
         Ok(Response::new(pb::ListMessagesResponse {
@@ -248,15 +249,16 @@ impl SessionService for SessionApi {
     }
 }
 
-/// Page tokens are `<created_at in µs>:<message id>`.
-fn decode_cursor(token: &str) -> Result<Option<(time::OffsetDateTime, Uuid)>, GrpcStatus> {
+/// Page tokens are `s<seq>`: the conversation position of the last message returned, which
+/// is assigned in commit order, so the next page never skips a message that committed late.
+fn decode_cursor(token: &str) -> Result<i64, GrpcStatus> {
     if token.is_empty() {
-        return Ok(None);
+        return Ok(0);
     }
     let bad = || status(ErrorCode::InvalidArgument, "invalid page_token", Some("page_token"));
-    let (micros, id) = token.split_once(':').ok_or_else(bad)?;
-    let micros: i64 = micros.parse().map_err(|_| bad())?;
-    let id = Uuid::parse_str(id).map_err(|_| bad())?;
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).map_err(|_| bad())?;
-    Ok(Some((at, id)))
+    token
+        .strip_prefix('s')
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(bad)
 }

@@ -55,6 +55,7 @@ pub fn message(m: &Message) -> pb::Message {
         created_at_ms: atende_store::to_millis(m.created_at),
         media,
         reply_to_provider_message_id: m.reply_to_provider_message_id.clone().unwrap_or_default(),
+        seq: m.seq,
     }
 }
 
@@ -84,11 +85,17 @@ pub async fn emit(
         event_id: id.to_string(),
         tenant_id: tenant.to_string(),
         occurred_at_ms: atende_store::to_millis(time::OffsetDateTime::now_utc()),
+        kind: None,
+    };
+    let order_key = kind.conversation_id().to_string();
+    let event = pb::DomainEvent {
         kind: Some(kind),
+        ..event
     };
     atende_store::outbox::enqueue(
         tx,
         tenant,
+        &order_key,
         &subjects.event(tenant, name),
         &format!("ev:{id}"),
         &event.encode_to_vec(),

@@ -8,6 +8,8 @@
 //! route request. The contact row is locked, so concurrent messages of one customer
 //! serialise and never open two conversations.
 
+use std::time::Duration;
+
 use atende_bus::consumer::{self, ConsumerSpec, Delivery, Outcome, Redelivery};
 use atende_bus::{Bus, StreamKind, Subjects};
 use atende_domain::conversation::{OpenConversation, Placement, SameCustomerRule, Status};
@@ -56,11 +58,15 @@ async fn handle(ctx: &(PgPool, Subjects), d: Delivery) -> Outcome {
     match result {
         Ok(()) => Outcome::Ack,
         Err(HandleError::Poison(reason)) => Outcome::Poison(reason),
+        Err(HandleError::NotYet(reason)) => Outcome::Defer(Duration::from_secs(1), reason),
         Err(HandleError::Store(e)) if e.is_unique_violation() => {
             // A concurrent delivery of the same item won the race; retrying finds it stored.
             Outcome::Retry("concurrent duplicate".into())
         }
-        Err(HandleError::Store(e)) => Outcome::Retry(e.to_string()),
+        Err(HandleError::Store(e)) if e.is_transient() => Outcome::Retry(e.to_string()),
+        // The database refused the statement itself (not a lost connection): it would refuse
+        // it again, and retrying in place would hold every message behind it.
+        Err(HandleError::Store(e)) => Outcome::Poison(format!("database refused the event: {e}")),
     }
 }
 
@@ -70,6 +76,9 @@ enum HandleError {
     Store(#[from] StoreError),
     #[error("poison: {0}")]
     Poison(String),
+    /// Depends on a message further down the stream.
+    #[error("not yet: {0}")]
+    NotYet(String),
 }
 
 impl From<sqlx::Error> for HandleError {
@@ -235,6 +244,7 @@ async fn on_message(
             atende_store::outbox::enqueue(
                 &mut tx,
                 tenant,
+                &conversation_id.to_string(),
                 &subjects.route(tenant, service),
                 &format!("route:{conversation_id}:{}", conversation.protocol),
                 &req.encode_to_vec(),
@@ -277,9 +287,13 @@ async fn on_status(
         conv::message_by_provider_id(&mut tx, channel_id, &s.provider_message_id).await?
     };
     let Some(message) = found else {
-        // A provider status can overtake our own "accepted" record; give it a few tries.
+        // A provider status can overtake our own "accepted" record, which comes later on the
+        // stream: let it pass, a few times.
         if delivered < 5 {
-            return Err(HandleError::Store(StoreError::Db(sqlx::Error::RowNotFound)));
+            return Err(HandleError::NotYet(format!(
+                "status for a message not stored yet: {}",
+                s.provider_message_id
+            )));
         }
         return Err(HandleError::Poison(format!(
             "status `{}` for unknown message {}{}",

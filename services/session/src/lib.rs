@@ -68,7 +68,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         atende_runtime::redelivery(cfg),
         shutdown.clone(),
     ));
-    atende_runtime::spawn_relay(&mut tasks, bus, pool, shutdown);
+    atende_runtime::spawn_relay(&mut tasks, cfg, bus, pool, shutdown);
     tracing::info!(%grpc_addr, "session started");
     Ok(Started {
         role: "session",

@@ -274,3 +274,85 @@ async fn history_pages_through_every_message_once_in_order() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_reader_continuing_after_the_last_message_it_saw_never_misses_one_that_committed_late() {
+    // Arrange: T1 writes a message first but commits last; T2 writes one meanwhile.
+    let h = Harness::start().await;
+    let pool = h.sandbox.pool.clone();
+    let (tenant, conversation, channel) = (h.tenant_id, h.conversation_id, h.channel_id);
+    let message = move |id: Uuid, provider_id: &'static str| atende_store::conversations::NewMessage {
+        id,
+        tenant_id: tenant,
+        conversation_id: conversation,
+        channel_id: channel,
+        direction: "inbound",
+        kind: "text",
+        body: Some(provider_id),
+        media: None,
+        provider_message_id: Some(provider_id),
+        reply_to_provider_message_id: None,
+        status: "received",
+        agent_id: None,
+        client_message_id: None,
+        raw: None,
+        sent_at: None,
+    };
+    let (m1, m2) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut t1 = pool.begin().await.unwrap();
+    atende_store::conversations::insert_message(&mut t1, &message(m1, "wamid.LATE"))
+        .await
+        .unwrap();
+    let mut t2 = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let mut t2 = pool.begin().await.unwrap();
+            atende_store::conversations::insert_message(&mut t2, &message(m2, "wamid.EARLY"))
+                .await
+                .unwrap();
+            t2.commit().await.unwrap();
+        }
+    });
+    // Nothing may order T2 behind T1: give it the chance to commit first (a bound, not an
+    // assertion about time).
+    let t2_done_early = tokio::time::timeout(Duration::from_millis(300), &mut t2).await.is_ok();
+
+    // Act: a reader reads, remembers the last position it saw, T1 commits, it reads on.
+    let mut client = h.client.clone();
+    let read_after = |token: String| {
+        let mut client = client.clone();
+        let req = pb::ListMessagesRequest {
+            tenant_id: tenant.to_string(),
+            conversation_id: conversation.to_string(),
+            page_size: 100,
+            page_token: token,
+        };
+        async move { client.list_messages(req).await.unwrap().into_inner().messages }
+    };
+    let first = read_after(String::new()).await;
+    let cursor = first.last().map(|m| format!("s{}", m.seq)).unwrap_or_default();
+    t1.commit().await.unwrap();
+    if !t2_done_early {
+        t2.await.unwrap();
+    }
+    let rest = read_after(cursor).await;
+    client = h.client.clone();
+    let everything = client
+        .list_messages(pb::ListMessagesRequest {
+            tenant_id: tenant.to_string(),
+            conversation_id: conversation.to_string(),
+            page_size: 100,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+
+    // Assert: each message seen exactly once, in the order they committed.
+    let seen: Vec<String> = first.iter().chain(&rest).map(|m| m.id.clone()).collect();
+    assert_eq!(seen, vec![m1.to_string(), m2.to_string()], "first read {first:?}");
+    assert_eq!(everything.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), seen);
+    assert!(everything[0].seq < everything[1].seq);
+    h.stop().await;
+}

@@ -225,6 +225,7 @@ impl Fixture {
         atende_store::outbox::enqueue(
             &mut tx,
             self.tenant,
+            &conversation.to_string(),
             &self.bus.subjects.route(self.tenant, self.service),
             &format!("route-{conversation}"),
             &req.encode_to_vec(),

@@ -485,5 +485,4 @@ fn graph_error(status: StatusCode, code: i64, message: &str, details: Option<&st
 }
 
 #[cfg(test)]
-#[path = "fake_graph_tests.rs"]
 mod tests;

@@ -1,15 +1,15 @@
-//! The candidate view a router replica keeps in memory (see `atende_presence::view`), against
+//! The candidate view a router replica keeps in memory (see `atende_capacity::view`), against
 //! a real Redis: a stale view costs a refusal that carries the fresh view, never an
 //! over-capacity; deltas keep the view equal to a fresh read; the lease says when it is not.
 
+use atende_capacity::{
+    AgentRow, CandidateView, Check, Lease, Membership, Mode, Presence, Reservation, Reserved, ViewReply, ViewSpec,
+};
 use atende_domain::channel::ChannelKind;
 use atende_domain::clock::Timestamp;
 use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
 use atende_domain::presence::{AgentStatus, ChannelLogin};
 use atende_domain::routing::{decide, AgentSnapshot, Decision, Event, Policy, ServiceRules, Snapshot, Waiting};
-use atende_presence::{
-    AgentRow, CandidateView, Check, Lease, Membership, Mode, Presence, Reservation, Reserved, ViewReply, ViewSpec,
-};
 use rand::{Rng, SeedableRng};
 
 struct Redis {

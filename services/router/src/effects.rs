@@ -6,19 +6,19 @@
 
 use std::time::Instant;
 
+use atende_capacity::{Check, Confirmed, Mode, Released, Reservation, Reserved, ViewSpec};
 use atende_domain::channel::ChannelKind;
 use atende_domain::clock::Timestamp;
 use atende_domain::conversation::Status;
 use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
 use atende_domain::routing::{Decision, Event, Explanation, Rule, Snapshot, Waiting};
 use atende_domain::ErrorCode;
-use atende_presence::{Check, Confirmed, Mode, Released, Reservation, Reserved, ViewSpec};
 use atende_proto::v1 as pb;
-use atende_store::{conversations, offers, routing};
+use atende_store::{conversations, offers, queue, routing};
 use serde_json::Value;
 
-use crate::engine::{Applied, Router};
 use crate::error::RouterError;
+use crate::state::{Applied, Router};
 use crate::{events, explain};
 
 pub(crate) struct Ctx<'a> {
@@ -128,7 +128,7 @@ impl Router {
             }
             Decision::Remove { conversation } => {
                 let mut conn = self.pool.acquire().await?;
-                offers::dequeue(&mut conn, ctx.tenant.0, conversation.0).await?;
+                queue::dequeue(&mut conn, ctx.tenant.0, conversation.0).await?;
                 Ok(Applied::Done)
             }
         }
@@ -291,7 +291,7 @@ impl Router {
         }
         conversations::set_status(&mut tx, conversation.0, Status::Assigned.as_str(), Some(agent.0), None).await?;
         offers::delete_offer(&mut tx, ctx.tenant.0, conversation.0).await?;
-        offers::dequeue(&mut tx, ctx.tenant.0, conversation.0).await?;
+        queue::dequeue(&mut tx, ctx.tenant.0, conversation.0).await?;
         self.log(
             &mut *tx,
             ctx,
@@ -391,7 +391,7 @@ impl Router {
         if !offers::insert_offer(&mut tx, &row).await? {
             return Ok(false);
         }
-        offers::dequeue(&mut tx, ctx.tenant.0, conversation.0).await?;
+        queue::dequeue(&mut tx, ctx.tenant.0, conversation.0).await?;
         let d = Decision::Offer {
             conversation,
             agent,
@@ -447,7 +447,7 @@ impl Router {
             Some(o) if o.agent_id == agent.0 => {
                 if Status::parse(&c.status) == Some(Status::Offered) {
                     conversations::set_status(&mut tx, conversation.0, Status::Queued.as_str(), None, None).await?;
-                    offers::enqueue(&mut tx, ctx.tenant.0, ctx.service.0, conversation.0, o.priority, false).await?;
+                    queue::enqueue(&mut tx, ctx.tenant.0, ctx.service.0, conversation.0, o.priority, false).await?;
                 }
             }
             // Accepted, withdrawn or closed meanwhile: the snapshot was stale.
@@ -493,7 +493,7 @@ impl Router {
         if c.service_id != Some(ctx.service.0) || Status::parse(&c.status) != Some(Status::Queued) {
             return Ok(Applied::Done); // no longer waiting here: nothing to record
         }
-        offers::enqueue(
+        queue::enqueue(
             &mut tx,
             ctx.tenant.0,
             ctx.service.0,
@@ -531,7 +531,7 @@ impl Router {
             return Ok(Applied::Again("conversation no longer missable"));
         }
         let offer = offers::delete_offer(&mut tx, ctx.tenant.0, conversation.0).await?;
-        offers::dequeue(&mut tx, ctx.tenant.0, conversation.0).await?;
+        queue::dequeue(&mut tx, ctx.tenant.0, conversation.0).await?;
         conversations::set_status(
             &mut tx,
             conversation.0,

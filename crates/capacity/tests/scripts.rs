@@ -1,12 +1,12 @@
 //! The scripts against a real Redis (`ATENDE__REDIS__URL`, default the local one), each test
 //! under its own key prefix, removed at the end.
 
+use atende_capacity::{Check, Lease, Membership, Mode, Presence, Released, Reservation, Reserved};
 use atende_domain::channel::ChannelKind;
 use atende_domain::clock::Timestamp;
 use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
 use atende_domain::presence::{AgentStatus, ChannelLogin};
 use atende_domain::routing::{decide, AgentSnapshot, Decision, Event, Policy, ServiceRules, Snapshot, Waiting};
-use atende_presence::{Check, Lease, Membership, Mode, Presence, Released, Reservation, Reserved};
 use rand::{Rng, SeedableRng};
 
 struct Redis {
@@ -267,7 +267,7 @@ async fn the_candidate_index_picks_whom_decide_picks_among_every_member() {
         }
         let members: Vec<(AgentId, u64)> = agents.iter().map(|(a, _)| (*a, 0)).collect();
         let full = p.load_agents(t, s, &members).await.unwrap();
-        let snapshot = |rows: Vec<(AgentId, atende_presence::AgentRow)>| {
+        let snapshot = |rows: Vec<(AgentId, atende_capacity::AgentRow)>| {
             let agents = rows
                 .into_iter()
                 .map(|(id, r)| AgentSnapshot {
