@@ -17,6 +17,15 @@ use tokio_util::sync::CancellationToken;
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+/// Now, in the seconds Meta's webhooks carry: replies are only allowed inside the window
+/// that runs from the customer's message time.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
 pub struct Platform {
     pub sandbox: Sandbox,
     pub fake: FakeGraph,

@@ -75,7 +75,7 @@ fn assert_error(got: &(u16, Value), status: u16, code: &str) {
 
 /// A customer writes to the tenant's WhatsApp number; the adapter accepts the webhook.
 async fn customer_writes(p: &Platform, t: &Tenant, from: &str, wamid: &str, text: &str) {
-    let body = text_message_webhook(&t.phone_number_id, from, "Cliente", wamid, text, 1_763_700_000);
+    let body = text_message_webhook(&t.phone_number_id, from, "Cliente", wamid, text, atende_e2e::now_secs());
     let resp = p.post_webhook(t, &body, None).await;
     assert_eq!(resp.status(), 200, "webhook refused");
 }

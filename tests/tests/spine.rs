@@ -23,7 +23,7 @@ async fn a_customer_message_reaches_an_agent_and_the_reply_reaches_whatsapp() {
         "Maria Souza",
         "wamid.SPINE1",
         "Oi, preciso de ajuda",
-        1_763_700_000,
+        atende_e2e::now_secs(),
     );
     let traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
     let resp = p.post_webhook(&t, &body, Some(&traceparent)).await;

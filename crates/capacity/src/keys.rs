@@ -66,6 +66,24 @@ impl Keys {
         self.tenant(tenant, "pending")
     }
 
+    /// Set: the conversations an agent holds (offers and assignments), kept by every script
+    /// that reserves or releases, so reconciliation finds holds Postgres does not know.
+    pub fn holds(&self, tenant: TenantId, agent: AgentId) -> String {
+        self.tenant(tenant, &format!("holds:{agent}"))
+    }
+
+    /// String with a TTL: the conversation's reservation was released recently (written by the
+    /// release script); reconciliation does not restore it meanwhile.
+    pub fn released(&self, tenant: TenantId, conversation: ConversationId) -> String {
+        self.tenant(tenant, &format!("rel:{conversation}"))
+    }
+
+    /// Counter: how many times a script observed an agent over his capacity. Zero unless
+    /// Postgres itself holds more than the agent's max (which reconciliation then reveals).
+    pub fn over_capacity(&self, tenant: TenantId) -> String {
+        self.tenant(tenant, "overcap")
+    }
+
     /// String: present once capacity was rebuilt from Postgres. Lost with the rest of the
     /// tenant's keys (same slot), which is what tells the router to rebuild.
     pub fn rebuilt(&self, tenant: TenantId) -> String {

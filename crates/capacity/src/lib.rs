@@ -65,6 +65,15 @@ pub enum PresenceError {
 
 pub type Result<T> = std::result::Result<T, PresenceError>;
 
+/// What a reconciliation of one agent changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Holds Postgres has that Redis had lost.
+    pub restored: u32,
+    /// Holds Redis kept that Postgres does not know.
+    pub freed: u32,
+}
+
 /// What a reservation holds the agent's capacity for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -848,6 +857,52 @@ impl Presence {
         inv.arg(now.as_millis());
         let _: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(())
+    }
+
+    /// Converges `agent`'s reservations with `held` (what Postgres says he holds): restores
+    /// the missing, frees committed ones Postgres does not know once older than `grace`.
+    /// `None` when the tenant's capacity is not rebuilt yet (nothing to converge).
+    pub async fn reconcile_agent(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        held: &[Reservation],
+        now: Timestamp,
+        grace_ms: u64,
+    ) -> Result<Option<Reconciled>> {
+        let mut inv = scripts::RECONCILE.prepare_invoke();
+        inv.key(self.keys.agent(tenant, agent))
+            .key(self.keys.offer_deadlines(tenant))
+            .key(self.keys.pending(tenant))
+            .key(self.keys.rebuilt(tenant));
+        inv.arg(agent.to_string())
+            .arg(now.as_millis())
+            .arg(grace_ms)
+            .arg(held.len());
+        for r in held {
+            inv.arg(r.conversation.to_string())
+                .arg(r.mode.as_str())
+                .arg(r.service.to_string())
+                .arg(r.deadline.as_millis());
+        }
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        match reply.first().map(String::as_str) {
+            Some("OK") => Ok(Some(Reconciled {
+                restored: num(reply.get(1)),
+                freed: num(reply.get(2)),
+            })),
+            Some("NOMARKER") => Ok(None),
+            _ => Err(PresenceError::Reply(format!("{reply:?}"))),
+        }
+    }
+
+    /// How many times a script observed an agent of `tenant` over capacity.
+    pub async fn over_capacity_count(&self, tenant: TenantId) -> Result<u64> {
+        let n: Option<u64> = redis::cmd("GET")
+            .arg(self.keys.over_capacity(tenant))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(n.unwrap_or(0))
     }
 
     /// The benchmark's baseline: EVALSHA of a one-command script.

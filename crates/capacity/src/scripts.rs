@@ -16,6 +16,24 @@ use redis::Script;
 ///   idle; ties by member (agent id), as `decide` orders them;
 /// - `rot`: the rotation place; `oom`: agents holding an offer after the others, then place.
 const REINDEX: &str = r#"
+-- the tenant prefix of a key built for `agent_id`, e.g. the agent hash
+local function prefix_of(agent_key, agent_id)
+  return string.sub(agent_key, 1, #agent_key - #('agent:' .. agent_id))
+end
+-- the set of conversations an agent holds (offers and assignments): what reconciliation
+-- walks to find holds Postgres does not know
+local function holds_key(agent_key, agent_id)
+  return prefix_of(agent_key, agent_id) .. 'holds:' .. agent_id
+end
+-- the invariant, checked where it could break: an agent's load above his max is counted
+-- (never expected to move from 0; tests and operators read it)
+local function check_capacity(agent_key, agent_id)
+  local h = redis.call('HMGET', agent_key, 'assigned', 'offered', 'max')
+  local load = tonumber(h[1] or '0') + tonumber(h[2] or '0')
+  if h[3] and load > tonumber(h[3]) then
+    redis.call('INCR', prefix_of(agent_key, agent_id) .. 'overcap')
+  end
+end
 local function reindex(agent_key, agent_id)
   local prefix = string.sub(agent_key, 1, #agent_key - #('agent:' .. agent_id))
   local h = redis.call('HMGET', agent_key, 'status', 'kinds', 'assigned', 'offered', 'max', 'idle_since', 'svcs', 'ikinds')
@@ -211,6 +229,8 @@ else
 end
 redis.call('HSET', KEYS[2], 'idle_since', ARGV[6])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+redis.call('SADD', holds_key(KEYS[2], ARGV[2]), ARGV[1])
+check_capacity(KEYS[2], ARGV[2])
 reindex(KEYS[2], ARGV[2])
 return {'OK', 'new'}
 end
@@ -250,6 +270,8 @@ if not cur[1] then
     redis.call('HINCRBY', KEYS[2], 'assigned', 1)
   end
   redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('SADD', holds_key(KEYS[2], ARGV[2]), ARGV[1])
+  check_capacity(KEYS[2], ARGV[2])
   reindex(KEYS[2], ARGV[2])
   return {'RESTORED'}
 end
@@ -282,6 +304,10 @@ if redis.call('HINCRBY', KEYS[2], field, -1) < 0 then redis.call('HSET', KEYS[2]
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('SREM', holds_key(KEYS[2], ARGV[2]), ARGV[1])
+-- remembered for a while: reconciliation must not restore a hold released after it read
+-- Postgres (see RECONCILE)
+redis.call('SET', string.sub(KEYS[1], 1, #KEYS[1] - #('res:' .. ARGV[1])) .. 'rel:' .. ARGV[1], '1', 'PX', 120000)
 reindex(KEYS[2], ARGV[2])
 return {'RELEASED', cur[2]}
 "#,
@@ -541,6 +567,8 @@ for j = 1, m do
   local b = 1 + n * 3 + (j - 1) * 5
   redis.call('HSET', KEYS[3 + n + j], 'agent', ARGV[b + 2], 'mode', ARGV[b + 3], 'service', ARGV[b + 4],
     'deadline', ARGV[b + 5], 'at', now, 'state', 'committed')
+  local res_key = KEYS[3 + n + j]
+  redis.call('SADD', string.sub(res_key, 1, #res_key - #('res:' .. ARGV[b + 1])) .. 'holds:' .. ARGV[b + 2], ARGV[b + 1])
   if ARGV[b + 3] == 'offer' then redis.call('ZADD', KEYS[2], ARGV[b + 5], ARGV[b + 1]) end
 end
 for i = 1, n do
@@ -550,6 +578,71 @@ for i = 1, n do
 end
 redis.call('SET', KEYS[1], now)
 return n + m
+"#,
+    )
+});
+
+/// KEYS: agent, offers, pending, rebuilt
+/// ARGV: agent id, now, grace ms, n, (conversation, mode, service, deadline) × n — what Postgres
+///       says the agent holds (open assignments and offers)
+///
+/// Converges the agent's reservations with Postgres, both ways, in one atomic step: a hold
+/// Postgres has and Redis lost (an ambiguous commit, a partial wipe) is restored, committed,
+/// with its load — unless Redis released it in the last two minutes, which may be a release
+/// newer than the Postgres read (restored on a later pass if Postgres still has it then); a
+/// committed hold Redis keeps and Postgres does not (a release whose Redis step never ran) is
+/// freed once older than the grace — younger ones may belong to a commit newer than the
+/// Postgres read. Pending reservations are left to the pending reconciler.
+/// Loads only move with their reservations, so they stay equal to what the agent holds.
+/// Replies `{OK, restored, freed}` or `{NOMARKER}`.
+pub static RECONCILE: LazyLock<Script> = LazyLock::new(|| {
+    with_reindex(
+        r#"
+if redis.call('EXISTS', KEYS[4]) == 0 then return {'NOMARKER'} end
+local agent, now, grace, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local prefix = prefix_of(KEYS[1], agent)
+local holds = holds_key(KEYS[1], agent)
+local known, restored, freed = {}, 0, 0
+for i = 1, n do
+  local b = 4 + (i - 1) * 4
+  local conv, mode, service, deadline = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+  known[conv] = true
+  local res = prefix .. 'res:' .. conv
+  local cur = redis.call('HGET', res, 'agent')
+  if not cur and redis.call('EXISTS', prefix .. 'rel:' .. conv) == 0 then
+    redis.call('HSET', res, 'agent', agent, 'mode', mode, 'service', service, 'at', ARGV[2],
+      'deadline', deadline, 'state', 'committed')
+    if mode == 'offer' then
+      redis.call('HINCRBY', KEYS[1], 'offered', 1)
+      redis.call('ZADD', KEYS[2], deadline, conv)
+    else
+      redis.call('HINCRBY', KEYS[1], 'assigned', 1)
+    end
+    redis.call('SADD', holds, conv)
+    restored = restored + 1
+  elseif cur == agent then
+    redis.call('SADD', holds, conv)
+  end
+  -- held by someone else: a conversation-level conflict, settled per conversation
+end
+for _, conv in ipairs(redis.call('SMEMBERS', holds)) do
+  local res = prefix .. 'res:' .. conv
+  local cur = redis.call('HMGET', res, 'agent', 'mode', 'state', 'at')
+  if cur[1] ~= agent then
+    redis.call('SREM', holds, conv)
+  elseif not known[conv] and cur[3] == 'committed' and now - tonumber(cur[4] or '0') > grace then
+    local field = cur[2] == 'offer' and 'offered' or 'assigned'
+    if redis.call('HINCRBY', KEYS[1], field, -1) < 0 then redis.call('HSET', KEYS[1], field, 0) end
+    redis.call('DEL', res)
+    redis.call('ZREM', KEYS[2], conv)
+    redis.call('ZREM', KEYS[3], conv)
+    redis.call('SREM', holds, conv)
+    freed = freed + 1
+  end
+end
+if restored > 0 then check_capacity(KEYS[1], agent) end
+if restored + freed > 0 then reindex(KEYS[1], agent) end
+return {'OK', tostring(restored), tostring(freed)}
 "#,
     )
 });

@@ -142,7 +142,12 @@ pub fn print_help(cfg: &Config) {
     );
     let gateway = host_url(cfg.gateway.http_addr, "http");
     let session_grpc = format!("127.0.0.1:{}", cfg.session.grpc_addr.port());
-    let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Maria Souza"},"wa_id":"5511987654321"}],"messages":[{"from":"5511987654321","id":"wamid.DEMO0001","timestamp":"1763700000","text":{"body":"Oi, preciso de ajuda com meu pedido"},"type":"text"}]},"field":"messages"}]}]}"#;
+    let token = if cfg.is_development() {
+        secrecy::ExposeSecret::expose_secret(&cfg.grpc.internal_token).to_string()
+    } else {
+        "<grpc.internal_token>".to_string()
+    };
+    let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Maria Souza"},"wa_id":"5511987654321"}],"messages":[{"from":"5511987654321","id":"wamid.DEMO0001","timestamp":"'"$(date +%s)"'","text":{"body":"Oi, preciso de ajuda com meu pedido"},"type":"text"}]},"field":"messages"}]}]}"#;
     println!(
         r#"
 Atende is running (demo tenant, local use only).
@@ -170,9 +175,10 @@ Atende is running (demo tenant, local use only).
      curl -s {gateway}/api/v1/conversations/$CONV/messages -H "authorization: Bearer $TOKEN" \
        -H 'content-type: application/json' -d '{{"text":"Olá Maria! Como posso ajudar?"}}'
 
-4. gRPC (grpcurl speaks reflection):
+4. gRPC (grpcurl speaks reflection; calls need a credential, here development mode's):
      grpcurl -plaintext {session_grpc} list
-     grpcurl -plaintext -d '{{"tenant_id":"{TENANT_ID}"}}' {session_grpc} atende.v1.AdminService/ListAgents
+     grpcurl -plaintext -H 'authorization: Bearer {token}' -d '{{"tenant_id":"{TENANT_ID}"}}' \
+       {session_grpc} atende.v1.AdminService/ListAgents
      grpcurl -plaintext {session_grpc} grpc.health.v1.Health/Check
 
 Meta's verification handshake:

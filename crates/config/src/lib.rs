@@ -258,6 +258,8 @@ pub struct Router {
     /// Services with more members than this are routed through the Redis candidate index
     /// (the best few agents per channel kind) instead of a snapshot of every member.
     pub full_snapshot_max: usize,
+    /// How often capacity in Redis is reconciled with Postgres.
+    pub reconcile_interval_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

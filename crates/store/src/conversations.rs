@@ -154,13 +154,16 @@ pub struct Conversation {
     pub opened_at: OffsetDateTime,
     pub queued_at: Option<OffsetDateTime>,
     pub contact_name: Option<String>,
-    /// When the customer last wrote: opens the provider's free-form window.
+    /// When the customer last wrote (the provider's time of the latest message).
     pub last_inbound_at: Option<OffsetDateTime>,
+    /// The channel (number) the customer last wrote to: replies leave from it.
+    pub reply_channel_id: Uuid,
 }
 
 const CONV_SELECT: &str =
     "SELECT c.id, c.tenant_id, c.contact_id, c.channel_id, ch.kind AS channel_kind, c.service_id, c.status,
-    c.agent_id, c.protocol, c.opened_at, c.queued_at, ct.name AS contact_name, c.last_inbound_at
+    c.agent_id, c.protocol, c.opened_at, c.queued_at, ct.name AS contact_name, c.last_inbound_at,
+    COALESCE(c.reply_channel_id, c.channel_id) AS reply_channel_id
     FROM conversations c JOIN channels ch ON ch.id = c.channel_id JOIN contacts ct ON ct.id = c.contact_id";
 
 /// Open conversations of a contact, locked so concurrent messages of one customer serialise.
@@ -218,8 +221,8 @@ pub struct NewConversation {
 
 pub async fn insert_conversation(tx: &mut PgConnection, c: &NewConversation) -> Result<()> {
     sqlx::query(
-        "INSERT INTO conversations (id, tenant_id, contact_id, channel_id, service_id, status, protocol, opened_at, queued_at, last_inbound_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)",
+        "INSERT INTO conversations (id, tenant_id, contact_id, channel_id, service_id, status, protocol, opened_at, queued_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
     )
     .bind(c.id)
     .bind(c.tenant_id)
@@ -244,15 +247,46 @@ pub async fn insert_conversation(tx: &mut PgConnection, c: &NewConversation) -> 
     Ok(())
 }
 
-pub async fn touch_inbound(tx: &mut PgConnection, conversation: Uuid, at: OffsetDateTime) -> Result<()> {
+/// Records that the customer wrote to `channel` at `at` (the provider's time): that number's
+/// window is measured from it, and the conversation's replies leave from the number of the
+/// customer's latest message (a late-delivered older message changes neither).
+pub async fn touch_inbound(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    conversation: Uuid,
+    contact: Uuid,
+    channel: Uuid,
+    at: OffsetDateTime,
+) -> Result<()> {
     sqlx::query(
-        "UPDATE conversations SET last_inbound_at = GREATEST(last_inbound_at, $2), updated_at = now() WHERE id = $1",
+        "WITH w AS (
+           INSERT INTO customer_windows (contact_id, channel_id, tenant_id, last_inbound_at) VALUES ($3, $4, $5, $2)
+           ON CONFLICT (contact_id, channel_id)
+           DO UPDATE SET last_inbound_at = GREATEST(customer_windows.last_inbound_at, EXCLUDED.last_inbound_at))
+         UPDATE conversations SET
+           reply_channel_id = CASE WHEN last_inbound_at IS NULL OR $2 >= last_inbound_at THEN $4 ELSE reply_channel_id END,
+           last_inbound_at = GREATEST(last_inbound_at, $2), updated_at = now()
+         WHERE id = $1 AND tenant_id = $5",
     )
     .bind(conversation)
     .bind(at)
+    .bind(contact)
+    .bind(channel)
+    .bind(tenant)
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// When the customer last wrote to `channel` (its window's start), if ever.
+pub async fn customer_window(db: impl PgExecutor<'_>, contact: Uuid, channel: Uuid) -> Result<Option<OffsetDateTime>> {
+    Ok(
+        sqlx::query_scalar("SELECT last_inbound_at FROM customer_windows WHERE contact_id = $1 AND channel_id = $2")
+            .bind(contact)
+            .bind(channel)
+            .fetch_optional(db)
+            .await?,
+    )
 }
 
 /// Moves a conversation to a new status and owner (the caller checked the transition with

@@ -184,3 +184,40 @@ pub async fn agent_memberships(db: impl PgExecutor<'_>, agent: Uuid) -> Result<V
     .fetch_all(db)
     .await?)
 }
+
+/// A page of a tenant's agents, by id after `after`: reconciliation walks them in turn.
+pub async fn agent_page(db: impl PgExecutor<'_>, tenant: Uuid, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM agents WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// What `agents` hold according to Postgres: open assignments (`assign`) and pending offers
+/// (`offer`, with their service and deadline), as (agent, conversation, mode, service, deadline).
+#[derive(Clone, Debug, FromRow)]
+pub struct Hold {
+    pub agent_id: Uuid,
+    pub conversation_id: Uuid,
+    pub mode: String,
+    pub service_id: Option<Uuid>,
+    pub expires_at: Option<time::OffsetDateTime>,
+}
+
+pub async fn holds_of_agents(db: impl PgExecutor<'_>, tenant: Uuid, agents: &[Uuid]) -> Result<Vec<Hold>> {
+    Ok(sqlx::query_as::<_, Hold>(
+        "SELECT agent_id, conversation_id, 'assign' AS mode, NULL::uuid AS service_id, NULL::timestamptz AS expires_at
+           FROM assignments WHERE tenant_id = $1 AND agent_id = ANY($2) AND released_at IS NULL
+         UNION ALL
+         SELECT agent_id, conversation_id, 'offer', service_id, expires_at
+           FROM route_offers WHERE tenant_id = $1 AND agent_id = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(agents)
+    .fetch_all(db)
+    .await?)
+}

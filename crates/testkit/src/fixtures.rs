@@ -239,6 +239,17 @@ pub async fn conversation(
     .execute(pool)
     .await
     .expect("fixture conversation");
+    // The customer just wrote on that number: its window is open.
+    sqlx::query(
+        "INSERT INTO customer_windows (contact_id, channel_id, tenant_id, last_inbound_at) VALUES ($1, $2, $3, now())
+         ON CONFLICT (contact_id, channel_id) DO UPDATE SET last_inbound_at = now()",
+    )
+    .bind(contact)
+    .bind(channel)
+    .bind(tenant)
+    .execute(pool)
+    .await
+    .expect("fixture customer window");
     id
 }
 

@@ -148,6 +148,7 @@ pub async fn router(cfg: &Config) -> Result<Router, RuntimeError> {
     let settings = Settings {
         sweep_interval: Duration::from_millis(cfg.router.sweep_interval_ms.max(10)),
         full_snapshot_max: cfg.router.full_snapshot_max,
+        reconcile_every: Duration::from_millis(cfg.router.reconcile_interval_ms.max(10)),
         ..Settings::default()
     };
     Ok(Router::new(

@@ -44,6 +44,10 @@ pub struct Settings {
     /// says it is current (exactly: see `atende_capacity::view`); this long after its last
     /// whole read it is read again anyway (inside the lease script: no extra round trip).
     pub view_max_age: Duration,
+    /// How often a replica reconciles Redis capacity with Postgres, and how many agents of
+    /// each tenant one pass covers (the next pass goes on from there).
+    pub reconcile_every: Duration,
+    pub reconcile_batch: usize,
 }
 
 impl Default for Settings {
@@ -59,6 +63,8 @@ impl Default for Settings {
             pending_grace: Duration::from_secs(20),
             full_snapshot_max: 64,
             view_max_age: Duration::from_secs(1),
+            reconcile_every: Duration::from_secs(10),
+            reconcile_batch: 200,
         }
     }
 }
@@ -121,6 +127,9 @@ pub struct Router {
     pub(crate) local: Mutex<HashMap<ServiceKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Candidate views, read and written only under the service's `local` lock.
     pub(crate) views: Mutex<HashMap<ServiceKey, CachedView>>,
+    /// Where each tenant's reconciliation goes on from (the last agent id of the last pass),
+    /// and when the last pass ran.
+    pub(crate) reconcile_cursor: Mutex<(Option<Instant>, HashMap<TenantId, uuid::Uuid>)>,
 }
 
 impl Router {
@@ -140,6 +149,7 @@ impl Router {
             services: Mutex::new(HashMap::new()),
             local: Mutex::new(HashMap::new()),
             views: Mutex::new(HashMap::new()),
+            reconcile_cursor: Mutex::new((None, HashMap::new())),
         }
     }
 

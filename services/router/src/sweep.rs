@@ -38,10 +38,14 @@ impl Router {
             .map(TenantId)
             .collect();
         tenants.extend(active.iter().map(|(t, _)| TenantId(*t)));
+        let reconcile_capacity = self.reconcile_due();
         for tenant in &tenants {
             self.ensure_rebuilt(*tenant).await?;
             self.expire_due(*tenant).await?;
             self.reconcile(*tenant).await?;
+            if reconcile_capacity {
+                self.reconcile_capacity(*tenant).await?;
+            }
         }
         let period = self.settings.service_sweep_period.as_millis() as u64;
         for (tenant, service) in active {
@@ -92,6 +96,74 @@ impl Router {
         let older_than = self.now() - self.settings.pending_grace;
         for conversation in self.presence.stale_pending(tenant, older_than, 200).await? {
             self.settle(tenant, conversation).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a capacity reconciliation pass is due on this replica (and if so, starts it).
+    fn reconcile_due(&self) -> bool {
+        let Ok(mut state) = self.reconcile_cursor.lock() else {
+            return false;
+        };
+        let due = state.0.is_none_or(|at| at.elapsed() >= self.settings.reconcile_every);
+        if due {
+            state.0 = Some(std::time::Instant::now());
+        }
+        due
+    }
+
+    /// Converges the next page of the tenant's agents with Postgres: each agent's holds are
+    /// read from Postgres and handed to one atomic script, which restores what Redis lost and
+    /// frees what Postgres does not know (see `atende_capacity::Presence::reconcile_agent`).
+    /// Bounded: `reconcile_batch` agents and two queries per tenant per pass.
+    pub async fn reconcile_capacity(&self, tenant: TenantId) -> Result<(), RouterError> {
+        let after = self
+            .reconcile_cursor
+            .lock()
+            .ok()
+            .and_then(|s| s.1.get(&tenant).copied());
+        let agents = routing::agent_page(&self.pool, tenant.0, after, self.settings.reconcile_batch as i64).await?;
+        let next = if agents.len() < self.settings.reconcile_batch {
+            None // the end: the next pass starts over
+        } else {
+            agents.last().copied()
+        };
+        if let Ok(mut s) = self.reconcile_cursor.lock() {
+            match next {
+                Some(a) => s.1.insert(tenant, a),
+                None => s.1.remove(&tenant),
+            };
+        }
+        if agents.is_empty() {
+            return Ok(());
+        }
+        let mut held: std::collections::HashMap<uuid::Uuid, Vec<Reservation>> = std::collections::HashMap::new();
+        for h in routing::holds_of_agents(&self.pool, tenant.0, &agents).await? {
+            let offer = h.mode == "offer";
+            held.entry(h.agent_id).or_default().push(Reservation {
+                conversation: ConversationId(h.conversation_id),
+                agent: AgentId(h.agent_id),
+                service: ServiceId(h.service_id.unwrap_or_default()),
+                mode: if offer { Mode::Offer } else { Mode::Assign },
+                deadline: h.expires_at.map_or(atende_domain::clock::Timestamp::EPOCH, |t| {
+                    atende_domain::clock::Timestamp(atende_store::to_millis(t))
+                }),
+            });
+        }
+        let grace = self.settings.pending_grace.as_millis() as u64;
+        for agent in agents {
+            let holds = held.remove(&agent).unwrap_or_default();
+            let Some(r) = self
+                .presence
+                .reconcile_agent(tenant, AgentId(agent), &holds, self.now(), grace)
+                .await?
+            else {
+                return Ok(()); // not rebuilt yet: the rebuild reads Postgres whole
+            };
+            if r.restored + r.freed > 0 {
+                tracing::warn!(%tenant, %agent, restored = r.restored, freed = r.freed, "capacity reconciled with postgres");
+                self.agent_changed(tenant, AgentId(agent)).await;
+            }
         }
         Ok(())
     }

@@ -86,3 +86,69 @@ async fn after_redis_loses_the_namespace_capacity_is_rebuilt_from_postgres_and_n
     assert_eq!(presence.assigned, 2);
     f.shutdown().await;
 }
+
+#[tokio::test]
+async fn reconciliation_restores_a_hold_redis_lost_and_frees_one_postgres_does_not_know() {
+    use atende_capacity::{Check, Mode, Presence, Reservation};
+    use atende_domain::channel::ChannelKind;
+    use atende_domain::clock::Timestamp;
+    use atende_domain::ids::{AgentId, ConversationId, ServiceId, TenantId};
+
+    // Arrange: Ana holds one conversation in Postgres and in Redis.
+    let f = Fixture::new(Spec {
+        agents: 1,
+        max: 3,
+        ..Spec::default()
+    })
+    .await;
+    let ana = f.agents[0];
+    f.set_presence(ana, true).await.unwrap();
+    let kept = f.arrive().await;
+    f.wait_status(kept, "assigned").await;
+    let redis = Presence::new(f.sandbox.redis().await, &f.sandbox.id);
+    let tenant = TenantId(f.tenant);
+    // An ambiguous commit: the assignment stands in Postgres, but Redis released it (long
+    // enough ago that the release's memory expired).
+    redis
+        .release(tenant, ConversationId(kept), AgentId(ana), None)
+        .await
+        .unwrap();
+    let mut conn = f.sandbox.redis().await;
+    let _: () = redis::cmd("DEL")
+        .arg(atende_capacity::Keys::new(&f.sandbox.id).released(tenant, ConversationId(kept)))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // A release whose Redis step never ran: Redis holds a conversation Postgres never had.
+    let now_ms = atende_store::to_millis(time::OffsetDateTime::now_utc());
+    let ghost = Reservation {
+        conversation: ConversationId(uuid::Uuid::now_v7()),
+        agent: AgentId(ana),
+        service: ServiceId(f.service),
+        mode: Mode::Assign,
+        deadline: Timestamp::EPOCH,
+    };
+    let long_ago = Timestamp(now_ms - 120_000);
+    redis
+        .reserve(tenant, &ghost, Check::Routing, ChannelKind::Whatsapp, 3, long_ago, None)
+        .await
+        .unwrap();
+    redis.confirm(tenant, &ghost, long_ago).await.unwrap();
+    let drifted = f.set_presence(ana, true).await.unwrap();
+
+    // Act: the routers' periodic reconciliation runs (every 200 ms in these tests).
+    let presence = atende_testkit::wait_until("capacity reconciled", common::WAIT, || async {
+        let p = f.set_presence(ana, true).await.ok()?;
+        let ghost_gone = redis.held(tenant, ghost.conversation).await.ok()?.is_none();
+        let kept_back = redis.held(tenant, ConversationId(kept)).await.ok()?.is_some();
+        (ghost_gone && kept_back).then_some(p)
+    })
+    .await;
+
+    // Assert: Redis agrees with Postgres again; the invariant counter never moved.
+    assert_eq!(drifted.assigned, 1, "the drift: one lost, one ghost");
+    assert_eq!((presence.assigned, presence.offered), (1, 0));
+    assert_eq!(f.open_load(ana).await, 1);
+    assert_eq!(redis.over_capacity_count(tenant).await.unwrap(), 0);
+    f.shutdown().await;
+}

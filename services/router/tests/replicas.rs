@@ -318,6 +318,12 @@ async fn three_replicas_never_double_assign_never_exceed_capacity_and_route_ever
         "redis saw an agent over capacity"
     );
     assert!(pg_end <= MAX && redis_end <= MAX);
+    // ... and at every moment: the scripts count any load above max they ever produce.
+    let over = atende_capacity::Presence::new(f.sandbox.redis().await, &f.sandbox.id)
+        .over_capacity_count(atende_domain::ids::TenantId(f.tenant))
+        .await
+        .unwrap();
+    assert_eq!(over, 0, "a script observed an agent over capacity");
     // every conversation was assigned exactly once (some are finished since)
     let statuses: Vec<(String, i64)> = sqlx::query_as(
         "SELECT status, count(*) FROM conversations WHERE tenant_id = $1 GROUP BY status ORDER BY status",

@@ -84,10 +84,13 @@ impl SessionService for SessionApi {
         }
         let kind =
             ChannelKind::parse(&c.channel_kind).ok_or_else(|| status(ErrorCode::Internal, "channel kind", None))?;
-        // Outside the provider's window only a template may go out (Meta would refuse it).
+        // Replies leave from the number the customer last wrote to; outside that number's
+        // window only a template may go out (Meta would refuse it).
+        let channel_id = c.reply_channel_id;
         let now = atende_domain::Timestamp(atende_store::to_millis(time::OffsetDateTime::now_utc()));
-        let last_inbound = c
-            .last_inbound_at
+        let last_inbound = conv::customer_window(&mut *tx, c.contact_id, channel_id)
+            .await
+            .map_err(store_status)?
             .map(|t| atende_domain::Timestamp(atende_store::to_millis(t)));
         atende_domain::window::check_free_form(kind, last_inbound, now).map_err(atende_runtime::errors::to_status)?;
         let to = conv::whatsapp_address(&mut *tx, tenant, c.contact_id)
@@ -116,7 +119,7 @@ impl SessionService for SessionApi {
                 id: Uuid::now_v7(),
                 tenant_id: tenant,
                 conversation_id,
-                channel_id: c.channel_id,
+                channel_id,
                 direction: "outbound",
                 kind: "text",
                 body: Some(text),
@@ -145,7 +148,7 @@ impl SessionService for SessionApi {
         };
         let outbound = pb::OutboundMessage {
             tenant_id: tenant.to_string(),
-            channel_id: c.channel_id.to_string(),
+            channel_id: channel_id.to_string(),
             channel_kind: convert::channel_kind(&c.channel_kind),
             message_id: message.id.to_string(),
             conversation_id: conversation_id.to_string(),

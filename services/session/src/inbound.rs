@@ -217,7 +217,10 @@ async fn on_message(
         tx.rollback().await?;
         return Ok(());
     };
-    conv::touch_inbound(&mut tx, conversation_id, now).await?;
+    // The window runs from the customer's message time, not from when we processed it (a
+    // webhook delivered late must not extend it); a clock ahead of ours counts as now.
+    let written_at = sent_at.map_or(now, |t| t.min(now));
+    conv::touch_inbound(&mut tx, tenant, conversation_id, contact, channel_id, written_at).await?;
     let conversation = conv::get_conversation(&mut *tx, tenant, conversation_id)
         .await?
         .ok_or_else(|| HandleError::Poison("conversation vanished".into()))?;

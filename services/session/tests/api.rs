@@ -194,8 +194,8 @@ async fn a_free_text_reply_after_the_24_hour_whatsapp_window_is_refused_and_noth
     // Arrange: the customer last wrote 25 hours ago.
     let h = Harness::start().await;
     let mut client = h.client.clone();
-    sqlx::query("UPDATE conversations SET last_inbound_at = now() - interval '25 hours' WHERE id = $1")
-        .bind(h.conversation_id)
+    sqlx::query("UPDATE customer_windows SET last_inbound_at = now() - interval '25 hours' WHERE channel_id = $1")
+        .bind(h.channel_id)
         .execute(&h.sandbox.pool)
         .await
         .unwrap();

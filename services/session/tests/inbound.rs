@@ -500,3 +500,117 @@ async fn a_provider_status_finds_our_message_by_its_provider_id() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn replies_leave_from_the_number_the_customer_last_wrote_to_and_each_number_keeps_its_own_window() {
+    // Arrange: a second WhatsApp number of the same tenant; an agent owns what arrives.
+    let s = Session::start().await;
+    let pool = &s.sandbox.pool;
+    let second = fixtures::whatsapp_channel(
+        pool,
+        s.tenant_id,
+        ChannelSpec {
+            default_service: Some(s.service_id),
+            ..ChannelSpec::new("106540352200002")
+        },
+    )
+    .await
+    .id;
+    let agent = fixtures::agent(pool, s.tenant_id, "Ana", &[s.service_id], 3).await;
+    let now_ms = atende_store::to_millis(time::OffsetDateTime::now_utc());
+    let hour = 3_600_000;
+    let written = |wamid: &str, phone: &str, channel: Uuid, at_ms: i64| {
+        let mut e = s.text(wamid, phone, "", "oi");
+        e.channel_id = channel.to_string();
+        if let Some(inbound_event::Item::Message(m)) = e.item.as_mut() {
+            m.sent_at_ms = at_ms;
+        }
+        e
+    };
+    let mut client =
+        atende_proto::v1::session_service_client::SessionServiceClient::new(s.sandbox.grpc(s.role.started.grpc_addr));
+    let reply = |conversation: Uuid, id: &str| pb::SendMessageRequest {
+        tenant_id: s.tenant_id.to_string(),
+        conversation_id: conversation.to_string(),
+        agent_id: agent.to_string(),
+        text: "Olá!".into(),
+        client_message_id: id.into(),
+        reply_to_message_id: String::new(),
+    };
+    let assign = |conversation: Uuid| async move {
+        sqlx::query("UPDATE conversations SET status = 'assigned', agent_id = $2 WHERE id = $1")
+            .bind(conversation)
+            .bind(agent)
+            .execute(pool)
+            .await
+            .unwrap();
+    };
+
+    // Act: the customer writes to the first number, then to the second; then a message to
+    // the first number, written in between, is delivered late.
+    s.deliver(&written("wamid.NUM1", "5511987654321", s.channel_id, now_ms - 2 * hour))
+        .await;
+    s.deliver(&written("wamid.NUM2", "5511987654321", second, now_ms - hour))
+        .await;
+    s.deliver(&written(
+        "wamid.NUM3",
+        "5511987654321",
+        s.channel_id,
+        now_ms - 90 * 60_000,
+    ))
+    .await;
+    let conversation = s.conversations().await[0].id;
+    assign(conversation).await;
+    let sent = client
+        .send_message(reply(conversation, "r1"))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    // Another customer whose message (to the first number) was written 25 h ago and delivered now.
+    s.deliver(&written("wamid.OLD", "5511912345678", s.channel_id, now_ms - 25 * hour))
+        .await;
+    let late = s
+        .conversations()
+        .await
+        .iter()
+        .find(|c| c.id != conversation)
+        .unwrap()
+        .id;
+    assign(late).await;
+    let refused = client.send_message(reply(late, "r2")).await;
+
+    // Assert: one conversation; the reply leaves from the second number, whose window is its own.
+    assert_eq!(s.count("SELECT count(*) FROM conversations").await, 2);
+    let channel_of_reply: Uuid = sqlx::query_scalar("SELECT channel_id FROM messages WHERE id = $1::uuid")
+        .bind(&sent.id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(channel_of_reply, second);
+    let jobs = s
+        .outbox::<pb::OutboundMessage>(&s.subjects().outbound(s.tenant_id, ChannelKind::Whatsapp))
+        .await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].channel_id, second.to_string());
+    let windows: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT w.channel_id, (extract(epoch FROM w.last_inbound_at) * 1000)::bigint FROM customer_windows w
+         JOIN conversations c ON c.contact_id = w.contact_id WHERE c.id = $1 ORDER BY 2",
+    )
+    .bind(conversation)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        windows,
+        vec![(s.channel_id, now_ms - 90 * 60_000), (second, now_ms - hour)]
+    );
+    // The window runs from the customer's message time, not from when it was processed.
+    let status = refused.expect_err("outside the window");
+    assert_eq!(
+        atende_runtime::status_code_of(&status),
+        Some(atende_domain::ErrorCode::OutsideCustomerWindow)
+    );
+    s.stop().await;
+}

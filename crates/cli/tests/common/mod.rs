@@ -26,9 +26,15 @@ pub fn spawn_all(sb: &Sandbox) -> Child {
 
 /// As [`spawn_all`], with extra environment variables.
 pub fn spawn_all_with(sb: &Sandbox, extra: &[(&str, &str)]) -> Child {
+    spawn_role_with(sb, "all", extra)
+}
+
+/// `atende <role>` (or `all`) against the sandbox, every address on a free port unless
+/// `extra` says otherwise.
+pub fn spawn_role_with(sb: &Sandbox, role: &str, extra: &[(&str, &str)]) -> Child {
     let cfg = &sb.config;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_atende"));
-    cmd.arg("all")
+    cmd.arg(role)
         .env_remove("ATENDE_CONFIG")
         .env("ATENDE__SECURITY__MODE", "development")
         .env("ATENDE__POSTGRES__URL", cfg.postgres.url.expose_secret())
@@ -68,6 +74,11 @@ pub struct Ready {
 
 /// Reads the JSON log until every role logged "role ready".
 pub fn ready_roles(child: &mut Child) -> Vec<Ready> {
+    ready_count(child, ROLES.len())
+}
+
+/// Reads the JSON log until `n` roles logged "role ready".
+pub fn ready_count(child: &mut Child, n: usize) -> Vec<Ready> {
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -78,7 +89,7 @@ pub fn ready_roles(child: &mut Child) -> Vec<Ready> {
         }
     });
     let mut ready = Vec::new();
-    while ready.len() < ROLES.len() {
+    while ready.len() < n {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("role ready log lines within 60 s");

@@ -54,6 +54,7 @@ impl Default for Spec {
 pub fn test_config(sandbox: &Sandbox, full_snapshot_max: usize) -> Config {
     let mut cfg = sandbox.config.clone();
     cfg.router.sweep_interval_ms = 100;
+    cfg.router.reconcile_interval_ms = 200;
     cfg.router.full_snapshot_max = full_snapshot_max;
     cfg
 }
