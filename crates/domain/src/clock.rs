@@ -59,3 +59,53 @@ impl Clock for SystemClock {
         Timestamp(d.as_millis() as i64)
     }
 }
+
+/// Another clock moved forward on demand: time keeps flowing, and a test jumps ahead by an
+/// offer timeout instead of waiting for it.
+#[derive(Debug, Default)]
+pub struct ShiftedClock<C: Clock = SystemClock> {
+    base: C,
+    ahead_ms: std::sync::atomic::AtomicI64,
+}
+
+impl<C: Clock> ShiftedClock<C> {
+    pub fn new(base: C) -> Self {
+        Self {
+            base,
+            ahead_ms: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
+    /// From now on, `now()` is `by` later than the base clock says (cumulative).
+    pub fn advance(&self, by: Duration) {
+        self.ahead_ms
+            .fetch_add(by.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl<C: Clock> Clock for ShiftedClock<C> {
+    fn now(&self) -> Timestamp {
+        self.base.now() + Duration::from_millis(self.ahead_ms.load(std::sync::atomic::Ordering::SeqCst).max(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(i64);
+    impl Clock for Fixed {
+        fn now(&self) -> Timestamp {
+            Timestamp(self.0)
+        }
+    }
+
+    #[test]
+    fn a_shifted_clock_runs_ahead_of_its_base_by_what_was_advanced() {
+        let c = ShiftedClock::new(Fixed(1_000));
+        assert_eq!(c.now(), Timestamp(1_000));
+        c.advance(Duration::from_secs(61));
+        c.advance(Duration::from_millis(5));
+        assert_eq!(c.now(), Timestamp(1_000 + 61_005));
+    }
+}

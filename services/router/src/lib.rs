@@ -89,8 +89,18 @@ pub use ops::QueueStats;
 /// Connects to the engines, binds gRPC on `cfg.router.grpc_addr` and spawns the route
 /// consumer, the sweep and the outbox relay; returns at once with the bound address.
 pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started, RuntimeError> {
+    build_with_clock(cfg, Arc::new(SystemClock), shutdown).await
+}
+
+/// As [`build`], with the clock the routing rules read (tests move it ahead to expire offers
+/// instead of waiting).
+pub async fn build_with_clock(
+    cfg: &Config,
+    clock: Arc<dyn atende_domain::clock::Clock>,
+    shutdown: CancellationToken,
+) -> Result<Started, RuntimeError> {
     let bus = atende_runtime::bus(cfg).await?;
-    let router = Arc::new(router(cfg).await?);
+    let router = Arc::new(router_with_clock(cfg, clock).await?);
     let pool = router.pool.clone();
 
     let routes = tonic::service::Routes::new(RouterServiceServer::new(grpc::RouterGrpc::new(router.clone())));
@@ -143,6 +153,10 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started,
 /// A router connected to Postgres and Redis as configured, without serving or consuming
 /// anything: what [`build`] runs, and what tests and benchmarks drive directly.
 pub async fn router(cfg: &Config) -> Result<Router, RuntimeError> {
+    router_with_clock(cfg, Arc::new(SystemClock)).await
+}
+
+async fn router_with_clock(cfg: &Config, clock: Arc<dyn atende_domain::clock::Clock>) -> Result<Router, RuntimeError> {
     let pool = atende_runtime::postgres(cfg).await?;
     let redis = atende_runtime::redis(cfg).await?;
     let settings = Settings {
@@ -155,7 +169,7 @@ pub async fn router(cfg: &Config) -> Result<Router, RuntimeError> {
         pool,
         Presence::new(redis, &cfg.namespace.prefix),
         atende_bus::Subjects::new(&cfg.namespace.prefix),
-        Arc::new(SystemClock),
+        clock,
         settings,
     ))
 }

@@ -15,10 +15,10 @@ async fn decisions(f: &Fixture, conversation: uuid::Uuid) -> Vec<(String, String
 
 #[tokio::test]
 async fn an_ordered_offer_that_times_out_passes_to_the_next_agent_who_accepts() {
-    // Arrange: two agents in rotation order, a one-second offer timeout
+    // Arrange: two agents in rotation order, a one-minute offer timeout
     let f = Fixture::new(Spec {
         policy: "ordered_offer",
-        offer_timeout_secs: 1,
+        offer_timeout_secs: 60,
         agents: 2,
         max: 2,
         ..Spec::default()
@@ -46,6 +46,8 @@ async fn an_ordered_offer_that_times_out_passes_to_the_next_agent_who_accepts() 
         .unwrap()
         .into_inner();
     assert_eq!((stats.waiting, stats.offered, stats.agents_available), (0, 1, 2));
+    // The minute passes on the routers' clock, not on the wall.
+    f.clock.advance(std::time::Duration::from_secs(61));
     let pool = f.pool().clone();
     atende_testkit::wait_until("the offer to pass to the second agent", common::WAIT, || {
         let pool = pool.clone();
@@ -118,7 +120,7 @@ async fn an_offer_or_miss_timeout_closes_the_lead_as_missed_and_frees_the_agent(
     // Arrange
     let f = Fixture::new(Spec {
         policy: "offer_or_miss",
-        offer_timeout_secs: 1,
+        offer_timeout_secs: 60,
         agents: 1,
         max: 2,
         ..Spec::default()
@@ -127,9 +129,10 @@ async fn an_offer_or_miss_timeout_closes_the_lead_as_missed_and_frees_the_agent(
     let agent = f.agents[0];
     f.set_presence(agent, true).await.unwrap();
 
-    // Act
+    // Act: the offer's minute passes on the routers' clock.
     let c = f.arrive().await;
     assert_eq!(f.wait_status(c, "offered").await, Some(agent));
+    f.clock.advance(std::time::Duration::from_secs(61));
     f.wait_status(c, "missed").await;
 
     // Assert
@@ -200,5 +203,128 @@ async fn an_agent_who_pauses_loses_his_pending_offer_to_the_next_agent() {
 
     assert_eq!(p.offered, 0);
     assert_eq!(f.status(c).await, ("offered".to_string(), Some(second)));
+    f.shutdown().await;
+}
+
+/// How many times each conversation got `decision` (per conversation, over all of them).
+async fn decision_counts(f: &Fixture, decision: &str) -> Vec<i64> {
+    sqlx::query_scalar(
+        "SELECT count(d.id) FROM conversations c LEFT JOIN decision_log d
+           ON d.conversation_id = c.id AND d.decision = $2
+         WHERE c.tenant_id = $1 GROUP BY c.id ORDER BY c.id",
+    )
+    .bind(f.tenant)
+    .bind(decision)
+    .fetch_all(f.pool())
+    .await
+    .unwrap()
+}
+
+async fn over_capacity(f: &Fixture) -> u64 {
+    atende_capacity::Presence::new(f.sandbox.redis().await, &f.sandbox.id)
+        .over_capacity_count(atende_domain::ids::TenantId(f.tenant))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn across_three_replicas_each_ordered_offer_times_out_exactly_once_and_passes_on() {
+    // Arrange: three router replicas share one clock, Redis and stream.
+    let f = Fixture::new(Spec {
+        policy: "ordered_offer",
+        offer_timeout_secs: 60,
+        agents: 4,
+        max: 2,
+        replicas: 3,
+        ..Spec::default()
+    })
+    .await;
+    for a in &f.agents {
+        f.set_presence(*a, true).await.unwrap();
+    }
+    let mut conversations = Vec::new();
+    for _ in 0..6 {
+        conversations.push(f.arrive().await);
+    }
+    let mut first_holders = Vec::new();
+    for c in &conversations {
+        first_holders.push(f.wait_status(*c, "offered").await);
+    }
+
+    // Act: the offers' minute passes; every replica's sweep sees every deadline due.
+    f.clock.advance(std::time::Duration::from_secs(61));
+    let pool = f.pool().clone();
+    atende_testkit::wait_until("every offer withdrawn once and offered again", common::WAIT, || {
+        let pool = pool.clone();
+        let tenant = f.tenant;
+        async move {
+            let (withdrawn, offered): (i64, i64) = sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE decision = 'withdraw'), count(*) FILTER (WHERE decision = 'offer')
+                 FROM decision_log WHERE tenant_id = $1",
+            )
+            .bind(tenant)
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (withdrawn >= 6 && offered >= 12).then_some(())
+        }
+    })
+    .await;
+    f.router_sweeps(3).await;
+
+    // Assert: one withdrawal per offer, never the same agent twice in a row, nobody over capacity.
+    assert_eq!(
+        decision_counts(&f, "withdraw").await,
+        vec![1; 6],
+        "each timeout handled exactly once"
+    );
+    assert_eq!(f.events("offer.withdrawn").await.len(), 6);
+    for (c, first) in conversations.iter().zip(&first_holders) {
+        let (status, now_with) = f.status(*c).await;
+        assert_eq!(status, "offered");
+        assert_ne!(now_with, *first, "the agent who let it time out lost the turn");
+    }
+    assert_eq!(over_capacity(&f).await, 0);
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn across_three_replicas_each_missed_lead_is_closed_exactly_once_and_frees_its_agent() {
+    // Arrange
+    let f = Fixture::new(Spec {
+        policy: "offer_or_miss",
+        offer_timeout_secs: 60,
+        agents: 2,
+        max: 2,
+        replicas: 3,
+        ..Spec::default()
+    })
+    .await;
+    for a in &f.agents {
+        f.set_presence(*a, true).await.unwrap();
+    }
+    let mut conversations = Vec::new();
+    for _ in 0..4 {
+        conversations.push(f.arrive().await);
+    }
+    for c in &conversations {
+        f.wait_status(*c, "offered").await;
+    }
+
+    // Act
+    f.clock.advance(std::time::Duration::from_secs(61));
+    for c in &conversations {
+        f.wait_status(*c, "missed").await;
+    }
+    f.router_sweeps(3).await;
+
+    // Assert
+    assert_eq!(decision_counts(&f, "missed_lead").await, vec![1; 4]);
+    assert_eq!(f.events("conversation.closed").await.len(), 4);
+    for a in &f.agents {
+        let p = f.set_presence(*a, true).await.unwrap();
+        assert_eq!((p.assigned, p.offered), (0, 0));
+    }
+    assert_eq!(over_capacity(&f).await, 0);
     f.shutdown().await;
 }

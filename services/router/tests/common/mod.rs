@@ -23,6 +23,8 @@ pub struct Fixture {
     pub agents: Vec<Uuid>,
     pub shutdown: CancellationToken,
     pub routers: Vec<atende_runtime::Started>,
+    /// The clock every router replica reads: tests move it ahead to expire offers.
+    pub clock: std::sync::Arc<atende_domain::clock::ShiftedClock>,
     pub client: RouterServiceClient<atende_runtime::AuthedChannel>,
     pub bus: atende_bus::Bus,
     pub full_snapshot_max: usize,
@@ -123,10 +125,13 @@ impl Fixture {
         drop(conn);
         let shutdown = CancellationToken::new();
         let cfg = test_config(&sandbox, spec.full_snapshot_max);
+        let clock = std::sync::Arc::new(atende_domain::clock::ShiftedClock::new(
+            atende_domain::clock::SystemClock,
+        ));
         let mut routers = Vec::new();
         for _ in 0..spec.replicas.max(1) {
             routers.push(
-                atende_router::build(&cfg, shutdown.clone())
+                atende_router::build_with_clock(&cfg, clock.clone(), shutdown.clone())
                     .await
                     .expect("router starts"),
             );
@@ -143,6 +148,7 @@ impl Fixture {
             agents,
             shutdown,
             routers,
+            clock,
             client,
             bus,
             full_snapshot_max: spec.full_snapshot_max,
