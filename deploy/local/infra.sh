@@ -368,12 +368,21 @@ cmd_up() {
     fi
   fi
 
+  # Tests that restart NATS start their own server from this binary.
+  local nats_bin
+  if [ -x "$VENV/bin/nats-server" ]; then nats_bin="$VENV/bin/nats-server"
+  elif command -v nats-server >/dev/null 2>&1; then nats_bin="$(command -v nats-server)"
+  elif [ -x /usr/sbin/nats-server ]; then nats_bin=/usr/sbin/nats-server
+  else nats_bin="$(nats_server_bin)"
+  fi
+
   mkdir -p "$INFRA"
   {
     echo "# written by deploy/local/infra.sh up; source it: . ./.infra/env"
     echo "export ATENDE__POSTGRES__URL=$(q "$pg_url")"
     echo "export ATENDE__REDIS__URL=$(q "$redis_url")"
     echo "export ATENDE__NATS__URL=$(q "$nats_url")"
+    echo "export ATENDE_TEST_NATS_SERVER=$(q "$nats_bin")"
   } >"$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 

@@ -13,6 +13,7 @@
 /// The fake Graph API lives in its own crate (the CLI serves it too); tests reach it here.
 pub use atende_fake_graph as fake_graph;
 pub mod fixtures;
+pub mod nats_server;
 pub mod proxy;
 pub mod sandbox;
 pub mod whatsapp;

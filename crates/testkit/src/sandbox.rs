@@ -112,9 +112,23 @@ impl Sandbox {
         let bus = atende_bus::Bus::connect(&self.config.nats.url, &self.id)
             .await
             .expect("nats");
-        for _ in 0..2 {
-            crate::wait_until("the platform to be quiet", timeout, || is_quiet(&bus, &self.pool)).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut calm = 0;
+        while calm < 2 {
+            match busy(&bus, &self.pool).await {
+                None => {
+                    calm += 1;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Some(what) => {
+                    calm = 0;
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "the platform is not quiet after {timeout:?}: {what}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
         }
     }
 
@@ -150,25 +164,37 @@ impl Sandbox {
     }
 }
 
-/// `Some(())` when no outbox row waits and no consumer holds or has pending messages.
-async fn is_quiet(bus: &atende_bus::Bus, pool: &PgPool) -> Option<()> {
+/// What is still in flight (`None`: nothing): an outbox row waiting, or a consumer holding
+/// or having pending messages.
+async fn busy(bus: &atende_bus::Bus, pool: &PgPool) -> Option<String> {
     use futures::TryStreamExt;
-    if atende_store::outbox::unpublished_count(pool).await.ok()? > 0 {
-        return None;
+    match atende_store::outbox::unpublished_count(pool).await {
+        Ok(0) => {}
+        Ok(n) => return Some(format!("{n} outbox rows unpublished")),
+        Err(e) => return Some(format!("outbox unreadable: {e}")),
     }
     for kind in atende_bus::StreamKind::ALL {
         let Ok(stream) = bus.js.get_stream(bus.subjects.stream_name(kind)).await else {
             continue;
         };
-        let names: Vec<String> = stream.consumer_names().try_collect().await.ok()?;
+        let names: Vec<String> = match stream.consumer_names().try_collect().await {
+            Ok(n) => n,
+            Err(e) => return Some(format!("consumers of {kind:?} unreadable: {e}")),
+        };
         for name in names {
-            let info = stream.consumer_info(&name).await.ok()?;
-            if info.num_pending > 0 || info.num_ack_pending > 0 {
-                return None;
+            match stream.consumer_info(&name).await {
+                Ok(info) if info.num_pending > 0 || info.num_ack_pending > 0 => {
+                    return Some(format!(
+                        "consumer {name}: {} pending, {} unacknowledged",
+                        info.num_pending, info.num_ack_pending
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Some(format!("consumer {name} unreadable: {e}")),
             }
         }
     }
-    Some(())
+    None
 }
 
 /// Creates the migrated template once per migration set, under an advisory lock so parallel
