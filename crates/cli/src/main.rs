@@ -126,7 +126,7 @@ fn redact(url: &str) -> String {
 async fn async_main(cfg: atende_config::Config, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Migrate => {
-            let pool = atende_runtime::postgres(&cfg)
+            let pool = atende_runtime::postgres_owner(&cfg)
                 .await
                 .context("cannot connect to postgres")?;
             atende_store::migrate(&pool).await.context("migration failed")?;

@@ -112,7 +112,7 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
     let guard = atende_telemetry::init(&cfg.telemetry).context("cannot start telemetry")?;
     let shutdown = CancellationToken::new();
     if roles.len() > 1 {
-        let pool = atende_runtime::postgres(cfg)
+        let pool = atende_runtime::postgres_owner(cfg)
             .await
             .context("cannot connect to postgres")?;
         atende_store::migrate(&pool).await.context("migration failed")?;

@@ -185,6 +185,8 @@ impl Crypto {
 pub struct Postgres {
     pub url: SecretString,
     pub max_connections: u32,
+    /// The role the services act as (row-level security applies to it); empty: the login's.
+    pub app_role: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]

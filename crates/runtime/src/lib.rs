@@ -44,8 +44,19 @@ pub enum RuntimeError {
 
 pub type Result<T> = std::result::Result<T, RuntimeError>;
 
+/// The services' pool: as `postgres.app_role`, under row-level security.
 pub async fn postgres(cfg: &Config) -> Result<PgPool> {
-    Ok(atende_store::connect(cfg.postgres.url.expose_secret(), cfg.postgres.max_connections).await?)
+    Ok(atende_store::connect_as(
+        cfg.postgres.url.expose_secret(),
+        cfg.postgres.max_connections,
+        &cfg.postgres.app_role,
+    )
+    .await?)
+}
+
+/// A pool as the login itself, for migrations and maintenance (it owns the schema).
+pub async fn postgres_owner(cfg: &Config) -> Result<PgPool> {
+    Ok(atende_store::connect(cfg.postgres.url.expose_secret(), cfg.postgres.max_connections.min(4)).await?)
 }
 
 /// The keys that seal and open secrets at rest (validated with the configuration).

@@ -54,7 +54,8 @@ impl StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Opens a pool (lazily verified with a first connection).
+/// Opens a pool as the login itself (the owner of the schema: migrations, tests' own
+/// assertions). Services use [`connect_as`].
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
     let opts: PgConnectOptions = url.parse().map_err(StoreError::Url)?;
     let pool = PgPoolOptions::new()
@@ -63,6 +64,47 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
         .connect_with(opts)
         .await?;
     Ok(pool)
+}
+
+/// Opens a pool whose every connection switches to `role` (row-level security applies to it:
+/// it owns nothing and is no superuser) and starts platform-wide (`atende.tenant_id = '*'`).
+/// Work for one tenant narrows its transaction with [`scope_tenant`]. An empty `role` keeps
+/// the login's own role.
+pub async fn connect_as(url: &str, max_connections: u32, role: &str) -> Result<PgPool> {
+    let opts: PgConnectOptions = url.parse().map_err(StoreError::Url)?;
+    let role = role.to_string();
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _meta| {
+            let role = role.clone();
+            Box::pin(async move {
+                if !role.is_empty() {
+                    sqlx::query("SELECT set_config('role', $1, false)")
+                        .bind(&role)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                sqlx::query("SELECT set_config('atende.tenant_id', '*', false)")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_with(opts)
+        .await?;
+    Ok(pool)
+}
+
+/// Narrows the rest of the transaction to `tenant`: row-level security hides every other
+/// tenant's rows and refuses writes into them (a second wall behind each query's own
+/// `tenant_id`). Ends with the transaction.
+pub async fn scope_tenant(tx: &mut PgConnection, tenant: uuid::Uuid) -> Result<()> {
+    sqlx::query("SELECT set_config('atende.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<()> {

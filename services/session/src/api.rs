@@ -59,6 +59,9 @@ impl SessionService for SessionApi {
         }
 
         let mut tx = self.pool.begin().await.map_err(|e| store_status(e.into()))?;
+        atende_store::scope_tenant(&mut tx, tenant)
+            .await
+            .map_err(store_status)?;
         let c = conv::lock_conversation(&mut tx, tenant, conversation_id)
             .await
             .map_err(store_status)?

@@ -153,6 +153,7 @@ async fn on_message(
     }
     let now = time::OffsetDateTime::now_utc();
     let mut tx = pool.begin().await?;
+    atende_store::scope_tenant(&mut tx, tenant).await?;
     let name = Some(m.profile_name.as_str()).filter(|n| !n.is_empty());
     let contact = conv::find_or_create_contact(&mut tx, tenant, &ids, name).await?;
     let open = conv::open_conversations_of_contact(&mut tx, contact).await?;
