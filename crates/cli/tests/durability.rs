@@ -8,7 +8,6 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use atende_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
 use atende_testkit::whatsapp::{sign, text_message_webhook};
 use atende_testkit::Sandbox;
 use common::{ready_roles, spawn_all, Ready};
@@ -44,47 +43,8 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_stored_exactly_once() {
     let (session, _) = addr(&ready, "session");
     let (_, adapter) = addr(&ready, "channel-adapter");
     let adapter = adapter.expect("adapter http");
-    let mut admin = AdminServiceClient::new(sb.grpc(session));
-    let tenant = admin
-        .create_tenant(pb::CreateTenantRequest {
-            name: "K".into(),
-            slug: format!("k-{}", sb.id),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap();
-    let service = admin
-        .create_service(pb::CreateServiceRequest {
-            tenant_id: tenant.id.clone(),
-            name: "S".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .service
-        .unwrap();
-    let phone_number_id = atende_testkit::fixtures::provider_account_id(&sb.id);
-    let channel = admin
-        .create_channel(pb::CreateChannelRequest {
-            tenant_id: tenant.id.clone(),
-            kind: pb::ChannelKind::Whatsapp as i32,
-            name: "W".into(),
-            provider_account_id: phone_number_id.clone(),
-            app_secret: "kill-secret".into(),
-            verify_token: "v".into(),
-            access_token: "t".into(),
-            default_service_id: service.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .channel
-        .unwrap();
+    let seeded = common::seed(&sb, &session, "kill-secret").await;
+    let phone_number_id = seeded.phone_number_id.clone();
 
     // Act: customers write; each webhook is acknowledged; then the process is killed -9.
     let http = reqwest::Client::new();
@@ -103,7 +63,7 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_stored_exactly_once() {
         .collect();
     post_all_acknowledged(
         &http,
-        &format!("http://{adapter}/webhooks/whatsapp/{}", channel.id),
+        &format!("http://{adapter}/webhooks/whatsapp/{}", seeded.channel_id),
         &bodies,
     )
     .await;
@@ -134,7 +94,7 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_stored_exactly_once() {
     let (_, adapter) = addr(&ready, "channel-adapter");
     post_all_acknowledged(
         &http,
-        &format!("http://{}/webhooks/whatsapp/{}", adapter.unwrap(), channel.id),
+        &format!("http://{}/webhooks/whatsapp/{}", adapter.unwrap(), seeded.channel_id),
         &bodies,
     )
     .await;

@@ -38,11 +38,16 @@ struct Ports {
     scheduler: u16,
 }
 
+/// A free port outside the kernel's ephemeral range (where every other test's port 0 lands),
+/// so nobody takes it between this check and the role binding it — after each restart too.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    let mut rng = rand::thread_rng();
+    loop {
+        let port = rng.gen_range(20_000..30_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Ports {
@@ -99,6 +104,18 @@ fn start(sb: &Sandbox, ports: &Ports, role: &str) -> Child {
     child
 }
 
+/// The role processes; killed if the test ends early (a panic), so none outlives it.
+struct Roles(Vec<(&'static str, Child)>);
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn kill_9(child: &mut Child) {
     let status = Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
@@ -113,70 +130,31 @@ async fn each_role_killed_at_a_random_moment_under_load_loses_and_duplicates_not
     // Arrange: six processes, a tenant, agents online.
     let sb = Sandbox::new().await;
     let ports = Ports::new();
-    let mut procs: Vec<(&str, Child)> = [
+    let mut procs = Roles(Vec::new());
+    for role in [
         "router",
         "session",
         "channel-adapter",
         "gateway",
         "broadcast",
         "scheduler",
-    ]
-    .into_iter()
-    .map(|role| (role, start(&sb, &ports, role)))
-    .collect();
+    ] {
+        procs.0.push((role, start(&sb, &ports, role)));
+    }
     let session_url = format!("http://127.0.0.1:{}", ports.session);
+    let seeded = common::seed(&sb, &session_url, std::str::from_utf8(SECRET).unwrap()).await;
     let mut admin = AdminServiceClient::new(sb.grpc(&session_url));
-    let tenant = admin
-        .create_tenant(pb::CreateTenantRequest {
-            name: "Kill".into(),
-            slug: format!("kill-{}", sb.id),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap();
-    let service = admin
-        .create_service(pb::CreateServiceRequest {
-            tenant_id: tenant.id.clone(),
-            name: "Vendas".into(),
-            policy: "least_loaded".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .service
-        .unwrap();
-    let phone_number_id = atende_testkit::fixtures::provider_account_id(&sb.id);
-    let channel = admin
-        .create_channel(pb::CreateChannelRequest {
-            tenant_id: tenant.id.clone(),
-            kind: pb::ChannelKind::Whatsapp as i32,
-            name: "WhatsApp".into(),
-            provider_account_id: phone_number_id.clone(),
-            app_secret: String::from_utf8(SECRET.to_vec()).unwrap(),
-            verify_token: "verify".into(),
-            access_token: "token".into(),
-            default_service_id: service.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .channel
-        .unwrap();
+    let phone_number_id = seeded.phone_number_id.clone();
     let mut router = RouterServiceClient::new(sb.grpc(format!("http://127.0.0.1:{}", ports.router)));
     for i in 0..AGENTS {
         let agent = admin
             .create_agent(pb::CreateAgentRequest {
-                tenant_id: tenant.id.clone(),
+                tenant_id: seeded.tenant_id.clone(),
                 name: format!("Agente {i}"),
                 email: format!("agente{i}@kill.test"),
                 password: "kill password".into(),
                 max_concurrent: MAX,
-                service_ids: vec![service.id.clone()],
+                service_ids: vec![seeded.service_id.clone()],
                 ..Default::default()
             })
             .await
@@ -186,7 +164,7 @@ async fn each_role_killed_at_a_random_moment_under_load_loses_and_duplicates_not
             .unwrap();
         router
             .set_presence(pb::SetPresenceRequest {
-                tenant_id: tenant.id.clone(),
+                tenant_id: seeded.tenant_id.clone(),
                 agent_id: agent.id,
                 connected: true,
                 channels: vec![pb::ChannelLogin {
@@ -202,7 +180,7 @@ async fn each_role_killed_at_a_random_moment_under_load_loses_and_duplicates_not
     // Act: a steady stream of webhooks; meanwhile each role is killed and restarted in turn.
     let url = format!(
         "http://127.0.0.1:{}/webhooks/whatsapp/{}",
-        ports.adapter_http, channel.id
+        ports.adapter_http, seeded.channel_id
     );
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = CancellationToken::new();
@@ -236,7 +214,7 @@ async fn each_role_killed_at_a_random_moment_under_load_loses_and_duplicates_not
             }
         })
     };
-    for (role, child) in procs.iter_mut() {
+    for (role, child) in procs.0.iter_mut() {
         let pause = rand::thread_rng().gen_range(300..900);
         tokio::time::sleep(Duration::from_millis(pause)).await; // a random moment under load
         kill_9(child);
@@ -277,7 +255,7 @@ async fn each_role_killed_at_a_random_moment_under_load_loses_and_duplicates_not
     .await
     .unwrap();
     let over = atende_capacity::Presence::new(sb.redis().await, &sb.id)
-        .over_capacity_count(atende_domain::ids::TenantId(tenant.id.parse().unwrap()))
+        .over_capacity_count(atende_domain::ids::TenantId(seeded.tenant_id.parse().unwrap()))
         .await
         .unwrap();
     assert!(acked.len() > 100, "the load ran ({} acknowledged)", acked.len());
@@ -289,7 +267,7 @@ async fn each_role_killed_at_a_random_moment_under_load_loses_and_duplicates_not
     assert_eq!(unrouted, 0);
     assert_eq!(dead, 0);
     assert_eq!(over, 0, "a capacity script observed an agent over capacity");
-    for (_, mut child) in procs {
+    for (_, child) in procs.0.iter_mut() {
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let _ = child.wait();
     }

@@ -113,3 +113,65 @@ pub fn ready_count(child: &mut Child, n: usize) -> Vec<Ready> {
     std::thread::spawn(move || while rx.recv().is_ok() {});
     ready
 }
+
+/// What [`seed`] created through AdminService.
+pub struct Seeded {
+    pub tenant_id: String,
+    pub service_id: String,
+    pub channel_id: String,
+    pub phone_number_id: String,
+}
+
+/// A tenant with one `least_loaded` service and one WhatsApp channel signed with
+/// `app_secret`, created through AdminService at `session` as an operator would.
+pub async fn seed(sb: &Sandbox, session: &str, app_secret: &str) -> Seeded {
+    use atende_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
+    let mut admin = AdminServiceClient::new(sb.grpc(session));
+    let tenant = admin
+        .create_tenant(pb::CreateTenantRequest {
+            name: "K".into(),
+            slug: format!("k-{}", sb.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    let service = admin
+        .create_service(pb::CreateServiceRequest {
+            tenant_id: tenant.id.clone(),
+            name: "Vendas".into(),
+            policy: "least_loaded".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .service
+        .unwrap();
+    let phone_number_id = atende_testkit::fixtures::provider_account_id(&sb.id);
+    let channel = admin
+        .create_channel(pb::CreateChannelRequest {
+            tenant_id: tenant.id.clone(),
+            kind: pb::ChannelKind::Whatsapp as i32,
+            name: "WhatsApp".into(),
+            provider_account_id: phone_number_id.clone(),
+            app_secret: app_secret.into(),
+            verify_token: "verify".into(),
+            access_token: "token".into(),
+            default_service_id: service.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .channel
+        .unwrap();
+    Seeded {
+        tenant_id: tenant.id,
+        service_id: service.id,
+        channel_id: channel.id,
+        phone_number_id,
+    }
+}
