@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: the compiled build script is shared by every checkout that uses the
+    // same target dir (CI clones beside the work tree), so a path baked in at compile time
+    // would point into whichever checkout built it first.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         "atende/v1/common.proto",
         "atende/v1/events.proto",

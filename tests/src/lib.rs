@@ -131,56 +131,13 @@ impl Platform {
 
     /// A tenant with one least_loaded service, one WhatsApp channel and one agent.
     pub async fn seed(&self) -> Tenant {
-        let mut admin = self.admin().await;
-        let slug = format!("acme-{}", &self.sandbox.id);
-        let tenant = admin
-            .create_tenant(pb::CreateTenantRequest {
-                name: "Acme".into(),
-                slug: slug.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("tenant")
-            .into_inner()
-            .tenant
-            .unwrap();
-        let service = admin
-            .create_service(pb::CreateServiceRequest {
-                tenant_id: tenant.id.clone(),
-                name: "Vendas".into(),
-                policy: "least_loaded".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("service")
-            .into_inner()
-            .service
-            .unwrap();
-        // Provider account ids are globally unique: derive one from the sandbox.
-        let phone_number_id = fixtures::provider_account_id(&self.sandbox.id);
-        let channel = admin
-            .create_channel(pb::CreateChannelRequest {
-                tenant_id: tenant.id.clone(),
-                kind: pb::ChannelKind::Whatsapp as i32,
-                name: "WhatsApp".into(),
-                provider_account_id: phone_number_id.clone(),
-                app_secret: "app-secret-e2e".into(),
-                verify_token: "verify-e2e".into(),
-                access_token: "token-e2e".into(),
-                default_service_id: service.id.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("channel")
-            .into_inner()
-            .channel
-            .unwrap();
+        let s = fixtures::seed_through_admin(&self.sandbox, &self.session_grpc, "app-secret-e2e", "token-e2e").await;
         let seeded = Tenant {
-            tenant_id: tenant.id,
-            slug,
-            service_id: service.id,
-            channel_id: channel.id,
-            phone_number_id,
+            tenant_id: s.tenant_id,
+            slug: s.slug,
+            service_id: s.service_id,
+            channel_id: s.channel_id,
+            phone_number_id: s.phone_number_id,
             app_secret: "app-secret-e2e".into(),
             access_token: "token-e2e".into(),
             agent_id: String::new(),

@@ -41,6 +41,13 @@ pub enum Outcome {
     Poison(String),
 }
 
+/// How a message leaves the loop once in-place retries are over.
+enum Settled {
+    Ack,
+    Defer(Duration, String),
+    Poison(String),
+}
+
 pub struct ConsumerSpec {
     pub stream: StreamKind,
     /// Durable consumer name, shared by every replica of a role.
@@ -165,34 +172,35 @@ where
                 };
                 let outcome = handler(delivery).instrument(span.clone()).await;
                 let max = spec.redelivery.max_backoff;
-                let delay = match &outcome {
+                let delay = match outcome {
+                    Outcome::Ack => break Some(Settled::Ack),
+                    Outcome::Defer(delay, reason) => break Some(Settled::Defer(delay, reason)),
+                    Outcome::Poison(reason) => break Some(Settled::Poison(reason)),
                     Outcome::Retry(reason) => {
                         let delay = backoff(delivered + attempt, max);
                         tracing::warn!(parent: &span, reason = %reason, delay_ms = delay.as_millis() as u64, "transient failure, retrying in place");
                         delay
                     }
                     Outcome::RetryAfter(hint, reason) => {
-                        let delay = (*hint).max(backoff(delivered + attempt, max));
+                        let delay = hint.max(backoff(delivered + attempt, max));
                         tracing::warn!(parent: &span, reason = %reason, delay_ms = delay.as_millis() as u64, "asked to retry later, retrying in place");
                         delay
                     }
-                    _ => break Some(outcome),
                 };
                 attempt += 1;
                 if !hold(&msg, delay, spec.redelivery.ack_wait, &shutdown).await {
                     break None; // handed back on shutdown
                 }
             };
-            let Some(outcome) = outcome else { break };
+            let Some(settled) = outcome else { break };
             let _enter = span.enter();
-            let ack = match outcome {
-                Outcome::Ack => msg.ack().await,
-                Outcome::Retry(_) | Outcome::RetryAfter(..) => unreachable!("retried in place above"),
-                Outcome::Defer(delay, reason) => {
+            let ack = match settled {
+                Settled::Ack => msg.ack().await,
+                Settled::Defer(delay, reason) => {
                     tracing::info!(reason = %reason, delay_ms = delay.as_millis() as u64, "deferred behind later messages");
                     msg.ack_with(AckKind::Nak(Some(delay))).await
                 }
-                Outcome::Poison(reason) => {
+                Settled::Poison(reason) => {
                     tracing::error!(reason = %reason, "poison message terminated");
                     let tenant = bus.subjects.tenant_of(&msg.subject);
                     if let Err(e) = atende_store::outbox::dead_letter(

@@ -26,15 +26,14 @@ impl Keys {
         }
     }
 
-    /// String counter: failed-or-not login attempts for one account in the current window.
-    /// Keyed by the tenant's slug (the login names a slug, which may not exist) and an
-    /// opaque digest of the e-mail, so no address appears in Redis.
-    pub fn login_attempts(&self, tenant_slug: &str, email_digest: &str) -> String {
-        let slot = format!("login:{tenant_slug}");
+    /// String counter: login attempts for one account in the current window. Keyed by a
+    /// digest of what the login named (tenant slug and e-mail, which may not exist), so no
+    /// address appears in Redis and no input shapes the key.
+    pub fn login_attempts(&self, account_digest: &str) -> String {
         if self.prefix.is_empty() {
-            format!("atende:{{{slot}}}:{email_digest}")
+            format!("atende:{{login}}:{account_digest}")
         } else {
-            format!("{}:atende:{{{slot}}}:{email_digest}", self.prefix)
+            format!("{}:atende:{{login}}:{account_digest}", self.prefix)
         }
     }
 

@@ -43,7 +43,7 @@ async fn acknowledged_webhooks_survive_kill_9_and_are_stored_exactly_once() {
     let (session, _) = addr(&ready, "session");
     let (_, adapter) = addr(&ready, "channel-adapter");
     let adapter = adapter.expect("adapter http");
-    let seeded = common::seed(&sb, &session, "kill-secret").await;
+    let seeded = atende_testkit::fixtures::seed_through_admin(&sb, &session, "kill-secret", "token").await;
     let phone_number_id = seeded.phone_number_id.clone();
 
     // Act: customers write; each webhook is acknowledged; then the process is killed -9.

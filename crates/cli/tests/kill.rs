@@ -142,7 +142,9 @@ async fn each_role_killed_at_a_random_moment_under_load_loses_and_duplicates_not
         procs.0.push((role, start(&sb, &ports, role)));
     }
     let session_url = format!("http://127.0.0.1:{}", ports.session);
-    let seeded = common::seed(&sb, &session_url, std::str::from_utf8(SECRET).unwrap()).await;
+    let seeded =
+        atende_testkit::fixtures::seed_through_admin(&sb, &session_url, std::str::from_utf8(SECRET).unwrap(), "token")
+            .await;
     let mut admin = AdminServiceClient::new(sb.grpc(&session_url));
     let phone_number_id = seeded.phone_number_id.clone();
     let mut router = RouterServiceClient::new(sb.grpc(format!("http://127.0.0.1:{}", ports.router)));
@@ -214,13 +216,21 @@ async fn each_role_killed_at_a_random_moment_under_load_loses_and_duplicates_not
             }
         })
     };
+    // A random moment under load: after a random number of webhooks acknowledged since the
+    // last restart (so the load really runs through every kill).
+    let acked_so_far = || acknowledged.lock().unwrap().len();
+    let load_goes_on = |more: usize| {
+        let from = acked_so_far();
+        wait_until("the load to go on", DEADLINE, move || async move {
+            (acked_so_far() >= from + more).then_some(())
+        })
+    };
     for (role, child) in procs.0.iter_mut() {
-        let pause = rand::thread_rng().gen_range(300..900);
-        tokio::time::sleep(Duration::from_millis(pause)).await; // a random moment under load
+        load_goes_on(rand::thread_rng().gen_range(10..60)).await;
         kill_9(child);
         *child = tokio::task::block_in_place(|| start(&sb, &ports, role));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    load_goes_on(20).await;
     stop.cancel();
     load.await.unwrap();
     let acked: Vec<String> = acknowledged.lock().unwrap().clone();

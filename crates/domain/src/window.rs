@@ -46,6 +46,13 @@ pub fn check_free_form(kind: ChannelKind, last_inbound: Option<Timestamp>, now: 
     }
 }
 
+/// When a customer's message opens the window: the provider's time of the message, not when
+/// we processed it (a webhook delivered late must not extend the window); a provider clock
+/// ahead of ours counts as now, and a message without a time as now.
+pub fn opened_at(provider_time: Option<Timestamp>, received: Timestamp) -> Timestamp {
+    provider_time.map_or(received, |t| t.min(received))
+}
+
 /// The expiry status shown beside a conversation (seed 004): time left > 16 h green,
 /// > 8 h yellow, > 2 h red, otherwise black.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +80,14 @@ mod tests {
     use proptest::prelude::*;
 
     const HOUR: i64 = 3_600_000;
+
+    #[test]
+    fn the_window_opens_at_the_customers_message_time_never_later_than_now() {
+        let now = Timestamp::from_secs(100_000);
+        assert_eq!(opened_at(Some(Timestamp::from_secs(10)), now), Timestamp::from_secs(10));
+        assert_eq!(opened_at(Some(Timestamp::from_secs(200_000)), now), now);
+        assert_eq!(opened_at(None, now), now);
+    }
 
     #[test]
     fn a_whatsapp_reply_within_24_hours_of_the_customer_is_allowed() {

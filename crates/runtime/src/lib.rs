@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod errors;
+pub mod events;
 pub mod grpc;
 pub mod http_api;
 pub mod limits;

@@ -21,12 +21,12 @@ pub struct KeyedLimit<K: Hash + Eq + Clone> {
 impl<K: Hash + Eq + Clone> KeyedLimit<K> {
     /// `n` per second, bursts of up to `n`.
     pub fn per_second(n: u32) -> Self {
-        Self::with_quota(Quota::per_second(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)))
+        Self::with_quota(Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)))
     }
 
     /// `n` per minute, bursts of up to `n`.
     pub fn per_minute(n: u32) -> Self {
-        Self::with_quota(Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)))
+        Self::with_quota(Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)))
     }
 
     fn with_quota(q: Quota) -> Self {

@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use crate::Result;
 
-/// How many partitions the outbox is relayed in. Part of the stored data: changing it
-/// re-partitions only new rows, which is safe (a key's old rows drain first in its old
-/// partition only if its new rows wait; keep it fixed).
+/// How many partitions the outbox is relayed in. Stored in each row: after a change, a key's
+/// older unpublished rows stay in its old partition and may go out after its new ones, so
+/// change it only while the outbox is drained.
 pub const PARTITIONS: i16 = 16;
 
 /// Base of the relay's advisory lock keys (one per partition).

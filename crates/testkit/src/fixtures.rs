@@ -335,3 +335,70 @@ pub async fn stop_roles(shutdown: &CancellationToken, roles: impl IntoIterator<I
             .unwrap_or_else(|e| panic!("{role} tasks did not end cleanly: {e:?}"));
     }
 }
+
+/// What [`seed_through_admin`] created.
+#[derive(Clone, Debug)]
+pub struct Seeded {
+    pub tenant_id: String,
+    pub slug: String,
+    pub service_id: String,
+    pub channel_id: String,
+    pub phone_number_id: String,
+}
+
+/// A tenant (slug `acme-<sandbox>`) with one `least_loaded` service and one WhatsApp channel
+/// signed with `app_secret`, created through AdminService at `session` as an operator would.
+pub async fn seed_through_admin(sb: &crate::Sandbox, session: &str, app_secret: &str, access_token: &str) -> Seeded {
+    use atende_proto::v1::{self as pb, admin_service_client::AdminServiceClient};
+    let mut admin = AdminServiceClient::new(sb.grpc(session));
+    let slug = format!("acme-{}", sb.id);
+    let tenant = admin
+        .create_tenant(pb::CreateTenantRequest {
+            name: "Acme".into(),
+            slug: slug.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("tenant")
+        .into_inner()
+        .tenant
+        .expect("tenant in the answer");
+    let service = admin
+        .create_service(pb::CreateServiceRequest {
+            tenant_id: tenant.id.clone(),
+            name: "Vendas".into(),
+            policy: "least_loaded".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("service")
+        .into_inner()
+        .service
+        .expect("service in the answer");
+    // Provider account ids are globally unique: derive one from the sandbox.
+    let phone_number_id = provider_account_id(&sb.id);
+    let channel = admin
+        .create_channel(pb::CreateChannelRequest {
+            tenant_id: tenant.id.clone(),
+            kind: pb::ChannelKind::Whatsapp as i32,
+            name: "WhatsApp".into(),
+            provider_account_id: phone_number_id.clone(),
+            app_secret: app_secret.into(),
+            verify_token: "verify".into(),
+            access_token: access_token.into(),
+            default_service_id: service.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("channel")
+        .into_inner()
+        .channel
+        .expect("channel in the answer");
+    Seeded {
+        tenant_id: tenant.id,
+        slug,
+        service_id: service.id,
+        channel_id: channel.id,
+        phone_number_id,
+    }
+}

@@ -105,9 +105,10 @@ impl Sandbox {
     }
 
     /// Waits until nothing is in flight: every outbox row published and every consumer of this
-    /// namespace's streams with nothing pending or unacknowledged, seen on two reads a beat
-    /// apart (so work one step hands to the next is caught). After it, "exactly N"
-    /// assertions mean exactly, not "at least, so far".
+    /// namespace's streams with nothing pending or unacknowledged, on two reads in a row — one
+    /// read looks at the outbox and the consumers one after the other, so a message handed
+    /// from one to the other in between could slip past it, but not past the next read. After
+    /// it, "exactly N" assertions mean exactly, not "at least, so far".
     pub async fn wait_quiet(&self, timeout: Duration) {
         let bus = atende_bus::Bus::connect(&self.config.nats.url, &self.id)
             .await
@@ -116,19 +117,16 @@ impl Sandbox {
         let mut calm = 0;
         while calm < 2 {
             match busy(&bus, &self.pool).await {
-                None => {
-                    calm += 1;
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
+                None => calm += 1,
                 Some(what) => {
                     calm = 0;
                     assert!(
                         tokio::time::Instant::now() < deadline,
                         "the platform is not quiet after {timeout:?}: {what}"
                     );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval
         }
     }
 

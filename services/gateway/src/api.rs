@@ -62,8 +62,10 @@ impl LoginLimits {
             return Some(too_many(wait, "too many login attempts from this address"));
         }
         use sha2::Digest;
-        let digest = hex::encode(&sha2::Sha256::digest(email.trim().to_lowercase().as_bytes())[..16]);
-        let key = self.keys.login_attempts(&tenant.trim().to_lowercase(), &digest);
+        let account = format!("{}\n{}", tenant.trim().to_lowercase(), email.trim().to_lowercase());
+        let key = self
+            .keys
+            .login_attempts(&hex::encode(&sha2::Sha256::digest(account.as_bytes())[..16]));
         match shared_window(
             &mut self.redis.clone(),
             &key,

@@ -8,7 +8,6 @@ use atende_domain::ids::{AgentId, TenantId};
 use atende_proto::v1 as pb;
 use atende_store::conversations::Conversation;
 use atende_store::PgConnection;
-use prost::Message;
 
 pub fn channel_kind(kind: &str) -> pb::ChannelKind {
     match kind {
@@ -58,26 +57,5 @@ pub async fn publish(
     kind: pb::domain_event::Kind,
     now: Timestamp,
 ) -> Result<(), atende_store::StoreError> {
-    let event = pb::DomainEvent {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        tenant_id: tenant.to_string(),
-        occurred_at_ms: now.as_millis(),
-        kind: None,
-    };
-    let order_key = kind.conversation_id().to_string();
-    let event = pb::DomainEvent {
-        kind: Some(kind),
-        ..event
-    };
-    atende_store::outbox::enqueue(
-        tx,
-        tenant.0,
-        &order_key,
-        &subjects.event(tenant.0, name),
-        &event.event_id,
-        &event.encode_to_vec(),
-        &atende_telemetry::propagation::current_as_pairs(),
-    )
-    .await?;
-    Ok(())
+    atende_runtime::events::enqueue(tx, subjects, tenant.0, name, kind, now.as_millis()).await
 }

@@ -30,24 +30,27 @@ fn id_or_new(field: &'static str, raw: &str) -> Result<Uuid, Status> {
     }
 }
 
+/// An admin list's page size: 100 when unset, at most 1000.
+pub(crate) fn page_size(size: i32) -> Result<i64, Status> {
+    match size {
+        0 => Ok(100),
+        n if (1..=1000).contains(&n) => Ok(i64::from(n)),
+        _ => Err(status(
+            ErrorCode::InvalidArgument,
+            "page_size must be 1 to 1000",
+            Some("page_size"),
+        )),
+    }
+}
+
 fn page(size: i32, token: &str) -> Result<(i64, Option<Uuid>), Status> {
-    let size = match size {
-        0 => 100,
-        n if (1..=1000).contains(&n) => n,
-        _ => {
-            return Err(status(
-                ErrorCode::InvalidArgument,
-                "page_size must be 1 to 1000",
-                Some("page_size"),
-            ))
-        }
-    };
+    let size = page_size(size)?;
     let after = if token.is_empty() {
         None
     } else {
         Some(parse_id("page_token", token)?)
     };
-    Ok((i64::from(size), after))
+    Ok((size, after))
 }
 
 fn next_token<T>(rows: &[T], size: i64, id: impl Fn(&T) -> Uuid) -> String {

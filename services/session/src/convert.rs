@@ -79,28 +79,6 @@ pub async fn emit(
     name: &str,
     kind: domain_event::Kind,
 ) -> Result<(), atende_store::StoreError> {
-    use prost::Message as _;
-    let id = Uuid::now_v7();
-    let event = pb::DomainEvent {
-        event_id: id.to_string(),
-        tenant_id: tenant.to_string(),
-        occurred_at_ms: atende_store::to_millis(time::OffsetDateTime::now_utc()),
-        kind: None,
-    };
-    let order_key = kind.conversation_id().to_string();
-    let event = pb::DomainEvent {
-        kind: Some(kind),
-        ..event
-    };
-    atende_store::outbox::enqueue(
-        tx,
-        tenant,
-        &order_key,
-        &subjects.event(tenant, name),
-        &format!("ev:{id}"),
-        &event.encode_to_vec(),
-        &atende_telemetry::propagation::current_as_pairs(),
-    )
-    .await?;
-    Ok(())
+    let now = atende_store::to_millis(time::OffsetDateTime::now_utc());
+    atende_runtime::events::enqueue(tx, subjects, tenant, name, kind, now).await
 }

@@ -46,17 +46,7 @@ pub async fn list(
 ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
     let tenant = scope(&req, &req.get_ref().tenant_id)?;
     let r = req.into_inner();
-    let size = match r.page_size {
-        0 => 100,
-        n @ 1..=1000 => i64::from(n),
-        _ => {
-            return Err(status(
-                ErrorCode::InvalidArgument,
-                "page_size must be 1 to 1000",
-                Some("page_size"),
-            ))
-        }
-    };
+    let size = crate::admin::page_size(r.page_size)?;
     let after = if r.page_token.is_empty() {
         0
     } else {

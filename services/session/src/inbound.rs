@@ -218,9 +218,9 @@ async fn on_message(
         tx.rollback().await?;
         return Ok(());
     };
-    // The window runs from the customer's message time, not from when we processed it (a
-    // webhook delivered late must not extend it); a clock ahead of ours counts as now.
-    let written_at = sent_at.map_or(now, |t| t.min(now));
+    let provider_time = (m.sent_at_ms > 0).then_some(atende_domain::Timestamp(m.sent_at_ms));
+    let received = atende_domain::Timestamp(atende_store::to_millis(now));
+    let written_at = atende_store::from_millis(atende_domain::window::opened_at(provider_time, received).as_millis());
     conv::touch_inbound(&mut tx, tenant, conversation_id, contact, channel_id, written_at).await?;
     let conversation = conv::get_conversation(&mut *tx, tenant, conversation_id)
         .await?
