@@ -1,7 +1,7 @@
 //! The conversation state machine, protocol numbers and the same-customer rule.
 //!
-//! Lifecycle: bot → queued → offered → assigned → finished (or missed, expired). A
-//! transfer opens a new protocol for the next leg; TTA never restarts.
+//! Lifecycle: bot → queued → offered → assigned → finished (or missed, expired, abandoned).
+//! A transfer opens a new protocol for the next leg; TTA never restarts.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,10 +17,13 @@ pub enum Status {
     Finished,
     Missed,
     Expired,
+    /// The customer stopped answering before an agent took the conversation (the bot's
+    /// inactivity window with nowhere to send it, or a supervisor closing the queue entry).
+    Abandoned,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Bot,
         Status::Queued,
         Status::Offered,
@@ -28,6 +31,7 @@ impl Status {
         Status::Finished,
         Status::Missed,
         Status::Expired,
+        Status::Abandoned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +43,7 @@ impl Status {
             Status::Finished => "finished",
             Status::Missed => "missed",
             Status::Expired => "expired",
+            Status::Abandoned => "abandoned",
         }
     }
 
@@ -46,9 +51,21 @@ impl Status {
         Self::ALL.into_iter().find(|x| x.as_str() == s)
     }
 
-    /// Finished, missed and expired conversations are closed for good.
+    /// Finished, missed, expired and abandoned conversations are closed for good.
     pub fn is_closed(self) -> bool {
-        matches!(self, Status::Finished | Status::Missed | Status::Expired)
+        matches!(
+            self,
+            Status::Finished | Status::Missed | Status::Expired | Status::Abandoned
+        )
+    }
+
+    /// The closed statuses, as the SQL list the store's queries and indexes use.
+    pub const CLOSED_SQL: &'static str = "('finished', 'missed', 'expired', 'abandoned')";
+
+    /// Whether an agent holds capacity for the conversation in this status (an offer counts
+    /// against capacity while pending).
+    pub fn holds_capacity(self) -> bool {
+        matches!(self, Status::Offered | Status::Assigned)
     }
 
     /// Whether `self → to` is a legal move. Re-queueing an offered conversation (offer
@@ -57,9 +74,9 @@ impl Status {
         use Status::*;
         match (self, to) {
             (from, _) if from.is_closed() => false,
-            (Bot, Queued | Assigned | Finished | Expired) => true,
-            (Queued, Offered | Assigned | Missed | Finished | Expired) => true,
-            (Offered, Assigned | Queued | Missed | Finished | Expired) => true,
+            (Bot, Queued | Assigned | Finished | Expired | Abandoned) => true,
+            (Queued, Offered | Assigned | Missed | Finished | Expired | Abandoned) => true,
+            (Offered, Assigned | Queued | Missed | Finished | Expired | Abandoned) => true,
             (Assigned, Queued | Finished | Expired) => true,
             _ => false,
         }
@@ -151,6 +168,134 @@ impl SameCustomerRule {
     }
 }
 
+/// Who moved a conversation (recorded with every transition).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    Customer,
+    Bot,
+    Router,
+    Agent(uuid::Uuid),
+    Supervisor(uuid::Uuid),
+    /// A platform rule with no person behind it (inactivity, expiry).
+    System,
+}
+
+impl Actor {
+    /// The stored form: a kind and, for people, their id.
+    pub fn parts(self) -> (&'static str, Option<uuid::Uuid>) {
+        match self {
+            Actor::Customer => ("customer", None),
+            Actor::Bot => ("bot", None),
+            Actor::Router => ("router", None),
+            Actor::Agent(id) => ("agent", Some(id)),
+            Actor::Supervisor(id) => ("supervisor", Some(id)),
+            Actor::System => ("system", None),
+        }
+    }
+}
+
+impl SameCustomerRule {
+    /// Whether `moving` (an open conversation of the contact) may be transferred into
+    /// `target_service`: never into the service it is already in, never into a service
+    /// where the contact has another open conversation, and with the flag off never while
+    /// the contact has any other open conversation (seed: "Impede transferências para um
+    /// serviço onde o cliente já tem um atendimento ativo"). Transfers by tag and in bulk
+    /// apply this per conversation.
+    pub fn check_transfer<S: Copy + PartialEq>(
+        &self,
+        open: &[OpenConversation<S>],
+        moving: S,
+        target_service: Option<S>,
+    ) -> Result<(), DomainError> {
+        if open.iter().any(|c| c.id == moving && c.service == target_service) {
+            return Err(DomainError::new(
+                ErrorCode::CustomerInService,
+                "the conversation is already in this service",
+            ));
+        }
+        let others: Vec<OpenConversation<S>> = open.iter().copied().filter(|c| c.id != moving).collect();
+        self.check_open(&others, target_service)
+    }
+}
+
+/// Longest external protocol the finish form accepts (seed 004: "pode ter até 13 caracteres").
+pub const EXTERNAL_PROTOCOL_MAX: usize = 13;
+/// Longest free description of a finished protocol.
+pub const DESCRIPTION_MAX: usize = 2000;
+
+/// What finishing a conversation in a service must respect.
+#[derive(Clone, Copy, Debug)]
+pub struct FinishPolicy<'a> {
+    /// The service's qualification codes; empty means the service does not qualify.
+    pub qualifications: &'a [String],
+    /// The tenant's "external protocol required on finish" option.
+    pub require_external_protocol: bool,
+}
+
+/// A validated finish: what the protocol records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finish {
+    pub qualification: Option<String>,
+    pub description: Option<String>,
+    pub external_protocol: Option<String>,
+}
+
+impl FinishPolicy<'_> {
+    /// Checks the agent's finish form. A service with a qualification list requires one of
+    /// its codes; one without accepts none. Fields are trimmed; empty means absent.
+    pub fn validate(
+        &self,
+        qualification: &str,
+        description: &str,
+        external_protocol: &str,
+    ) -> Result<Finish, DomainError> {
+        let qualification = Some(qualification.trim()).filter(|q| !q.is_empty());
+        match qualification {
+            None if !self.qualifications.is_empty() => {
+                return Err(DomainError::new(
+                    ErrorCode::InvalidQualification,
+                    "a qualification is required",
+                ))
+            }
+            Some(q) if !self.qualifications.iter().any(|c| c == q) => {
+                return Err(DomainError::new(
+                    ErrorCode::InvalidQualification,
+                    format!("`{q}` is not a qualification of this service"),
+                ))
+            }
+            _ => {}
+        }
+        let description = Some(description.trim()).filter(|d| !d.is_empty());
+        if description.is_some_and(|d| d.chars().count() > DESCRIPTION_MAX) {
+            return Err(DomainError::new(
+                ErrorCode::InvalidArgument,
+                format!("description must have at most {DESCRIPTION_MAX} characters"),
+            ));
+        }
+        let external = Some(external_protocol.trim()).filter(|e| !e.is_empty());
+        match external {
+            None if self.require_external_protocol => {
+                return Err(DomainError::new(
+                    ErrorCode::ExternalProtocolRequired,
+                    "external_protocol",
+                ))
+            }
+            Some(e) if e.chars().count() > EXTERNAL_PROTOCOL_MAX || e.chars().any(char::is_control) => {
+                return Err(DomainError::new(
+                    ErrorCode::ExternalProtocolInvalid,
+                    "external_protocol",
+                ))
+            }
+            _ => {}
+        }
+        Ok(Finish {
+            qualification: qualification.map(str::to_string),
+            description: description.map(str::to_string),
+            external_protocol: external.map(str::to_string),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,12 +366,170 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_customer_leaving_closes_a_waiting_conversation_but_not_an_assigned_one() {
+        assert!(Status::Bot.can_move_to(Status::Abandoned));
+        assert!(Status::Queued.can_move_to(Status::Abandoned));
+        assert!(!Status::Assigned.can_move_to(Status::Abandoned));
+        assert!(Status::Abandoned.is_closed());
+        assert_eq!(
+            Status::Abandoned.transition(Status::Queued).unwrap_err().code,
+            ErrorCode::ConversationClosed
+        );
+    }
+
+    #[test]
+    fn the_closed_sql_list_names_exactly_the_closed_statuses() {
+        for s in Status::ALL {
+            assert_eq!(
+                Status::CLOSED_SQL.contains(&format!("'{}'", s.as_str())),
+                s.is_closed(),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_transfer_into_the_service_the_conversation_is_in_is_refused() {
+        let rule = SameCustomerRule {
+            allow_simultaneous: true,
+        };
+        let open = [OpenConversation {
+            id: 1,
+            service: Some(10),
+        }];
+        assert_eq!(
+            rule.check_transfer(&open, 1, Some(10)).unwrap_err().code,
+            ErrorCode::CustomerInService
+        );
+        assert!(rule.check_transfer(&open, 1, Some(20)).is_ok());
+    }
+
+    #[test]
+    fn a_transfer_into_a_service_where_the_contact_already_is_is_refused_with_the_flag_on() {
+        let rule = SameCustomerRule {
+            allow_simultaneous: true,
+        };
+        let open = [
+            OpenConversation {
+                id: 1,
+                service: Some(10),
+            },
+            OpenConversation {
+                id: 2,
+                service: Some(20),
+            },
+        ];
+        assert!(rule.check_transfer(&open, 1, Some(20)).is_err());
+        assert!(rule.check_transfer(&open, 1, Some(30)).is_ok());
+        let off = SameCustomerRule {
+            allow_simultaneous: false,
+        };
+        assert!(
+            off.check_transfer(&open, 1, Some(30)).is_err(),
+            "flag off: another open conversation blocks"
+        );
+        assert!(off.check_transfer(&open[..1], 1, Some(30)).is_ok());
+    }
+
+    fn quals() -> Vec<String> {
+        vec!["venda".into(), "duvida".into()]
+    }
+
+    #[test]
+    fn finishing_needs_one_of_the_services_qualifications_when_it_has_a_list() {
+        let q = quals();
+        let p = FinishPolicy {
+            qualifications: &q,
+            require_external_protocol: false,
+        };
+        assert_eq!(
+            p.validate("", "", "").unwrap_err().code,
+            ErrorCode::InvalidQualification
+        );
+        assert_eq!(
+            p.validate("outra", "", "").unwrap_err().code,
+            ErrorCode::InvalidQualification
+        );
+        let f = p.validate(" venda ", "  cliente comprou ", "").unwrap();
+        assert_eq!(f.qualification.as_deref(), Some("venda"));
+        assert_eq!(f.description.as_deref(), Some("cliente comprou"));
+        let none = FinishPolicy {
+            qualifications: &[],
+            require_external_protocol: false,
+        };
+        assert!(none.validate("", "", "").is_ok());
+        assert!(none.validate("venda", "", "").is_err());
+    }
+
+    #[test]
+    fn the_external_protocol_is_required_where_the_tenant_says_and_has_at_most_13_characters() {
+        let p = FinishPolicy {
+            qualifications: &[],
+            require_external_protocol: true,
+        };
+        assert_eq!(
+            p.validate("", "", " ").unwrap_err().code,
+            ErrorCode::ExternalProtocolRequired
+        );
+        assert_eq!(
+            p.validate("", "", "12345678901234").unwrap_err().code,
+            ErrorCode::ExternalProtocolInvalid
+        );
+        assert_eq!(
+            p.validate("", "", "ABC-123456789")
+                .unwrap()
+                .external_protocol
+                .as_deref(),
+            Some("ABC-123456789")
+        );
+        assert_eq!(
+            p.validate("", "", "ÁÉÍÓÚÃÕÇáéíó")
+                .unwrap()
+                .external_protocol
+                .unwrap()
+                .chars()
+                .count(),
+            12
+        );
+    }
+
     proptest! {
         #[test]
-        fn nothing_ever_leaves_a_closed_state(from in 0usize..7, to in 0usize..7) {
+        fn nothing_ever_leaves_a_closed_state(from in 0usize..8, to in 0usize..8) {
             let (from, to) = (Status::ALL[from], Status::ALL[to]);
             if from.is_closed() {
                 prop_assert!(!from.can_move_to(to));
+            }
+        }
+
+        #[test]
+        fn an_allowed_transfer_never_leaves_two_open_in_one_service(
+            flag: bool,
+            services in proptest::collection::vec(0u8..4, 1..5),
+            moving in 0usize..5,
+            target in 0u8..4,
+        ) {
+            let rule = SameCustomerRule { allow_simultaneous: flag };
+            let open: Vec<_> = services.iter().enumerate().map(|(i, s)| OpenConversation { id: i as u8, service: Some(*s) }).collect();
+            let moving = (moving % open.len()) as u8;
+            if rule.check_transfer(&open, moving, Some(target)).is_ok() {
+                let after: Vec<_> = open.iter().map(|c| if c.id == moving { Some(target) } else { c.service }).collect();
+                prop_assert_eq!(after.iter().filter(|s| **s == Some(target)).count(), 1);
+                if !flag {
+                    prop_assert_eq!(open.len(), 1);
+                }
+            }
+        }
+
+        #[test]
+        fn a_valid_finish_respects_every_limit(q in "[a-z]{0,6}", d in ".{0,30}", e in ".{0,20}", req: bool) {
+            let list = vec!["venda".to_string(), "abc".to_string()];
+            let p = FinishPolicy { qualifications: &list, require_external_protocol: req };
+            if let Ok(f) = p.validate(&q, &d, &e) {
+                prop_assert!(list.contains(f.qualification.as_ref().unwrap()));
+                if let Some(x) = &f.external_protocol { prop_assert!(x.chars().count() <= EXTERNAL_PROTOCOL_MAX); }
+                prop_assert!(!req || f.external_protocol.is_some());
             }
         }
 

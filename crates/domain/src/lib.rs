@@ -5,7 +5,10 @@
 //! - [`ids`] typed identifiers shared by every crate;
 //! - [`clock`] the `Timestamp` value every rule receives instead of calling `now()`;
 //! - [`error`] stable error codes with their en / pt-BR messages;
-//! - [`conversation`] the conversation state machine and protocol numbers;
+//! - [`conversation`] the conversation state machine, protocol numbers, the same-customer
+//!   rule for openings and transfers, and the finish form;
+//! - [`bot`] the channel's menu bot;
+//! - [`metrics`] per-conversation indicators (TTA, waiting, TM1R, TMR);
 //! - [`message`] message kinds and delivery-status ordering;
 //! - [`phone`] Brazilian phone validation and WhatsApp id equivalence;
 //! - [`presence`] agent presence derived from channel logins;
@@ -15,6 +18,7 @@
 //!
 //! Services load state, call these functions, and apply what they return.
 
+pub mod bot;
 pub mod business_hours;
 pub mod channel;
 pub mod clock;
@@ -22,6 +26,7 @@ pub mod conversation;
 pub mod error;
 pub mod ids;
 pub mod message;
+pub mod metrics;
 pub mod phone;
 pub mod presence;
 pub mod routing;
