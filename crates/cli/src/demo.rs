@@ -31,6 +31,7 @@ pub async fn seed(cfg: &Config, admin_url: &str) -> anyhow::Result<()> {
             name: "Demo".into(),
             slug: TENANT_SLUG.into(),
             allow_simultaneous_conversations: false,
+            ..Default::default()
         })
         .await
         .context("create tenant")?;
@@ -42,6 +43,17 @@ pub async fn seed(cfg: &Config, admin_url: &str) -> anyhow::Result<()> {
             policy: "least_loaded".into(),
             offer_timeout_secs: 60,
             priority: 0,
+            qualifications: [
+                ("venda", "Venda realizada"),
+                ("duvida", "Dúvida esclarecida"),
+                ("reclamacao", "Reclamação"),
+            ]
+            .into_iter()
+            .map(|(code, label)| pb::Qualification {
+                code: code.into(),
+                label: label.into(),
+            })
+            .collect(),
             ..Default::default()
         })
         .await
@@ -57,6 +69,7 @@ pub async fn seed(cfg: &Config, admin_url: &str) -> anyhow::Result<()> {
             verify_token: VERIFY_TOKEN.into(),
             access_token: ACCESS_TOKEN.into(),
             default_service_id: SERVICE_ID.into(),
+            ..Default::default()
         })
         .await
         .context("create channel")?;

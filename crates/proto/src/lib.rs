@@ -21,6 +21,7 @@ impl v1::domain_event::Kind {
             Kind::ConversationAssigned(e) => of(&e.conversation),
             Kind::ConversationOffered(e) => of(&e.conversation),
             Kind::ConversationClosed(e) => of(&e.conversation),
+            Kind::ConversationTransferred(e) => of(&e.conversation),
             Kind::OfferWithdrawn(e) => &e.conversation_id,
             Kind::MessageCreated(e) => e
                 .message

@@ -12,6 +12,7 @@ pub struct Tenant {
     pub name: String,
     pub slug: String,
     pub allow_simultaneous_conversations: bool,
+    pub require_external_protocol: bool,
 }
 
 #[derive(Clone, Debug, FromRow)]
@@ -26,6 +27,8 @@ pub struct Channel {
     pub verify_token: Sealed,
     pub access_token: Sealed,
     pub default_service_id: Option<Uuid>,
+    /// The menu bot (`atende_domain::bot::Menu<Uuid>` as JSON), when the channel has one.
+    pub menu: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, FromRow)]
@@ -38,6 +41,22 @@ pub struct Service {
     pub priority: i32,
     pub accepted_channels: Vec<String>,
     pub business_hours: Option<serde_json::Value>,
+    /// `[{"code", "label"}]`: what an agent picks from when finishing.
+    pub qualifications: serde_json::Value,
+}
+
+impl Service {
+    /// The qualification codes of the service.
+    pub fn qualification_codes(&self) -> Vec<String> {
+        self.qualifications
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|q| q["code"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Clone, Debug, FromRow)]
@@ -51,6 +70,52 @@ pub struct Agent {
     pub supervisor: bool,
 }
 
+const TENANT_COLS: &str = "id, name, slug, allow_simultaneous_conversations, require_external_protocol";
+
+/// Sets the tenant's finish options.
+pub async fn set_tenant_options(db: impl PgExecutor<'_>, tenant: Uuid, require_external_protocol: bool) -> Result<()> {
+    sqlx::query("UPDATE tenants SET require_external_protocol = $2 WHERE id = $1")
+        .bind(tenant)
+        .bind(require_external_protocol)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Sets (or with `None` removes) a channel's menu bot; the caller validated it.
+pub async fn set_channel_menu(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    channel: Uuid,
+    menu: Option<&serde_json::Value>,
+) -> Result<Option<Channel>> {
+    Ok(sqlx::query_as::<_, Channel>(&format!(
+        "UPDATE channels SET menu = $3 WHERE tenant_id = $1 AND id = $2 RETURNING {CHANNEL_COLS}"
+    ))
+    .bind(tenant)
+    .bind(channel)
+    .bind(menu)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Sets a service's qualification list (`[{"code", "label"}]`).
+pub async fn set_service_qualifications(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    service: Uuid,
+    qualifications: &serde_json::Value,
+) -> Result<Option<Service>> {
+    Ok(sqlx::query_as::<_, Service>(&format!(
+        "UPDATE services SET qualifications = $3 WHERE tenant_id = $1 AND id = $2 RETURNING {SERVICE_COLS}"
+    ))
+    .bind(tenant)
+    .bind(service)
+    .bind(qualifications)
+    .fetch_optional(db)
+    .await?)
+}
+
 /// Creates a tenant; with a fixed id an existing identical tenant is returned (idempotent
 /// seeding).
 pub async fn create_tenant(
@@ -60,11 +125,11 @@ pub async fn create_tenant(
     slug: &str,
     allow_simultaneous: bool,
 ) -> Result<Tenant> {
-    Ok(sqlx::query_as::<_, Tenant>(
+    Ok(sqlx::query_as::<_, Tenant>(&format!(
         "INSERT INTO tenants (id, name, slug, allow_simultaneous_conversations) VALUES ($1, $2, $3, $4)
          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name
-         RETURNING id, name, slug, allow_simultaneous_conversations",
-    )
+         RETURNING {TENANT_COLS}"
+    ))
     .bind(id)
     .bind(name)
     .bind(slug)
@@ -74,10 +139,10 @@ pub async fn create_tenant(
 }
 
 pub async fn list_tenants(db: impl PgExecutor<'_>, after: Option<Uuid>, limit: i64) -> Result<Vec<Tenant>> {
-    Ok(sqlx::query_as::<_, Tenant>(
-        "SELECT id, name, slug, allow_simultaneous_conversations FROM tenants
-         WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
-    )
+    Ok(sqlx::query_as::<_, Tenant>(&format!(
+        "SELECT {TENANT_COLS} FROM tenants
+         WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
+    ))
     .bind(after)
     .bind(limit)
     .fetch_all(db)
@@ -85,21 +150,21 @@ pub async fn list_tenants(db: impl PgExecutor<'_>, after: Option<Uuid>, limit: i
 }
 
 pub async fn get_tenant(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Tenant>> {
-    Ok(sqlx::query_as::<_, Tenant>(
-        "SELECT id, name, slug, allow_simultaneous_conversations FROM tenants WHERE id = $1",
+    Ok(
+        sqlx::query_as::<_, Tenant>(&format!("SELECT {TENANT_COLS} FROM tenants WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
     )
-    .bind(id)
-    .fetch_optional(db)
-    .await?)
 }
 
 pub async fn tenant_by_slug(db: impl PgExecutor<'_>, slug: &str) -> Result<Option<Tenant>> {
-    Ok(sqlx::query_as::<_, Tenant>(
-        "SELECT id, name, slug, allow_simultaneous_conversations FROM tenants WHERE slug = $1",
+    Ok(
+        sqlx::query_as::<_, Tenant>(&format!("SELECT {TENANT_COLS} FROM tenants WHERE slug = $1"))
+            .bind(slug)
+            .fetch_optional(db)
+            .await?,
     )
-    .bind(slug)
-    .fetch_optional(db)
-    .await?)
 }
 
 pub struct NewChannel<'a> {
@@ -115,11 +180,12 @@ pub struct NewChannel<'a> {
 }
 
 const CHANNEL_COLS: &str =
-    "id, tenant_id, kind, name, provider_account_id, app_secret, verify_token, access_token, default_service_id";
+    "id, tenant_id, kind, name, provider_account_id, app_secret, verify_token, access_token, default_service_id, menu";
 
 pub async fn create_channel(db: impl PgExecutor<'_>, c: &NewChannel<'_>) -> Result<Channel> {
     Ok(sqlx::query_as::<_, Channel>(&format!(
-        "INSERT INTO channels ({CHANNEL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        "INSERT INTO channels (id, tenant_id, kind, name, provider_account_id, app_secret, verify_token, access_token, default_service_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, app_secret = EXCLUDED.app_secret,
            verify_token = EXCLUDED.verify_token, access_token = EXCLUDED.access_token,
            default_service_id = EXCLUDED.default_service_id
@@ -174,7 +240,7 @@ pub struct NewService<'a> {
 }
 
 const SERVICE_COLS: &str =
-    "id, tenant_id, name, policy, offer_timeout_secs, priority, accepted_channels, business_hours";
+    "id, tenant_id, name, policy, offer_timeout_secs, priority, accepted_channels, business_hours, qualifications";
 
 pub async fn create_service(db: impl PgExecutor<'_>, s: &NewService<'_>) -> Result<Service> {
     Ok(sqlx::query_as::<_, Service>(&format!(

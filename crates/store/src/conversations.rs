@@ -1,6 +1,7 @@
 //! Contacts and their identities, conversations, protocol numbers, messages, webhook
 //! receipts and outbound deliveries.
 
+use atende_domain::conversation::{Actor, Status};
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -169,8 +170,9 @@ const CONV_SELECT: &str =
 /// Open conversations of a contact, locked so concurrent messages of one customer serialise.
 pub async fn open_conversations_of_contact(tx: &mut PgConnection, contact: Uuid) -> Result<Vec<Conversation>> {
     Ok(sqlx::query_as::<_, Conversation>(&format!(
-        "{CONV_SELECT} WHERE c.contact_id = $1 AND c.status NOT IN ('finished', 'missed', 'expired')
-         ORDER BY c.opened_at FOR UPDATE OF c"
+        "{CONV_SELECT} WHERE c.contact_id = $1 AND c.status NOT IN {closed}
+         ORDER BY c.opened_at, c.id FOR UPDATE OF c",
+        closed = Status::CLOSED_SQL
     ))
     .bind(contact)
     .fetch_all(&mut *tx)
@@ -217,6 +219,8 @@ pub struct NewConversation {
     pub status: &'static str,
     pub protocol: String,
     pub at: OffsetDateTime,
+    /// Who opened it (the customer's message, an agent, the bot).
+    pub actor: Actor,
 }
 
 pub async fn insert_conversation(tx: &mut PgConnection, c: &NewConversation) -> Result<()> {
@@ -241,6 +245,22 @@ pub async fn insert_conversation(tx: &mut PgConnection, c: &NewConversation) -> 
     .bind(c.tenant_id)
     .bind(c.id)
     .bind(c.service_id)
+    .bind(c.at)
+    .execute(&mut *tx)
+    .await?;
+    let (kind, actor_id) = c.actor.parts();
+    sqlx::query(
+        "INSERT INTO conversation_transitions (tenant_id, conversation_id, protocol, from_status, to_status, service_id,
+           actor_kind, actor_id, reason, at)
+         VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, 'opened', $8)",
+    )
+    .bind(c.tenant_id)
+    .bind(c.id)
+    .bind(&c.protocol)
+    .bind(c.status)
+    .bind(c.service_id)
+    .bind(kind)
+    .bind(actor_id)
     .bind(c.at)
     .execute(&mut *tx)
     .await?;
@@ -298,25 +318,58 @@ pub async fn set_status(
     agent: Option<Uuid>,
     close_reason: Option<&str>,
 ) -> Result<()> {
+    set_status_by(tx, conversation, status, agent, close_reason, Actor::Router).await
+}
+
+/// Moves the conversation (the caller holds its row lock and checked the move with
+/// `Status::transition`), closes its open protocol when the status is closed, and records
+/// the transition with `actor`.
+pub async fn set_status_by(
+    tx: &mut PgConnection,
+    conversation: Uuid,
+    status: &str,
+    agent: Option<Uuid>,
+    close_reason: Option<&str>,
+    actor: Actor,
+) -> Result<()> {
+    let closed = Status::parse(status).is_some_and(Status::is_closed);
+    let (actor_kind, actor_id) = actor.parts();
     sqlx::query(
-        "UPDATE conversations SET status = $2, agent_id = $3, close_reason = COALESCE($4, close_reason),
-           closed_at = CASE WHEN $2 IN ('finished', 'missed', 'expired') THEN now() ELSE closed_at END,
-           updated_at = now() WHERE id = $1",
+        "WITH old AS (SELECT status, agent_id FROM conversations WHERE id = $1),
+         upd AS (
+           UPDATE conversations SET status = $2, agent_id = $3,
+             close_reason = CASE WHEN $5 THEN COALESCE($4, close_reason) ELSE close_reason END,
+             closed_at = CASE WHEN $5 THEN now() ELSE closed_at END,
+             first_assigned_at = CASE WHEN $2 = 'assigned' THEN COALESCE(first_assigned_at, now()) ELSE first_assigned_at END,
+             updated_at = now()
+           WHERE id = $1 RETURNING tenant_id, protocol, service_id)
+         INSERT INTO conversation_transitions (tenant_id, conversation_id, protocol, from_status, to_status, service_id,
+           agent_id, actor_kind, actor_id, reason)
+         SELECT upd.tenant_id, $1, upd.protocol, old.status, $2, upd.service_id, $3, $6, $7, $4 FROM upd, old
+         WHERE old.status IS DISTINCT FROM $2 OR old.agent_id IS DISTINCT FROM $3 OR $4 IS NOT NULL",
     )
     .bind(conversation)
     .bind(status)
     .bind(agent)
     .bind(close_reason)
+    .bind(closed)
+    .bind(actor_kind)
+    .bind(actor_id)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
         "UPDATE protocols SET agent_id = COALESCE($2, agent_id),
-           closed_at = CASE WHEN $3 IN ('finished', 'missed', 'expired') THEN now() ELSE closed_at END
+           closed_at = CASE WHEN $3 THEN now() ELSE closed_at END,
+           close_reason = CASE WHEN $3 THEN COALESCE($4, $5) ELSE close_reason END,
+           closed_by = CASE WHEN $3 THEN $6 ELSE closed_by END
          WHERE conversation_id = $1 AND closed_at IS NULL",
     )
     .bind(conversation)
     .bind(agent)
+    .bind(closed)
+    .bind(close_reason)
     .bind(status)
+    .bind(actor_id)
     .execute(&mut *tx)
     .await?;
     Ok(())

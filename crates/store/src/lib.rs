@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod conversations;
+pub mod legs;
 pub mod offers;
 pub mod outbox;
 pub mod queue;

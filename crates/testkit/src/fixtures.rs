@@ -210,7 +210,8 @@ pub async fn contact_with_phone(pool: &PgPool, tenant: Uuid, name: &str, wa_phon
 }
 
 /// Creates a conversation of `contact` on `channel` in `status` (`queued`, `assigned`, …),
-/// owned by `agent` if any, with protocol [`PROTOCOL`], and returns its id. Written
+/// owned by `agent` if any (with its open assignment row), with its first protocol (a
+/// number of [`PROTOCOL`]'s day, unique in the process), and returns its id. Written
 /// directly, without the routing and events session would emit: the test starts from a
 /// conversation that already exists.
 pub async fn conversation(
@@ -222,7 +223,13 @@ pub async fn conversation(
     status: &str,
     agent: Option<Uuid>,
 ) -> Uuid {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let id = Uuid::now_v7();
+    let protocol = format!(
+        "{}{:06}",
+        &PROTOCOL[..8],
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     sqlx::query(
         "INSERT INTO conversations (id, tenant_id, contact_id, channel_id, service_id, status, agent_id, protocol,
            last_inbound_at)
@@ -235,10 +242,34 @@ pub async fn conversation(
     .bind(service)
     .bind(status)
     .bind(agent)
-    .bind(PROTOCOL)
+    .bind(&protocol)
     .execute(pool)
     .await
     .expect("fixture conversation");
+    sqlx::query(
+        "INSERT INTO protocols (number, tenant_id, conversation_id, service_id, agent_id) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&protocol)
+    .bind(tenant)
+    .bind(id)
+    .bind(service)
+    .bind(agent)
+    .execute(pool)
+    .await
+    .expect("fixture protocol");
+    if let (Some(agent), "assigned") = (agent, status) {
+        sqlx::query(
+            "INSERT INTO assignments (id, tenant_id, conversation_id, agent_id, service_id) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(tenant)
+        .bind(id)
+        .bind(agent)
+        .bind(service)
+        .execute(pool)
+        .await
+        .expect("fixture assignment");
+    }
     // The customer just wrote on that number: its window is open.
     sqlx::query(
         "INSERT INTO customer_windows (contact_id, channel_id, tenant_id, last_inbound_at) VALUES ($1, $2, $3, now())

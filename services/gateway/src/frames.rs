@@ -68,6 +68,16 @@ pub fn route(event: &pb::DomainEvent) -> Option<(&'static str, String, Value)> {
             e.agent_id.clone(),
             json!({ "message_id": e.message_id, "conversation_id": e.conversation_id, "status": e.status }),
         ),
+        // The agent who had it: the conversation left his desk.
+        Kind::ConversationTransferred(e) => (
+            "conversation.transferred",
+            e.from_agent_id.clone(),
+            json!({
+                "conversation": e.conversation.as_ref().map(conversation),
+                "previous_protocol": e.previous_protocol,
+                "from_service_id": e.from_service_id,
+            }),
+        ),
         Kind::ConversationQueued(_) => return None,
     };
     (!agent.is_empty()).then_some((ty, agent, data))

@@ -134,8 +134,17 @@ impl Router {
             field: Some(field),
         };
         let tenant: TenantId = req.tenant_id.parse().map_err(|_| bad("tenant_id"))?;
-        let service: ServiceId = req.service_id.parse().map_err(|_| bad("service_id"))?;
         let conversation: ConversationId = req.conversation_id.parse().map_err(|_| bad("conversation_id"))?;
+        if !req.release_agent_id.is_empty() {
+            let agent: AgentId = req.release_agent_id.parse().map_err(|_| bad("release_agent_id"))?;
+            let from: ServiceId = req.release_service_id.parse().map_err(|_| bad("release_service_id"))?;
+            self.release_leg(tenant, conversation, agent, from, &req.release_reason)
+                .await?;
+        }
+        if req.service_id.is_empty() && !req.release_agent_id.is_empty() {
+            return Ok(()); // a finish: nothing to route
+        }
+        let service: ServiceId = req.service_id.parse().map_err(|_| bad("service_id"))?;
         let Some(c) = conversations::get_conversation(&self.pool, tenant.0, conversation.0).await? else {
             return Err(RouterError::refused(
                 ErrorCode::NotFound,
@@ -312,6 +321,28 @@ impl Router {
             tracing::info!(%tenant, %conversation, %agent, reason, "conversation released");
             self.agent_changed(tenant, agent).await;
         }
+        Ok(())
+    }
+
+    /// A finish or a transfer ended `agent`'s leg of the conversation in `from` (the session
+    /// closed the assignment in Postgres in the same transaction): free what he holds for it
+    /// in Redis, only if that is still his hold for `from` — a redelivery after the next leg
+    /// was assigned (to him or anyone) must not free the new hold — then distribute the
+    /// backlog his freed capacity can take.
+    async fn release_leg(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        agent: AgentId,
+        from: ServiceId,
+        reason: &str,
+    ) -> Result<(), RouterError> {
+        let held = self.presence.held(tenant, conversation).await?;
+        if let Some(h) = held.filter(|h| h.agent == agent && h.service == Some(from)) {
+            self.release_redis(tenant, conversation, agent, Some(h.mode)).await?;
+            tracing::info!(%tenant, %conversation, %agent, reason, "leg released");
+        }
+        self.agent_changed(tenant, agent).await;
         Ok(())
     }
 

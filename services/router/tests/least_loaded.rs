@@ -56,6 +56,7 @@ async fn an_arrival_is_assigned_to_the_available_agent_with_most_free_capacity_a
                 channel_kind: 1,
                 queued_at_ms: 0,
                 priority: 0,
+                ..Default::default()
             })
             .into(),
             Default::default(),

@@ -38,6 +38,7 @@ async fn arrive_batch(f: &Fixture, service: Uuid, n: usize) -> Vec<Uuid> {
                 channel_kind: pb::ChannelKind::Whatsapp as i32,
                 queued_at_ms: 0,
                 priority: 0,
+                ..Default::default()
             }
             .encode_to_vec()
         })

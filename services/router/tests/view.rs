@@ -16,6 +16,7 @@ fn request(f: &Fixture, conversation: uuid::Uuid) -> pb::RouteRequest {
         channel_kind: pb::ChannelKind::Whatsapp as i32,
         queued_at_ms: 0,
         priority: 0,
+        ..Default::default()
     }
 }
 

@@ -3,6 +3,7 @@
 //! runs on every `make run`). Secrets (app secret, verify token, access token, password)
 //! are write-only: never returned.
 
+use atende_domain::bot::{Menu, MenuOption};
 use atende_domain::routing::Policy;
 use atende_domain::ErrorCode;
 use atende_proto::v1::{self as pb, admin_service_server::AdminService};
@@ -20,6 +21,48 @@ pub struct AdminApi {
     pub pool: PgPool,
     /// Seals channel credentials before they are stored.
     pub keyring: std::sync::Arc<atende_store::sealed::Keyring>,
+}
+
+impl AdminApi {
+    /// Validates a channel's menu (the domain's bounds, and every service of this tenant)
+    /// and returns it as stored.
+    async fn menu_json(&self, tenant: Uuid, m: &pb::BotMenu) -> Result<serde_json::Value, Status> {
+        let mut options = Vec::with_capacity(m.options.len());
+        for o in &m.options {
+            let service: Uuid = parse_id("menu.options.service_id", &o.service_id)?;
+            options.push(MenuOption {
+                label: o.label.trim().to_string(),
+                service,
+            });
+        }
+        let fallback_service = if m.fallback_service_id.is_empty() {
+            None
+        } else {
+            Some(parse_id::<Uuid>("menu.fallback_service_id", &m.fallback_service_id)?)
+        };
+        let menu = Menu {
+            greeting: m.greeting.trim().to_string(),
+            options,
+            invalid_reply: m.invalid_reply.trim().to_string(),
+            inactivity_secs: if m.inactivity_secs == 0 {
+                600
+            } else {
+                u64::from(m.inactivity_secs)
+            },
+            fallback_service,
+        };
+        menu.validate().map_err(|e| status(e.code, &e.detail, Some("menu")))?;
+        for s in menu.options.iter().map(|o| o.service).chain(menu.fallback_service) {
+            if store::get_service(&self.pool, tenant, s)
+                .await
+                .map_err(store_status)?
+                .is_none()
+            {
+                return Err(status(ErrorCode::NotFound, "menu service", Some("menu")));
+            }
+        }
+        serde_json::to_value(&menu).map_err(|e| atende_runtime::errors::internal(&e))
+    }
 }
 
 fn id_or_new(field: &'static str, raw: &str) -> Result<Uuid, Status> {
@@ -88,6 +131,7 @@ fn tenant_pb(t: store::Tenant) -> pb::Tenant {
         name: t.name,
         slug: t.slug,
         allow_simultaneous_conversations: t.allow_simultaneous_conversations,
+        require_external_protocol: t.require_external_protocol,
     }
 }
 
@@ -99,6 +143,23 @@ fn channel_pb(c: store::Channel) -> pb::Channel {
         name: c.name,
         provider_account_id: c.provider_account_id,
         default_service_id: c.default_service_id.map(|s| s.to_string()).unwrap_or_default(),
+        menu: c
+            .menu
+            .and_then(|m| serde_json::from_value::<Menu<Uuid>>(m).ok())
+            .map(|m| pb::BotMenu {
+                greeting: m.greeting,
+                options: m
+                    .options
+                    .into_iter()
+                    .map(|o| pb::BotMenuOption {
+                        label: o.label,
+                        service_id: o.service.to_string(),
+                    })
+                    .collect(),
+                invalid_reply: m.invalid_reply,
+                inactivity_secs: m.inactivity_secs.min(u64::from(u32::MAX)) as u32,
+                fallback_service_id: m.fallback_service.map(|s| s.to_string()).unwrap_or_default(),
+            }),
     }
 }
 
@@ -112,6 +173,18 @@ fn service_pb(s: store::Service) -> pb::Service {
         priority: s.priority,
         accepted_channels: s.accepted_channels,
         business_hours: s.business_hours.as_ref().map(business_hours_pb),
+        qualifications: s
+            .qualifications
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|q| pb::Qualification {
+                        code: q["code"].as_str().unwrap_or_default().to_string(),
+                        label: q["label"].as_str().unwrap_or_default().to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -124,6 +197,26 @@ const WEEKDAYS: [&str; 7] = [
     "saturday",
     "sunday",
 ];
+
+/// A service's qualification list as stored: codes unique, 1 to 40 characters, labels
+/// defaulting to the code.
+fn qualifications_json(list: &[pb::Qualification]) -> Result<serde_json::Value, Status> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(list.len());
+    for q in list {
+        let code = q.code.trim();
+        if code.is_empty() || code.chars().count() > 40 || !seen.insert(code.to_string()) {
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "qualification codes must be unique and have 1 to 40 characters",
+                Some("qualifications"),
+            ));
+        }
+        let label = Some(q.label.trim()).filter(|l| !l.is_empty()).unwrap_or(code);
+        out.push(serde_json::json!({ "code": code, "label": label }));
+    }
+    Ok(serde_json::Value::Array(out))
+}
 
 fn accepted_channels(kinds: &[String]) -> Result<Vec<String>, Status> {
     let mut out = Vec::with_capacity(kinds.len());
@@ -234,9 +327,15 @@ impl AdminService for AdminApi {
                 Some("slug"),
             ));
         }
-        let t = store::create_tenant(&self.pool, id, name, slug, r.allow_simultaneous_conversations)
+        let mut t = store::create_tenant(&self.pool, id, name, slug, r.allow_simultaneous_conversations)
             .await
             .map_err(|e| conflict(e, "a tenant with this slug exists"))?;
+        if r.require_external_protocol != t.require_external_protocol {
+            store::set_tenant_options(&self.pool, t.id, r.require_external_protocol)
+                .await
+                .map_err(store_status)?;
+            t.require_external_protocol = r.require_external_protocol;
+        }
         Ok(Response::new(pb::CreateTenantResponse {
             tenant: Some(tenant_pb(t)),
         }))
@@ -296,8 +395,13 @@ impl AdminService for AdminApi {
         let app_secret = seal(Purpose::AppSecret, required("app_secret", &r.app_secret)?)?;
         let verify_token = seal(Purpose::VerifyToken, required("verify_token", &r.verify_token)?)?;
         let access_token = seal(Purpose::AccessToken, &r.access_token)?;
+        let menu = match &r.menu {
+            Some(m) => Some(self.menu_json(tenant, m).await?),
+            None => None,
+        };
+        let mut tx = self.pool.begin().await.map_err(|e| store_status(e.into()))?;
         let c = store::create_channel(
-            &self.pool,
+            &mut *tx,
             &store::NewChannel {
                 id,
                 tenant_id: tenant,
@@ -312,6 +416,11 @@ impl AdminService for AdminApi {
         )
         .await
         .map_err(|e| conflict(e, "this provider account is already connected"))?;
+        let c = store::set_channel_menu(&mut *tx, tenant, c.id, menu.as_ref())
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| status(ErrorCode::AlreadyExists, "the id belongs to another tenant", Some("id")))?;
+        tx.commit().await.map_err(|e| store_status(e.into()))?;
         Ok(Response::new(pb::CreateChannelResponse {
             channel: Some(channel_pb(c)),
         }))
@@ -367,6 +476,7 @@ impl AdminService for AdminApi {
             ));
         }
         let accepted = accepted_channels(&r.accepted_channels)?;
+        let qualifications = qualifications_json(&r.qualifications)?;
         let hours = r.business_hours.as_ref().map(business_hours_json).transpose()?;
         let mut tx = self.pool.begin().await.map_err(|e| store_status(e.into()))?;
         store::create_service(
@@ -386,6 +496,10 @@ impl AdminService for AdminApi {
             .await
             .map_err(store_status)?
             .ok_or_else(|| status(ErrorCode::AlreadyExists, "the id belongs to another tenant", Some("id")))?;
+        let s = store::set_service_qualifications(&mut *tx, tenant, id, &qualifications)
+            .await
+            .map_err(store_status)?
+            .unwrap_or(s);
         tx.commit().await.map_err(|e| store_status(e.into()))?;
         Ok(Response::new(pb::CreateServiceResponse {
             service: Some(service_pb(s)),

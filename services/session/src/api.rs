@@ -3,18 +3,19 @@
 use atende_domain::channel::ChannelKind;
 use atende_domain::conversation::Status;
 use atende_domain::ErrorCode;
-use atende_proto::v1::{self as pb, domain_event, session_service_server::SessionService};
+use atende_proto::v1::{self as pb, session_service_server::SessionService};
 use atende_runtime::errors::store_status;
 use atende_runtime::{parse_id, status};
 use atende_store::conversations as conv;
-use prost::Message as _;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status as GrpcStatus};
 use uuid::Uuid;
 
-use crate::{convert, RouterClient};
+use crate::{convert, lifecycle, RouterClient};
 
 const MAX_TEXT: usize = 4096;
+/// Most conversations one bulk transfer may name.
+const MAX_BULK: usize = 500;
 
 #[derive(Clone)]
 pub struct SessionApi {
@@ -116,24 +117,17 @@ impl SessionService for SessionApi {
             }
             None => None,
         };
-        let message = conv::insert_message(
+        let message = crate::outbound::send_text(
             &mut tx,
-            &conv::NewMessage {
-                id: Uuid::now_v7(),
-                tenant_id: tenant,
-                conversation_id,
-                channel_id,
-                direction: "outbound",
-                kind: "text",
-                body: Some(text),
-                media: None,
-                provider_message_id: None,
-                reply_to_provider_message_id: reply_to.as_deref(),
-                status: "pending",
-                agent_id: Some(agent),
+            &self.subjects,
+            &c,
+            kind,
+            crate::outbound::Text {
+                text,
+                agent: Some(agent),
                 client_message_id: client_id,
-                raw: None,
-                sent_at: None,
+                reply_to_provider_message_id: reply_to,
+                to,
             },
         )
         .await
@@ -149,39 +143,6 @@ impl SessionService for SessionApi {
                 message: Some(convert::message(&existing)),
             }));
         };
-        let outbound = pb::OutboundMessage {
-            tenant_id: tenant.to_string(),
-            channel_id: channel_id.to_string(),
-            channel_kind: convert::channel_kind(&c.channel_kind),
-            message_id: message.id.to_string(),
-            conversation_id: conversation_id.to_string(),
-            to,
-            text: text.to_string(),
-            reply_to_provider_message_id: reply_to.unwrap_or_default(),
-        };
-        atende_store::outbox::enqueue(
-            &mut tx,
-            tenant,
-            &conversation_id.to_string(),
-            &self.subjects.outbound(tenant, kind),
-            &format!("out:{}", message.id),
-            &outbound.encode_to_vec(),
-            &atende_telemetry::propagation::current_as_pairs(),
-        )
-        .await
-        .map_err(store_status)?;
-        convert::emit(
-            &mut tx,
-            &self.subjects,
-            tenant,
-            "message.created",
-            domain_event::Kind::MessageCreated(pb::MessageCreated {
-                message: Some(convert::message(&message)),
-                agent_id: agent.to_string(),
-            }),
-        )
-        .await
-        .map_err(store_status)?;
         tx.commit().await.map_err(|e| store_status(e.into()))?;
         tracing::info!(%conversation_id, message_id = %message.id, "reply stored");
         Ok(Response::new(pb::SendMessageResponse {
@@ -251,6 +212,179 @@ impl SessionService for SessionApi {
             .map_err(store_status)?;
         Ok(Response::new(pb::ListAgentConversationsResponse {
             conversations: rows.iter().map(convert::conversation).collect(),
+        }))
+    }
+
+    async fn finish_conversation(
+        &self,
+        request: Request<pb::FinishConversationRequest>,
+    ) -> Result<Response<pb::FinishConversationResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        let req = request.into_inner();
+        let id: Uuid = parse_id("conversation_id", &req.conversation_id)?;
+        let agent: Uuid = parse_id("agent_id", &req.agent_id)?;
+        let form = lifecycle::FinishForm {
+            qualification: &req.qualification,
+            description: &req.description,
+            external_protocol: &req.external_protocol,
+        };
+        let (c, p) = lifecycle::finish(&self.pool, &self.subjects, tenant, id, agent, form).await?;
+        Ok(Response::new(pb::FinishConversationResponse {
+            conversation: Some(convert::conversation(&c)),
+            protocol: Some(convert::protocol(&p)),
+        }))
+    }
+
+    async fn transfer_conversation(
+        &self,
+        request: Request<pb::TransferConversationRequest>,
+    ) -> Result<Response<pb::TransferConversationResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        let req = request.into_inner();
+        let id: Uuid = parse_id("conversation_id", &req.conversation_id)?;
+        let agent: Uuid = parse_id("agent_id", &req.agent_id)?;
+        let target: Uuid = parse_id("target_service_id", &req.target_service_id)?;
+        let t = lifecycle::transfer(
+            &self.pool,
+            &self.subjects,
+            tenant,
+            id,
+            agent,
+            target,
+            &req.qualification,
+            &req.description,
+        )
+        .await?;
+        Ok(Response::new(pb::TransferConversationResponse {
+            conversation: Some(convert::conversation(&t.conversation)),
+            previous: Some(convert::protocol(&t.previous)),
+            current: Some(convert::protocol(&t.current)),
+        }))
+    }
+
+    async fn bulk_transfer(
+        &self,
+        request: Request<pb::BulkTransferRequest>,
+    ) -> Result<Response<pb::BulkTransferResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        let req = request.into_inner();
+        let supervisor: Uuid = parse_id("supervisor_id", &req.supervisor_id)?;
+        let target: Uuid = parse_id("target_service_id", &req.target_service_id)?;
+        let is_supervisor = atende_store::admin::get_agent(&self.pool, tenant, supervisor)
+            .await
+            .map_err(store_status)?
+            .is_some_and(|a| a.supervisor);
+        if !is_supervisor {
+            return Err(status(
+                ErrorCode::PermissionDenied,
+                "not a supervisor",
+                Some("supervisor_id"),
+            ));
+        }
+        if req.conversation_ids.is_empty() || req.conversation_ids.len() > MAX_BULK {
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "conversation_ids must hold 1 to 500 ids",
+                Some("conversation_ids"),
+            ));
+        }
+        let mut outcomes = Vec::with_capacity(req.conversation_ids.len());
+        // One transaction per conversation: each succeeds or fails on its own.
+        for raw in &req.conversation_ids {
+            let result = match parse_id::<Uuid>("conversation_ids", raw) {
+                Ok(id) => lifecycle::transfer(&self.pool, &self.subjects, tenant, id, supervisor, target, "", "").await,
+                Err(e) => Err(e),
+            };
+            outcomes.push(match result {
+                Ok(t) => pb::BulkTransferOutcome {
+                    conversation_id: raw.clone(),
+                    transferred: true,
+                    protocol: t.current.number,
+                    ..Default::default()
+                },
+                Err(e) => {
+                    let code = atende_runtime::errors::status_code_of(&e).unwrap_or(ErrorCode::Internal);
+                    pb::BulkTransferOutcome {
+                        conversation_id: raw.clone(),
+                        transferred: false,
+                        error_code: code.as_str().to_string(),
+                        message_en: code.message_en().to_string(),
+                        message_pt_br: code.message_pt_br().to_string(),
+                        protocol: String::new(),
+                    }
+                }
+            });
+        }
+        Ok(Response::new(pb::BulkTransferResponse { outcomes }))
+    }
+
+    async fn list_protocols(
+        &self,
+        request: Request<pb::ListProtocolsRequest>,
+    ) -> Result<Response<pb::ListProtocolsResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        let id: Uuid = parse_id("conversation_id", &request.get_ref().conversation_id)?;
+        let rows = atende_store::legs::list_protocols(&self.pool, tenant, id)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::ListProtocolsResponse {
+            protocols: rows.iter().map(convert::protocol).collect(),
+        }))
+    }
+
+    async fn list_transitions(
+        &self,
+        request: Request<pb::ListTransitionsRequest>,
+    ) -> Result<Response<pb::ListTransitionsResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        let id: Uuid = parse_id("conversation_id", &request.get_ref().conversation_id)?;
+        let rows = atende_store::legs::list_transitions(&self.pool, tenant, id)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(pb::ListTransitionsResponse {
+            transitions: rows.iter().map(convert::transition).collect(),
+        }))
+    }
+
+    async fn get_conversation_metrics(
+        &self,
+        request: Request<pb::GetConversationMetricsRequest>,
+    ) -> Result<Response<pb::GetConversationMetricsResponse>, GrpcStatus> {
+        use atende_domain::metrics::{indicators, Sample, Span};
+        use atende_domain::Timestamp;
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        let id: Uuid = parse_id("conversation_id", &request.get_ref().conversation_id)?;
+        let ts = |t: time::OffsetDateTime| Timestamp(atende_store::to_millis(t));
+        let line = atende_store::legs::timeline(&self.pool, tenant, id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| status(ErrorCode::NotFound, "conversation", Some("conversation_id")))?;
+        let samples: Vec<Sample> = atende_store::legs::message_times(&self.pool, tenant, id)
+            .await
+            .map_err(store_status)?
+            .into_iter()
+            .map(|(customer, at)| {
+                if customer {
+                    Sample::Customer(ts(at))
+                } else {
+                    Sample::Agent(ts(at))
+                }
+            })
+            .collect();
+        let span = Span {
+            opened_at: ts(line.opened_at),
+            queued_at: line.first_queued_at.map(ts),
+            first_assigned_at: line.first_assigned_at.map(ts),
+            closed_at: line.closed_at.map(ts),
+        };
+        let i = indicators(span, &samples, ts(time::OffsetDateTime::now_utc()));
+        let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as i64).unwrap_or(-1);
+        Ok(Response::new(pb::GetConversationMetricsResponse {
+            tta_ms: i.tta.as_millis() as i64,
+            waiting_ms: ms(i.waiting),
+            first_response_ms: ms(i.first_response),
+            mean_response_ms: ms(i.mean_response),
+            responses: i.responses as i32,
         }))
     }
 }

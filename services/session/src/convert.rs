@@ -82,3 +82,38 @@ pub async fn emit(
     let now = atende_store::to_millis(time::OffsetDateTime::now_utc());
     atende_runtime::events::enqueue(tx, subjects, tenant, name, kind, now).await
 }
+
+fn millis(t: Option<time::OffsetDateTime>) -> i64 {
+    t.map(atende_store::to_millis).unwrap_or_default()
+}
+
+pub fn protocol(p: &atende_store::legs::Protocol) -> pb::Protocol {
+    pb::Protocol {
+        number: p.number.clone(),
+        conversation_id: p.conversation_id.to_string(),
+        service_id: opt(p.service_id),
+        agent_id: opt(p.agent_id),
+        opened_at_ms: atende_store::to_millis(p.opened_at),
+        closed_at_ms: millis(p.closed_at),
+        qualification: p.qualification.clone().unwrap_or_default(),
+        description: p.description.clone().unwrap_or_default(),
+        external_protocol: p.external_protocol.clone().unwrap_or_default(),
+        previous_number: p.previous_number.clone().unwrap_or_default(),
+        leg: p.leg,
+        close_reason: p.close_reason.clone().unwrap_or_default(),
+    }
+}
+
+pub fn transition(t: &atende_store::legs::Transition) -> pb::Transition {
+    pb::Transition {
+        protocol: t.protocol.clone(),
+        from_status: t.from_status.clone().unwrap_or_default(),
+        to_status: t.to_status.clone(),
+        service_id: opt(t.service_id),
+        agent_id: opt(t.agent_id),
+        actor_kind: t.actor_kind.clone(),
+        actor_id: opt(t.actor_id),
+        reason: t.reason.clone().unwrap_or_default(),
+        at_ms: atende_store::to_millis(t.at),
+    }
+}

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use atende_bus::consumer::{self, ConsumerSpec, Delivery, Outcome, Redelivery};
 use atende_bus::{Bus, StreamKind, Subjects};
-use atende_domain::conversation::{OpenConversation, Placement, SameCustomerRule, Status};
+use atende_domain::bot::Answer;
+use atende_domain::conversation::{Actor, OpenConversation, Placement, SameCustomerRule, Status};
 use atende_domain::message::DeliveryStatus;
 use atende_proto::v1::{self as pb, domain_event, inbound_event, InboundEvent};
 use atende_store::conversations::{self as conv, Identity, NewConversation, NewMessage};
@@ -167,7 +168,13 @@ async fn on_message(
             service: c.service_id,
         })
         .collect();
-    let target_service = channel.default_service_id;
+    let menu = crate::bot::menu_of(&channel);
+    // With a menu, new conversations start in the bot, in no service yet.
+    let target_service = if menu.is_some() {
+        None
+    } else {
+        channel.default_service_id
+    };
     let (conversation_id, is_new) = match rule.place_inbound(&view, target_service) {
         Placement::Existing(id) => (id, false),
         Placement::New => {
@@ -181,9 +188,10 @@ async fn on_message(
                     contact_id: contact,
                     channel_id,
                     service_id: target_service,
-                    status: Status::Queued.as_str(),
+                    status: if menu.is_some() { Status::Bot } else { Status::Queued }.as_str(),
                     protocol,
                     at: now,
+                    actor: Actor::Customer,
                 },
             )
             .await?;
@@ -225,36 +233,55 @@ async fn on_message(
     let conversation = conv::get_conversation(&mut *tx, tenant, conversation_id)
         .await?
         .ok_or_else(|| HandleError::Poison("conversation vanished".into()))?;
-    if is_new {
-        convert::emit(
-            &mut tx,
-            subjects,
-            tenant,
-            "conversation.queued",
-            domain_event::Kind::ConversationQueued(pb::ConversationQueued {
-                conversation: Some(convert::conversation(&conversation)),
-            }),
-        )
-        .await?;
+    let in_bot = conversation.status == Status::Bot.as_str();
+    if is_new && in_bot {
+        if let Some(menu) = &menu {
+            crate::bot::say(&mut tx, subjects, &conversation, &menu.prompt(), now).await?;
+        }
+    } else if is_new {
         if let Some(service) = target_service {
-            let req = pb::RouteRequest {
-                tenant_id: tenant.to_string(),
-                service_id: service.to_string(),
-                conversation_id: conversation_id.to_string(),
-                channel_kind: convert::channel_kind(&channel.kind),
-                queued_at_ms: atende_store::to_millis(now),
-                priority: 0,
-            };
-            atende_store::outbox::enqueue(
+            crate::bot::announce_queued(&mut tx, subjects, &conversation, service).await?;
+        } else {
+            // No menu and no default service: the tenant's "Aguardando" list.
+            convert::emit(
                 &mut tx,
+                subjects,
                 tenant,
-                &conversation_id.to_string(),
-                &subjects.route(tenant, service),
-                &format!("route:{conversation_id}:{}", conversation.protocol),
-                &req.encode_to_vec(),
-                &atende_telemetry::propagation::current_as_pairs(),
+                "conversation.queued",
+                domain_event::Kind::ConversationQueued(pb::ConversationQueued {
+                    conversation: Some(convert::conversation(&conversation)),
+                }),
             )
             .await?;
+        }
+    } else if in_bot {
+        let choice = match &menu {
+            Some(menu) => menu.answer(&m.text),
+            // The menu was removed while the customer was in it.
+            None => match channel.default_service_id {
+                Some(service) => Answer::Route { option: 0, service },
+                None => Answer::Reprompt(String::new()),
+            },
+        };
+        match choice {
+            Answer::Route { option, service } => {
+                match rule.check_transfer(&view, conversation_id, Some(service)) {
+                    Ok(()) => {
+                        let reason = format!("menu option {option}");
+                        crate::bot::leave_for(&mut tx, subjects, &conversation, service, &reason, Actor::Customer, now)
+                            .await?;
+                    }
+                    Err(e) => {
+                        // The customer already has a conversation there: say why, stay in the bot.
+                        let text = e.code.message_pt_br();
+                        crate::bot::say(&mut tx, subjects, &conversation, text, now).await?;
+                    }
+                }
+            }
+            Answer::Reprompt(text) if !text.is_empty() => {
+                crate::bot::say(&mut tx, subjects, &conversation, &text, now).await?;
+            }
+            Answer::Reprompt(_) => conv_touch_bot(&mut tx, conversation_id, now).await?,
         }
     }
     convert::emit(
@@ -271,6 +298,14 @@ async fn on_message(
     tx.commit().await?;
     tracing::info!(%conversation_id, new_conversation = is_new, kind = %m.kind, "inbound message stored");
     Ok(())
+}
+
+async fn conv_touch_bot(
+    tx: &mut sqlx::PgConnection,
+    conversation: Uuid,
+    now: time::OffsetDateTime,
+) -> Result<(), HandleError> {
+    Ok(atende_store::legs::touch_bot(tx, conversation, now).await?)
 }
 
 async fn on_status(

@@ -5,6 +5,10 @@
 //!   identities, applies the same-customer rule, opens the conversation with a protocol
 //!   number, stores the message once, and asks the router for an agent;
 //! - [`api`] `SessionService`: agents' replies, conversation and history reads;
+//! - [`lifecycle`] finish and transfer (protocol legs, capacity freed through the router),
+//!   legs, transitions and indicators;
+//! - [`bot`] the channel's menu bot and its inactivity pass;
+//! - [`outbound`] one outbound text through the outbox;
 //! - [`admin`] `AdminService`: tenants, channels, services and agents;
 //! - [`convert`] rows to `atende.v1` messages;
 //! - [`dead_letters`] listing and replaying what consumers terminated as poison.
@@ -14,9 +18,12 @@
 
 pub mod admin;
 pub mod api;
+pub mod bot;
 pub mod convert;
 pub mod dead_letters;
 pub mod inbound;
+pub mod lifecycle;
+pub mod outbound;
 
 use atende_config::Config;
 use atende_proto::v1::admin_service_server::AdminServiceServer;
@@ -66,6 +73,12 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         bus.clone(),
         pool.clone(),
         atende_runtime::redelivery(cfg),
+        shutdown.clone(),
+    ));
+    tasks.spawn(bot::run(
+        pool.clone(),
+        bus.subjects.clone(),
+        std::time::Duration::from_secs(5),
         shutdown.clone(),
     ));
     atende_runtime::spawn_relay(&mut tasks, cfg, bus, pool, shutdown);

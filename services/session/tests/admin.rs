@@ -251,6 +251,7 @@ async fn creating_with_a_fixed_id_twice_is_idempotent() {
         name: "Demo".into(),
         slug: "demo".into(),
         allow_simultaneous_conversations: true,
+        ..Default::default()
     };
     let service_req = pb::CreateServiceRequest {
         id: service_id.clone(),

@@ -211,6 +211,7 @@ impl Fixture {
                 status: "queued",
                 protocol: id.simple().to_string(),
                 at: time::OffsetDateTime::now_utc(),
+                actor: atende_domain::conversation::Actor::Customer,
             },
         )
         .await
@@ -227,6 +228,7 @@ impl Fixture {
             channel_kind: pb::ChannelKind::Whatsapp as i32,
             queued_at_ms: 0,
             priority: 0,
+            ..Default::default()
         };
         let mut tx = self.pool().begin().await.unwrap();
         atende_store::outbox::enqueue(

@@ -1,0 +1,512 @@
+//! Finish and transfer over real gRPC against real Postgres: the finish form's rules with
+//! their stable codes, protocol legs linked and qualified per leg, every transition recorded
+//! with its actor, the capacity release handed durably to the router (one outbox row naming
+//! the previous holder), the same-customer rule on transfers — atomic when two transfers of
+//! one contact race for the same service — and bulk transfers reporting per item.
+
+use std::time::Duration;
+
+use atende_domain::ErrorCode;
+use atende_proto::v1::{self as pb, session_service_client::SessionServiceClient, RouteRequest};
+use atende_store::admin::{self, NewService};
+use atende_testkit::fixtures::{self, ChannelSpec, RunningRole};
+use atende_testkit::Sandbox;
+use prost::Message as _;
+use uuid::Uuid;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+struct Harness {
+    sandbox: Sandbox,
+    role: RunningRole,
+    client: SessionServiceClient<atende_runtime::AuthedChannel>,
+    subjects: atende_bus::Subjects,
+    tenant: Uuid,
+    channel: Uuid,
+    /// "Vendas", with qualifications `venda` and `duvida`.
+    sales: Uuid,
+    /// "Suporte" and "Financeiro", without qualifications.
+    support: Uuid,
+    billing: Uuid,
+    ana: Uuid,
+    bruno: Uuid,
+    supervisor: Uuid,
+}
+
+async fn named_service(pool: &sqlx::PgPool, tenant: Uuid, name: &str) -> Uuid {
+    admin::create_service(
+        pool,
+        &NewService {
+            id: Uuid::now_v7(),
+            tenant_id: tenant,
+            name,
+            policy: "least_loaded",
+            offer_timeout_secs: 60,
+            priority: 0,
+        },
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let sandbox = Sandbox::new().await;
+        let pool = &sandbox.pool;
+        let acme = fixtures::tenant_with_whatsapp(pool, ChannelSpec::new("106540352242922")).await;
+        let sales = acme.service;
+        sqlx::query(
+            r#"UPDATE services SET qualifications = '[{"code":"venda","label":"Venda"},{"code":"duvida","label":"Dúvida"}]' WHERE id = $1"#,
+        )
+        .bind(sales)
+        .execute(pool)
+        .await
+        .unwrap();
+        let support = named_service(pool, acme.tenant, "Suporte").await;
+        let billing = named_service(pool, acme.tenant, "Financeiro").await;
+        let ana = fixtures::agent(pool, acme.tenant, "Ana", &[sales], 3).await;
+        let bruno = fixtures::agent(pool, acme.tenant, "Bruno", &[sales], 3).await;
+        let supervisor = fixtures::agent(pool, acme.tenant, "Sofia", &[sales], 3).await;
+        sqlx::query("UPDATE agents SET supervisor = true WHERE id = $1")
+            .bind(supervisor)
+            .execute(pool)
+            .await
+            .unwrap();
+        let role = RunningRole::start(|stop| atende_session::build(&sandbox.config, stop)).await;
+        let client = SessionServiceClient::new(sandbox.grpc(role.started.grpc_addr));
+        let subjects = atende_bus::Subjects::new(&sandbox.config.namespace.prefix);
+        Harness {
+            sandbox,
+            role,
+            client,
+            subjects,
+            tenant: acme.tenant,
+            channel: acme.channel.id,
+            sales,
+            support,
+            billing,
+            ana,
+            bruno,
+            supervisor,
+        }
+    }
+
+    fn pool(&self) -> &sqlx::PgPool {
+        &self.sandbox.pool
+    }
+
+    /// A new contact with one conversation in `service`, assigned to `agent`.
+    async fn assigned(&self, service: Uuid, agent: Uuid) -> (Uuid, Uuid) {
+        let phone = format!("55119{:08}", rand_digits());
+        let contact = fixtures::contact_with_phone(self.pool(), self.tenant, "Maria", &phone).await;
+        let c = self.conversation_of(contact, service, agent).await;
+        (contact, c)
+    }
+
+    async fn conversation_of(&self, contact: Uuid, service: Uuid, agent: Uuid) -> Uuid {
+        fixtures::conversation(
+            self.pool(),
+            self.tenant,
+            contact,
+            self.channel,
+            Some(service),
+            "assigned",
+            Some(agent),
+        )
+        .await
+    }
+
+    fn finish(&self, c: Uuid, agent: Uuid, q: &str, ext: &str) -> pb::FinishConversationRequest {
+        pb::FinishConversationRequest {
+            tenant_id: self.tenant.to_string(),
+            conversation_id: c.to_string(),
+            agent_id: agent.to_string(),
+            qualification: q.into(),
+            description: "cliente atendido".into(),
+            external_protocol: ext.into(),
+        }
+    }
+
+    fn transfer(&self, c: Uuid, agent: Uuid, target: Uuid) -> pb::TransferConversationRequest {
+        pb::TransferConversationRequest {
+            tenant_id: self.tenant.to_string(),
+            conversation_id: c.to_string(),
+            agent_id: agent.to_string(),
+            target_service_id: target.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Route requests in the outbox for `service`'s subject, oldest first.
+    async fn route_requests(&self, service: Uuid) -> Vec<RouteRequest> {
+        let subject = self.subjects.route(self.tenant, service);
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT payload FROM outbox WHERE subject = $1 ORDER BY id")
+            .bind(subject)
+            .fetch_all(self.pool())
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|p| RouteRequest::decode(p.as_slice()).unwrap())
+            .collect()
+    }
+
+    async fn status_of(&self, c: Uuid) -> (String, Option<Uuid>, Option<Uuid>) {
+        sqlx::query_as("SELECT status, service_id, agent_id FROM conversations WHERE id = $1")
+            .bind(c)
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn open_assignments(&self, c: Uuid) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM assignments WHERE conversation_id = $1 AND released_at IS NULL")
+            .bind(c)
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        drop(self.client);
+        self.role.stop(DEADLINE).await;
+        self.sandbox.cleanup().await;
+    }
+}
+
+fn rand_digits() -> u32 {
+    (Uuid::now_v7().as_u128() % 100_000_000) as u32
+}
+
+fn code(s: &tonic::Status) -> ErrorCode {
+    atende_runtime::errors::status_code_of(s).unwrap_or_else(|| panic!("no domain code in {s:?}"))
+}
+
+#[tokio::test]
+async fn finishing_checks_the_form_records_the_qualification_and_hands_the_release_to_the_router() {
+    let h = Harness::start().await;
+    let mut client = h.client.clone();
+    sqlx::query("UPDATE tenants SET require_external_protocol = true WHERE id = $1")
+        .bind(h.tenant)
+        .execute(h.pool())
+        .await
+        .unwrap();
+    let (_, c) = h.assigned(h.sales, h.ana).await;
+
+    // Refusals, each with its stable code, and nothing written.
+    let cases = [
+        (h.ana, "", "ABC123", ErrorCode::InvalidQualification),
+        (h.ana, "outra", "ABC123", ErrorCode::InvalidQualification),
+        (h.ana, "venda", "", ErrorCode::ExternalProtocolRequired),
+        (h.ana, "venda", "12345678901234", ErrorCode::ExternalProtocolInvalid),
+        (h.bruno, "venda", "ABC123", ErrorCode::NotConversationOwner),
+    ];
+    for (agent, q, ext, expected) in cases {
+        let err = client
+            .finish_conversation(h.finish(c, agent, q, ext))
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), expected, "{q:?} {ext:?}");
+    }
+    assert_eq!(h.status_of(c).await.0, "assigned");
+    assert_eq!(h.open_assignments(c).await, 1);
+    assert!(h.route_requests(h.sales).await.is_empty());
+
+    // The owner finishes.
+    let done = client
+        .finish_conversation(h.finish(c, h.ana, "venda", "ABC-123456789"))
+        .await
+        .unwrap()
+        .into_inner();
+    let conv = done.conversation.unwrap();
+    let protocol = done.protocol.unwrap();
+    assert_eq!(conv.status, "finished");
+    assert_eq!(protocol.qualification, "venda");
+    assert_eq!(protocol.description, "cliente atendido");
+    assert_eq!(protocol.external_protocol, "ABC-123456789");
+    assert_eq!(protocol.close_reason, "finished");
+    assert!(protocol.closed_at_ms > 0);
+    assert_eq!(h.open_assignments(c).await, 0);
+    let releases = h.route_requests(h.sales).await;
+    assert_eq!(releases.len(), 1);
+    assert_eq!(releases[0].release_agent_id, h.ana.to_string());
+    assert_eq!(releases[0].release_service_id, h.sales.to_string());
+    assert_eq!(releases[0].service_id, "", "a finish routes nothing");
+
+    // Finishing again changes nothing and releases nothing more.
+    let again = client
+        .finish_conversation(h.finish(c, h.ana, "venda", "ABC-123456789"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.protocol.unwrap().number, protocol.number);
+    assert_eq!(h.route_requests(h.sales).await.len(), 1);
+    // A closed conversation is not transferred.
+    let err = client
+        .transfer_conversation(h.transfer(c, h.ana, h.support))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), ErrorCode::ConversationClosed);
+
+    let transitions = client
+        .list_transitions(pb::ListTransitionsRequest {
+            tenant_id: h.tenant.to_string(),
+            conversation_id: c.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .transitions;
+    let last = transitions.last().unwrap();
+    assert_eq!(
+        (last.from_status.as_str(), last.to_status.as_str()),
+        ("assigned", "finished")
+    );
+    assert_eq!(
+        (last.actor_kind.as_str(), last.actor_id.as_str()),
+        ("agent", h.ana.to_string().as_str())
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_transfer_opens_a_linked_protocol_requeues_in_the_target_and_releases_the_previous_agent() {
+    let h = Harness::start().await;
+    let mut client = h.client.clone();
+    let (_, c) = h.assigned(h.sales, h.ana).await;
+    let opened_before: time::OffsetDateTime = sqlx::query_scalar("SELECT opened_at FROM conversations WHERE id = $1")
+        .bind(c)
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+
+    // Into the service it is already in: refused.
+    let err = client
+        .transfer_conversation(h.transfer(c, h.ana, h.sales))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), ErrorCode::CustomerInService);
+    // By someone who does not own it and is no supervisor: refused.
+    let err = client
+        .transfer_conversation(h.transfer(c, h.bruno, h.support))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), ErrorCode::NotConversationOwner);
+
+    let mut req = h.transfer(c, h.ana, h.support);
+    req.qualification = "duvida".into();
+    let t = client.transfer_conversation(req).await.unwrap().into_inner();
+    let (previous, current) = (t.previous.unwrap(), t.current.unwrap());
+    assert_eq!(previous.close_reason, "transferred");
+    assert_eq!(previous.qualification, "duvida", "each leg keeps its own qualification");
+    assert_eq!(current.previous_number, previous.number);
+    assert_eq!((previous.leg, current.leg), (1, 2));
+    assert_ne!(current.number, previous.number);
+    assert_eq!(current.service_id, h.support.to_string());
+    let conv = t.conversation.unwrap();
+    assert_eq!(conv.protocol, current.number);
+    assert_eq!(h.status_of(c).await, ("queued".to_string(), Some(h.support), None));
+    let opened_after: time::OffsetDateTime = sqlx::query_scalar("SELECT opened_at FROM conversations WHERE id = $1")
+        .bind(c)
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        opened_after, opened_before,
+        "TTA runs from the first opening across legs"
+    );
+    assert_eq!(h.open_assignments(c).await, 0);
+
+    // One route request into the target that frees Ana's hold in the old service first.
+    let routes = h.route_requests(h.support).await;
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].service_id, h.support.to_string());
+    assert_eq!(routes[0].release_agent_id, h.ana.to_string());
+    assert_eq!(routes[0].release_service_id, h.sales.to_string());
+
+    let legs = client
+        .list_protocols(pb::ListProtocolsRequest {
+            tenant_id: h.tenant.to_string(),
+            conversation_id: c.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .protocols;
+    assert_eq!(
+        legs.iter().map(|p| p.number.clone()).collect::<Vec<_>>(),
+        vec![previous.number.clone(), current.number.clone()]
+    );
+
+    // A supervisor moves it on (queued, no owner): a third leg.
+    let t = client
+        .transfer_conversation(h.transfer(c, h.supervisor, h.billing))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(t.current.unwrap().leg, 3);
+    let transitions = client
+        .list_transitions(pb::ListTransitionsRequest {
+            tenant_id: h.tenant.to_string(),
+            conversation_id: c.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .transitions;
+    let kinds: Vec<(String, String)> = transitions
+        .iter()
+        .map(|t| (t.to_status.clone(), t.actor_kind.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("queued".to_string(), "agent".to_string()),
+            ("queued".to_string(), "supervisor".to_string())
+        ]
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn two_concurrent_transfers_of_one_contacts_conversations_into_one_service_one_wins() {
+    let h = Harness::start().await;
+    sqlx::query("UPDATE tenants SET allow_simultaneous_conversations = true WHERE id = $1")
+        .bind(h.tenant)
+        .execute(h.pool())
+        .await
+        .unwrap();
+    for round in 0..10 {
+        let (contact, a) = h.assigned(h.sales, h.ana).await;
+        let b = h.conversation_of(contact, h.support, h.bruno).await;
+        let (mut c1, mut c2) = (h.client.clone(), h.client.clone());
+        let (r1, r2) = tokio::join!(
+            c1.transfer_conversation(h.transfer(a, h.ana, h.billing)),
+            c2.transfer_conversation(h.transfer(b, h.bruno, h.billing)),
+        );
+        let outcomes = [r1.map(|_| ()), r2.map(|_| ())];
+        let won = outcomes.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "round {round}: {outcomes:?}");
+        let lost = outcomes.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert_eq!(code(lost), ErrorCode::CustomerInService);
+        let in_billing: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM conversations WHERE contact_id = $1 AND service_id = $2 AND status = 'queued'",
+        )
+        .bind(contact)
+        .bind(h.billing)
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+        assert_eq!(in_billing, 1);
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_flag_off_a_transfer_is_refused_while_the_contact_has_another_open_conversation() {
+    let h = Harness::start().await;
+    let mut client = h.client.clone();
+    let (contact, a) = h.assigned(h.sales, h.ana).await;
+    // Left over from before the flag was turned off.
+    let _b = h.conversation_of(contact, h.support, h.bruno).await;
+    let err = client
+        .transfer_conversation(h.transfer(a, h.ana, h.billing))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), ErrorCode::CustomerInService);
+    let detail = atende_runtime::errors::detail_of(&err).unwrap();
+    assert_eq!(
+        detail.message_pt_br,
+        "O cliente já possui um atendimento em aberto neste serviço."
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_bulk_transfer_reports_each_conversation_on_its_own() {
+    let h = Harness::start().await;
+    let mut client = h.client.clone();
+    let (_, ok) = h.assigned(h.sales, h.ana).await;
+    let (_, closed) = h.assigned(h.sales, h.bruno).await;
+    client
+        .finish_conversation(h.finish(closed, h.bruno, "venda", ""))
+        .await
+        .unwrap();
+    let missing = Uuid::now_v7();
+    let req = pb::BulkTransferRequest {
+        tenant_id: h.tenant.to_string(),
+        supervisor_id: h.supervisor.to_string(),
+        conversation_ids: vec![ok.to_string(), closed.to_string(), missing.to_string(), "nope".into()],
+        target_service_id: h.support.to_string(),
+    };
+    // Only supervisors.
+    let mut not_supervisor = req.clone();
+    not_supervisor.supervisor_id = h.ana.to_string();
+    let err = client.bulk_transfer(not_supervisor).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::PermissionDenied);
+
+    let outcomes = client.bulk_transfer(req).await.unwrap().into_inner().outcomes;
+    let summary: Vec<(bool, &str)> = outcomes
+        .iter()
+        .map(|o| (o.transferred, o.error_code.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (true, ""),
+            (false, "CONVERSATION_CLOSED"),
+            (false, "NOT_FOUND"),
+            (false, "INVALID_ARGUMENT")
+        ]
+    );
+    assert!(!outcomes[0].protocol.is_empty());
+    assert!(!outcomes[1].message_pt_br.is_empty());
+    assert_eq!(h.status_of(ok).await.1, Some(h.support));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn indicators_come_from_the_stored_timestamps() {
+    let h = Harness::start().await;
+    let mut client = h.client.clone();
+    let (_, c) = h.assigned(h.sales, h.ana).await;
+    // A customer turn at t, answered 30 s later; then one answered 10 s later.
+    for (seq, (direction, agent, offset)) in [
+        ("inbound", None, -100),
+        ("outbound", Some(h.ana), -70),
+        ("inbound", None, -50),
+        ("outbound", Some(h.ana), -40),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO messages (id, tenant_id, conversation_id, channel_id, direction, kind, body, status, agent_id, created_at, seq)
+             VALUES ($1, $2, $3, $4, $5, 'text', 'x', 'received', $6, '2026-12-01T12:00:00Z'::timestamptz + make_interval(secs => $7), $8)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(h.tenant)
+        .bind(c)
+        .bind(h.channel)
+        .bind(direction)
+        .bind(agent)
+        .bind(offset as f64)
+        .bind(seq as i64 + 1)
+        .execute(h.pool())
+        .await
+        .unwrap();
+    }
+    let m = client
+        .get_conversation_metrics(pb::GetConversationMetricsRequest {
+            tenant_id: h.tenant.to_string(),
+            conversation_id: c.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(m.first_response_ms, 30_000);
+    assert_eq!(m.mean_response_ms, 20_000);
+    assert_eq!(m.responses, 2);
+    assert!(m.tta_ms >= 0);
+    h.stop().await;
+}
