@@ -1,0 +1,313 @@
+//! A conversation's whole life with every role running: the customer writes → the channel's
+//! menu bot answers → option 2 → service Suporte → its agent is assigned → he transfers it
+//! to Financeiro → a new linked protocol, the same opening (TTA keeps running), the Financeiro
+//! agent is assigned, and the first agent, freed, is at once given the conversation waiting
+//! in Suporte → the Financeiro agent finishes with a qualification and an external protocol
+//! → his capacity is back to zero in Redis and Postgres → the customer writes again → a new
+//! conversation with a new protocol, greeted by the bot.
+
+use atende_e2e::{Platform, Tenant, DEADLINE};
+use atende_proto::v1::{
+    self as pb, router_service_client::RouterServiceClient, session_service_client::SessionServiceClient,
+};
+use atende_testkit::whatsapp::text_message_webhook;
+
+async fn agent(p: &Platform, t: &Tenant, name: &str, service: &str) -> Tenant {
+    let email = format!("{}@acme.test", name.to_lowercase());
+    let a = p
+        .admin()
+        .await
+        .create_agent(pb::CreateAgentRequest {
+            tenant_id: t.tenant_id.clone(),
+            name: name.into(),
+            email: email.clone(),
+            password: "correct horse".into(),
+            max_concurrent: 1,
+            service_ids: vec![service.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .agent
+        .unwrap();
+    Tenant {
+        agent_id: a.id,
+        agent_email: email,
+        agent_password: "correct horse".into(),
+        service_id: service.into(),
+        ..t.clone()
+    }
+}
+
+async fn service(p: &Platform, t: &Tenant, name: &str, qualifications: &[&str]) -> String {
+    p.admin()
+        .await
+        .create_service(pb::CreateServiceRequest {
+            tenant_id: t.tenant_id.clone(),
+            name: name.into(),
+            policy: "least_loaded".into(),
+            qualifications: qualifications
+                .iter()
+                .map(|q| pb::Qualification {
+                    code: (*q).into(),
+                    label: String::new(),
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .service
+        .unwrap()
+        .id
+}
+
+async fn load(p: &Platform, t: &Tenant, agent: &str) -> (u32, i64) {
+    let mut router = RouterServiceClient::new(p.sandbox.grpc(&p.router_grpc));
+    let presence = router
+        .get_presence(pb::GetPresenceRequest {
+            tenant_id: t.tenant_id.clone(),
+            agent_id: agent.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .presence
+        .unwrap();
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM assignments WHERE agent_id = $1::uuid AND released_at IS NULL")
+            .bind(agent)
+            .fetch_one(&p.sandbox.pool)
+            .await
+            .unwrap();
+    (presence.assigned + presence.offered, open)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bot_menu_to_service_transfer_with_a_new_protocol_finish_and_a_new_conversation_afterwards() {
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    let support = service(&p, &t, "Suporte", &["resolvido"]).await;
+    let billing = service(&p, &t, "Financeiro", &["pago", "negociado"]).await;
+    let mut admin = p.admin().await;
+    // The tenant requires an external protocol on finish; the channel greets with a menu.
+    admin
+        .create_tenant(pb::CreateTenantRequest {
+            id: t.tenant_id.clone(),
+            name: "Acme".into(),
+            slug: t.slug.clone(),
+            require_external_protocol: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    admin
+        .create_channel(pb::CreateChannelRequest {
+            id: t.channel_id.clone(),
+            tenant_id: t.tenant_id.clone(),
+            kind: pb::ChannelKind::Whatsapp as i32,
+            name: "WhatsApp".into(),
+            provider_account_id: t.phone_number_id.clone(),
+            app_secret: t.app_secret.clone(),
+            verify_token: "verify".into(),
+            access_token: t.access_token.clone(),
+            default_service_id: t.service_id.clone(),
+            menu: Some(pb::BotMenu {
+                greeting: "Olá! Como podemos ajudar?".into(),
+                options: vec![
+                    pb::BotMenuOption {
+                        label: "Vendas".into(),
+                        service_id: t.service_id.clone(),
+                    },
+                    pb::BotMenuOption {
+                        label: "Suporte".into(),
+                        service_id: support.clone(),
+                    },
+                ],
+                inactivity_secs: 600,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let bruno = agent(&p, &t, "Bruno", &support).await;
+    let carla = agent(&p, &t, "Carla", &billing).await;
+    let (_, mut bruno_ws) = p.online(&bruno).await;
+    let (_, mut carla_ws) = p.online(&carla).await;
+    let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
+    let now = atende_e2e::now_secs;
+    let write = |from: &'static str, wamid: &str, text: &str| {
+        text_message_webhook(&t.phone_number_id, from, "Maria Souza", wamid, text, now())
+    };
+    const MARIA: &str = "5511987654321";
+    const JOAO: &str = "5511912345678";
+
+    // The customer writes; the bot answers with the menu.
+    assert_eq!(
+        p.post_webhook(&t, &write(MARIA, "wamid.L1", "Oi"), None).await.status(),
+        200
+    );
+    let sends = p.fake.wait_for_sends(1, DEADLINE).await;
+    assert_eq!(sends[0].body["to"], MARIA);
+    assert_eq!(
+        sends[0].body["text"]["body"],
+        "Olá! Como podemos ajudar?\n1 - Vendas\n2 - Suporte"
+    );
+
+    // Option 2: Suporte, where Bruno takes it.
+    assert_eq!(
+        p.post_webhook(&t, &write(MARIA, "wamid.L2", "2"), None).await.status(),
+        200
+    );
+    let assigned = bruno_ws.next_of("conversation.assigned").await;
+    let first = assigned["data"]["conversation"].clone();
+    let conversation_id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(first["service_id"], support.as_str());
+    let first_protocol = first["protocol"].as_str().unwrap().to_string();
+    let opened_at = first["opened_at_ms"].as_i64().unwrap();
+
+    // A second customer picks Suporte too and waits: Bruno is full (1).
+    assert_eq!(
+        p.post_webhook(&t, &write(JOAO, "wamid.J1", "Oi"), None).await.status(),
+        200
+    );
+    p.fake.wait_for_sends(2, DEADLINE).await;
+    assert_eq!(
+        p.post_webhook(&t, &write(JOAO, "wamid.J2", "2"), None).await.status(),
+        200
+    );
+    let waiting_id = atende_testkit::wait_until("João queued in Suporte", DEADLINE, || async {
+        sqlx::query_scalar::<_, uuid::Uuid>(
+            "SELECT c.id FROM conversations c JOIN route_queue q ON q.conversation_id = c.id WHERE c.status = 'queued' AND c.service_id = $1::uuid",
+        )
+        .bind(&support)
+        .fetch_optional(&p.sandbox.pool)
+        .await
+        .unwrap()
+    })
+    .await;
+
+    // Bruno transfers Maria to Financeiro.
+    let moved = session
+        .transfer_conversation(pb::TransferConversationRequest {
+            tenant_id: t.tenant_id.clone(),
+            conversation_id: conversation_id.clone(),
+            agent_id: bruno.agent_id.clone(),
+            target_service_id: billing.clone(),
+            qualification: "resolvido".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let current = moved.current.unwrap();
+    assert_ne!(current.number, first_protocol, "a new protocol for the new leg");
+    assert_eq!(current.previous_number, first_protocol);
+
+    // Carla gets Maria under the new protocol, same opening; Bruno, freed, gets João at once.
+    let to_carla = carla_ws
+        .next_matching("conversation.assigned", |f| {
+            f["data"]["conversation"]["id"] == conversation_id.as_str()
+        })
+        .await;
+    assert_eq!(to_carla["data"]["conversation"]["protocol"], current.number.as_str());
+    assert_eq!(to_carla["data"]["conversation"]["opened_at_ms"], opened_at);
+    bruno_ws.next_of("conversation.transferred").await;
+    let to_bruno = bruno_ws
+        .next_matching("conversation.assigned", |f| {
+            f["data"]["conversation"]["id"] == waiting_id.to_string().as_str()
+        })
+        .await;
+    assert_eq!(to_bruno["data"]["conversation"]["agent_id"], bruno.agent_id.as_str());
+    let metrics = session
+        .get_conversation_metrics(pb::GetConversationMetricsRequest {
+            tenant_id: t.tenant_id.clone(),
+            conversation_id: conversation_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let since_opening = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - opened_at;
+    assert!(
+        metrics.tta_ms >= since_opening - 1000,
+        "TTA {} runs from the first opening ({since_opening} ms ago)",
+        metrics.tta_ms
+    );
+
+    // Carla finishes: the external protocol is required, then accepted.
+    let mut finish = pb::FinishConversationRequest {
+        tenant_id: t.tenant_id.clone(),
+        conversation_id: conversation_id.clone(),
+        agent_id: carla.agent_id.clone(),
+        qualification: "pago".into(),
+        description: "boleto reenviado".into(),
+        external_protocol: String::new(),
+    };
+    let refused = session.finish_conversation(finish.clone()).await.unwrap_err();
+    assert_eq!(
+        atende_runtime::errors::status_code_of(&refused),
+        Some(atende_domain::ErrorCode::ExternalProtocolRequired)
+    );
+    finish.external_protocol = "CRM-2026-0042".into();
+    let done = session.finish_conversation(finish).await.unwrap().into_inner();
+    assert_eq!(done.conversation.unwrap().status, "finished");
+    let legs = session
+        .list_protocols(pb::ListProtocolsRequest {
+            tenant_id: t.tenant_id.clone(),
+            conversation_id: conversation_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .protocols;
+    let summary: Vec<(&str, &str, &str)> = legs
+        .iter()
+        .map(|l| {
+            (
+                l.qualification.as_str(),
+                l.external_protocol.as_str(),
+                l.close_reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("resolvido", "", "transferred"), ("pago", "CRM-2026-0042", "finished")]
+    );
+    atende_testkit::wait_until("Carla's capacity back to zero", DEADLINE, || async {
+        (load(&p, &t, &carla.agent_id).await == (0, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(load(&p, &t, &bruno.agent_id).await, (1, 1), "Bruno holds João only");
+
+    // Maria writes again: a new conversation, a new protocol, greeted by the bot.
+    assert_eq!(
+        p.post_webhook(&t, &write(MARIA, "wamid.L3", "Oi de novo"), None)
+            .await
+            .status(),
+        200
+    );
+    let sends = p.fake.wait_for_sends(3, DEADLINE).await;
+    let to_maria: Vec<_> = sends.iter().filter(|s| s.body["to"] == MARIA).collect();
+    assert_eq!(to_maria.len(), 2, "the menu again");
+    let (count, newest): (i64, String) = sqlx::query_as(
+        "SELECT count(*), max(protocol) FROM conversations c JOIN contact_identities i ON i.contact_id = c.contact_id
+         WHERE i.value = $1",
+    )
+    .bind(MARIA)
+    .fetch_one(&p.sandbox.pool)
+    .await
+    .unwrap();
+    assert_eq!(count, 2);
+    assert!(newest != first_protocol && newest != current.number);
+
+    bruno_ws.close().await;
+    carla_ws.close().await;
+    p.stop().await;
+}
