@@ -311,3 +311,128 @@ async fn bot_menu_to_service_transfer_with_a_new_protocol_finish_and_a_new_conve
     carla_ws.close().await;
     p.stop().await;
 }
+
+/// Ten agents (five conversations each at most) and a thousand customers: every
+/// conversation is assigned, finished through SessionService as soon as it lands on an
+/// agent, and at the end every agent is back at load 0 in Redis and in Postgres.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_agents_finish_a_thousand_conversations_and_every_load_returns_to_zero() {
+    use futures::StreamExt;
+    const CUSTOMERS: usize = 1000;
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    let mut agents = Vec::new();
+    let mut sockets = Vec::new();
+    for i in 0..10 {
+        let email = format!("agent{i}@acme.test");
+        let a = p
+            .admin()
+            .await
+            .create_agent(pb::CreateAgentRequest {
+                tenant_id: t.tenant_id.clone(),
+                name: format!("Agent {i}"),
+                email: email.clone(),
+                password: "correct horse".into(),
+                max_concurrent: 5,
+                service_ids: vec![t.service_id.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .agent
+            .unwrap();
+        let who = Tenant {
+            agent_id: a.id,
+            agent_email: email,
+            agent_password: "correct horse".into(),
+            ..t.clone()
+        };
+        let (_, socket) = p.online(&who).await;
+        sockets.push(socket);
+        agents.push(who);
+    }
+
+    let posting = {
+        let p = &p;
+        let t = &t;
+        futures::stream::iter(0..CUSTOMERS)
+            .map(move |i| async move {
+                let body = text_message_webhook(
+                    &t.phone_number_id,
+                    &format!("55119{:08}", 10_000_000 + i),
+                    "Cliente",
+                    &format!("wamid.K{i:05}"),
+                    "Oi",
+                    atende_e2e::now_secs(),
+                );
+                assert_eq!(p.post_webhook(t, &body, None).await.status(), 200);
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+    };
+    let finishing = async {
+        let session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(240);
+        loop {
+            let finished: i64 = sqlx::query_scalar("SELECT count(*) FROM conversations WHERE status = 'finished'")
+                .fetch_one(&p.sandbox.pool)
+                .await
+                .unwrap();
+            if finished as usize == CUSTOMERS {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "only {finished} finished");
+            let assigned: Vec<(uuid::Uuid, uuid::Uuid)> =
+                sqlx::query_as("SELECT id, agent_id FROM conversations WHERE status = 'assigned' LIMIT 100")
+                    .fetch_all(&p.sandbox.pool)
+                    .await
+                    .unwrap();
+            if assigned.is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+            futures::stream::iter(assigned)
+                .map(|(c, a)| {
+                    let mut s = session.clone();
+                    let tenant = t.tenant_id.clone();
+                    async move {
+                        s.finish_conversation(pb::FinishConversationRequest {
+                            tenant_id: tenant,
+                            conversation_id: c.to_string(),
+                            agent_id: a.to_string(),
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap();
+                    }
+                })
+                .buffer_unordered(10)
+                .collect::<Vec<()>>()
+                .await;
+        }
+    };
+    tokio::join!(posting, finishing);
+
+    for a in &agents {
+        atende_testkit::wait_until("the agent's load back to zero", DEADLINE, || async {
+            (load(&p, &t, &a.agent_id).await == (0, 0)).then_some(())
+        })
+        .await;
+    }
+    let (conversations, open_assignments, releases): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM conversations), (SELECT count(*) FROM assignments WHERE released_at IS NULL),
+                (SELECT count(*) FROM assignments WHERE release_reason = 'finished')",
+    )
+    .fetch_one(&p.sandbox.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (conversations, open_assignments, releases),
+        (CUSTOMERS as i64, 0, CUSTOMERS as i64)
+    );
+    for s in sockets {
+        s.close().await;
+    }
+    p.stop().await;
+}
