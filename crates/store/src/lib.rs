@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod conversations;
 pub mod legs;
+pub mod mail;
 pub mod offers;
 pub mod outbox;
 pub mod queue;

@@ -59,6 +59,7 @@ pub enum Purpose {
     AppSecret,
     VerifyToken,
     AccessToken,
+    SmtpPassword,
 }
 
 impl Purpose {
@@ -67,6 +68,7 @@ impl Purpose {
             Purpose::AppSecret => b"channels.app_secret",
             Purpose::VerifyToken => b"channels.verify_token",
             Purpose::AccessToken => b"channels.access_token",
+            Purpose::SmtpPassword => b"tenants.mail_password",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod fixtures;
 pub mod nats_server;
 pub mod proxy;
 pub mod sandbox;
+pub mod smtp_server;
 pub mod whatsapp;
 
 pub use sandbox::Sandbox;

@@ -126,12 +126,24 @@ fn conflict(e: atende_store::StoreError, what: &str) -> Status {
 }
 
 fn tenant_pb(t: store::Tenant) -> pb::Tenant {
+    let mail = crate::mail::Settings::from_tenant(&t);
     pb::Tenant {
         id: t.id.to_string(),
         name: t.name,
         slug: t.slug,
         allow_simultaneous_conversations: t.allow_simultaneous_conversations,
         require_external_protocol: t.require_external_protocol,
+        mail: mail.map(|m| pb::MailSettings {
+            host: m.host,
+            port: u32::from(m.port),
+            tls: m.tls,
+            username: m.username,
+            password: String::new(),
+            from_address: m.from_address,
+            from_name: m.from_name,
+            transcript_enabled: m.transcript_enabled,
+            has_password: t.mail_password.is_some(),
+        }),
     }
 }
 
@@ -185,6 +197,7 @@ fn service_pb(s: store::Service) -> pb::Service {
                     .collect()
             })
             .unwrap_or_default(),
+        send_transcript: s.send_transcript,
     }
 }
 
@@ -335,6 +348,41 @@ impl AdminService for AdminApi {
                 .await
                 .map_err(store_status)?;
             t.require_external_protocol = r.require_external_protocol;
+        }
+        if let Some(m) = &r.mail {
+            let settings = crate::mail::Settings {
+                host: m.host.trim().to_string(),
+                port: u16::try_from(m.port).unwrap_or(0),
+                tls: if m.tls.is_empty() {
+                    "starttls".into()
+                } else {
+                    m.tls.clone()
+                },
+                username: m.username.trim().to_string(),
+                from_address: m.from_address.trim().to_string(),
+                from_name: m.from_name.trim().to_string(),
+                transcript_enabled: m.transcript_enabled,
+            };
+            settings
+                .validate()
+                .map_err(|field| status(ErrorCode::InvalidArgument, "invalid mail settings", Some(field)))?;
+            let password = if m.password.is_empty() {
+                None
+            } else {
+                Some(
+                    self.keyring
+                        .seal(atende_store::sealed::Purpose::SmtpPassword, &m.password)
+                        .map_err(|e| atende_runtime::errors::internal(&e))?,
+                )
+            };
+            let json = serde_json::to_value(&settings).map_err(|e| atende_runtime::errors::internal(&e))?;
+            store::set_tenant_mail(&self.pool, t.id, &json, password.as_ref())
+                .await
+                .map_err(store_status)?;
+            t = store::get_tenant(&self.pool, t.id)
+                .await
+                .map_err(store_status)?
+                .unwrap_or(t);
         }
         Ok(Response::new(pb::CreateTenantResponse {
             tenant: Some(tenant_pb(t)),
@@ -496,7 +544,7 @@ impl AdminService for AdminApi {
             .await
             .map_err(store_status)?
             .ok_or_else(|| status(ErrorCode::AlreadyExists, "the id belongs to another tenant", Some("id")))?;
-        let s = store::set_service_qualifications(&mut *tx, tenant, id, &qualifications)
+        let s = store::set_service_finish(&mut *tx, tenant, id, &qualifications, r.send_transcript)
             .await
             .map_err(store_status)?
             .unwrap_or(s);

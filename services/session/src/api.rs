@@ -227,11 +227,13 @@ impl SessionService for SessionApi {
             qualification: &req.qualification,
             description: &req.description,
             external_protocol: &req.external_protocol,
+            transcript_email: &req.transcript_email,
         };
-        let (c, p) = lifecycle::finish(&self.pool, &self.subjects, tenant, id, agent, form).await?;
+        let f = lifecycle::finish(&self.pool, &self.subjects, tenant, id, agent, form).await?;
         Ok(Response::new(pb::FinishConversationResponse {
-            conversation: Some(convert::conversation(&c)),
-            protocol: Some(convert::protocol(&p)),
+            conversation: Some(convert::conversation(&f.conversation)),
+            protocol: Some(convert::protocol(&f.protocol)),
+            transcript_email: f.transcript_email.unwrap_or_default(),
         }))
     }
 

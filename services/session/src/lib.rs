@@ -8,6 +8,7 @@
 //! - [`lifecycle`] finish and transfer (protocol legs, capacity freed through the router),
 //!   legs, transitions and indicators;
 //! - [`bot`] the channel's menu bot and its inactivity pass;
+//! - [`mail`] transcript e-mails through the tenant's SMTP server;
 //! - [`outbound`] one outbound text through the outbox;
 //! - [`admin`] `AdminService`: tenants, channels, services and agents;
 //! - [`convert`] rows to `atende.v1` messages;
@@ -23,6 +24,7 @@ pub mod convert;
 pub mod dead_letters;
 pub mod inbound;
 pub mod lifecycle;
+pub mod mail;
 pub mod outbound;
 
 use atende_config::Config;
@@ -54,9 +56,10 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         subjects: bus.subjects.clone(),
         router,
     };
+    let keyring = std::sync::Arc::new(atende_runtime::keyring(cfg)?);
     let admin = admin::AdminApi {
         pool: pool.clone(),
-        keyring: std::sync::Arc::new(atende_runtime::keyring(cfg)?),
+        keyring: keyring.clone(),
     };
     let routes =
         tonic::service::Routes::new(SessionServiceServer::new(api)).add_service(AdminServiceServer::new(admin));
@@ -79,6 +82,12 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         pool.clone(),
         bus.subjects.clone(),
         std::time::Duration::from_secs(5),
+        shutdown.clone(),
+    ));
+    tasks.spawn(mail::run(
+        pool.clone(),
+        keyring,
+        std::time::Duration::from_secs(1),
         shutdown.clone(),
     ));
     atende_runtime::spawn_relay(&mut tasks, cfg, bus, pool, shutdown);

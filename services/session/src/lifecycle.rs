@@ -107,6 +107,15 @@ pub struct FinishForm<'a> {
     pub qualification: &'a str,
     pub description: &'a str,
     pub external_protocol: &'a str,
+    /// Where the transcript goes (empty: the contact's e-mail).
+    pub transcript_email: &'a str,
+}
+
+pub struct Finished {
+    pub conversation: Conversation,
+    pub protocol: legs::Protocol,
+    /// Where the transcript was queued, if anywhere.
+    pub transcript_email: Option<String>,
 }
 
 /// Finishes the conversation; finishing it again returns it as it is.
@@ -117,7 +126,7 @@ pub async fn finish(
     conversation: Uuid,
     agent: Uuid,
     form: FinishForm<'_>,
-) -> Result<(Conversation, legs::Protocol), GrpcStatus> {
+) -> Result<Finished, GrpcStatus> {
     let mut tx = pool.begin().await.map_err(db)?;
     atende_store::scope_tenant(&mut tx, tenant)
         .await
@@ -132,18 +141,21 @@ pub async fn finish(
             .await
             .map_err(store_status)?
             .ok_or_else(|| status(ErrorCode::Internal, "protocol", None))?;
-        return Ok((c, p));
+        return Ok(Finished {
+            conversation: c,
+            protocol: p,
+            transcript_email: None,
+        });
     }
     st.transition(Status::Finished).map_err(to_status)?;
     let who = actor(&mut tx, tenant, &c, agent).await?;
-    let codes = match c.service_id {
+    let service = match c.service_id {
         Some(s) => atende_store::admin::get_service(&mut *tx, tenant, s)
             .await
-            .map_err(store_status)?
-            .map(|s| s.qualification_codes())
-            .unwrap_or_default(),
-        None => Vec::new(),
+            .map_err(store_status)?,
+        None => None,
     };
+    let codes = service.as_ref().map(|s| s.qualification_codes()).unwrap_or_default();
     let tenant_row = atende_store::admin::get_tenant(&mut *tx, tenant)
         .await
         .map_err(store_status)?
@@ -162,6 +174,31 @@ pub async fn finish(
             };
             status(e.code, &e.detail, Some(field))
         })?;
+    // The transcript, where the tenant and the service both send it: to the typed address
+    // (saved on a contact without one) or the contact's own.
+    let sends_transcript = crate::mail::Settings::from_tenant(&tenant_row).is_some_and(|m| m.transcript_enabled)
+        && service.as_ref().is_some_and(|s| s.send_transcript);
+    let transcript_email = if sends_transcript {
+        let typed = Some(form.transcript_email.trim()).filter(|e| !e.is_empty());
+        if typed.is_some_and(|e| !crate::mail::valid_address(e)) {
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "not an e-mail address",
+                Some("transcript_email"),
+            ));
+        }
+        let current = atende_store::mail::contact_email(&mut tx, tenant, c.contact_id, typed)
+            .await
+            .map_err(store_status)?;
+        typed.map(str::to_string).or(current)
+    } else {
+        None
+    };
+    if let Some(to) = &transcript_email {
+        atende_store::mail::queue_transcript(&mut tx, tenant, conversation, &c.protocol, to)
+            .await
+            .map_err(store_status)?;
+    }
     legs::qualify(
         &mut tx,
         tenant,
@@ -218,8 +255,12 @@ pub async fn finish(
         .map_err(store_status)?
         .ok_or_else(|| status(ErrorCode::Internal, "protocol", None))?;
     tx.commit().await.map_err(db)?;
-    tracing::info!(%conversation, protocol = %c.protocol, "conversation finished");
-    Ok((closed, p))
+    tracing::info!(%conversation, protocol = %c.protocol, transcript = transcript_email.is_some(), "conversation finished");
+    Ok(Finished {
+        conversation: closed,
+        protocol: p,
+        transcript_email,
+    })
 }
 
 pub struct Transferred {

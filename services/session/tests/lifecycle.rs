@@ -125,6 +125,7 @@ impl Harness {
             qualification: q.into(),
             description: "cliente atendido".into(),
             external_protocol: ext.into(),
+            ..Default::default()
         }
     }
 
@@ -508,5 +509,166 @@ async fn indicators_come_from_the_stored_timestamps() {
     assert_eq!(m.mean_response_ms, 20_000);
     assert_eq!(m.responses, 2);
     assert!(m.tta_ms >= 0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_transcript_reaches_the_tenants_smtp_server_and_waits_out_an_outage() {
+    use atende_proto::v1::admin_service_client::AdminServiceClient;
+    let h = Harness::start().await;
+    let mut client = h.client.clone();
+    let smtp = atende_testkit::smtp_server::SmtpServer::start();
+    // First the tenant's server is unreachable (a port nothing listens on).
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (name, slug): (String, String) = sqlx::query_as("SELECT name, slug FROM tenants WHERE id = $1")
+        .bind(h.tenant)
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    let mut admin = AdminServiceClient::new(h.sandbox.grpc(h.role.started.grpc_addr));
+    let tenant_with = |port: u16| pb::CreateTenantRequest {
+        id: h.tenant.to_string(),
+        name: name.clone(),
+        slug: slug.clone(),
+        mail: Some(pb::MailSettings {
+            host: "127.0.0.1".into(),
+            port: u32::from(port),
+            tls: "none".into(),
+            username: String::new(),
+            password: "s3cret".into(),
+            from_address: "atendimento@acme.test".into(),
+            from_name: "Acme Atendimento".into(),
+            transcript_enabled: true,
+            has_password: false,
+        }),
+        ..Default::default()
+    };
+    let t = admin
+        .create_tenant(tenant_with(dead_port))
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    let mail = t.mail.unwrap();
+    assert!(
+        mail.has_password && mail.password.is_empty(),
+        "the password is write-only"
+    );
+    let stored: String = sqlx::query_scalar("SELECT mail_password FROM tenants WHERE id = $1")
+        .bind(h.tenant)
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    assert!(!stored.contains("s3cret"), "stored sealed");
+    sqlx::query("UPDATE services SET send_transcript = true WHERE id = $1")
+        .bind(h.sales)
+        .execute(h.pool())
+        .await
+        .unwrap();
+    let (contact, c) = h.assigned(h.sales, h.ana).await;
+    for (seq, (direction, agent, text)) in [
+        ("inbound", None, "Oi, preciso da segunda via"),
+        ("outbound", Some(h.ana), "Olá Maria! Segue a segunda via."),
+        ("inbound", None, "Obrigada!"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO messages (id, tenant_id, conversation_id, channel_id, direction, kind, body, status, agent_id, seq)
+             VALUES ($1, $2, $3, $4, $5, 'text', $6, 'received', $7, $8)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(h.tenant)
+        .bind(c)
+        .bind(h.channel)
+        .bind(direction)
+        .bind(text)
+        .bind(agent)
+        .bind(seq as i64 + 1)
+        .execute(h.pool())
+        .await
+        .unwrap();
+    }
+    // A malformed address is refused before anything is written.
+    let mut bad = h.finish(c, h.ana, "venda", "");
+    bad.transcript_email = "not-an-address".into();
+    let err = client.finish_conversation(bad).await.unwrap_err();
+    assert_eq!(code(&err), ErrorCode::InvalidArgument);
+
+    let mut req = h.finish(c, h.ana, "venda", "");
+    req.transcript_email = "maria@cliente.test".into();
+    let done = client.finish_conversation(req).await.unwrap().into_inner();
+    assert_eq!(done.transcript_email, "maria@cliente.test");
+    let saved: Option<String> = sqlx::query_scalar("SELECT email FROM contacts WHERE id = $1")
+        .bind(contact)
+        .fetch_one(h.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        saved.as_deref(),
+        Some("maria@cliente.test"),
+        "a typed address is kept on the contact"
+    );
+
+    // The mailer tries, fails, and keeps the job.
+    atende_testkit::wait_until("a failed attempt recorded", DEADLINE, || async {
+        let (attempts, error): (i32, Option<String>) =
+            sqlx::query_as("SELECT attempts, last_error FROM transcript_jobs WHERE conversation_id = $1")
+                .bind(c)
+                .fetch_one(h.pool())
+                .await
+                .ok()?;
+        (attempts >= 1 && error.is_some()).then_some(())
+    })
+    .await;
+    assert!(smtp.received().is_empty());
+
+    // The server comes back (the tenant fixes its settings): the job goes out, once.
+    admin.create_tenant(tenant_with(smtp.port)).await.unwrap();
+    sqlx::query("UPDATE transcript_jobs SET next_attempt_at = now() WHERE conversation_id = $1")
+        .bind(c)
+        .execute(h.pool())
+        .await
+        .unwrap();
+    let mails = smtp.wait_for(1, DEADLINE).await;
+    let protocol = done.protocol.unwrap().number;
+    assert_eq!(mails[0].rcpt_tos, vec!["maria@cliente.test".to_string()]);
+    assert_eq!(mails[0].mail_from, "atendimento@acme.test");
+    assert!(mails[0].from.contains("Acme Atendimento"));
+    assert_eq!(
+        mails[0].subject,
+        format!("Histórico do atendimento - protocolo {protocol}")
+    );
+    let body = &mails[0].body;
+    let order: Vec<usize> = [
+        "Cliente: Oi, preciso da segunda via",
+        "Ana: Olá Maria! Segue a segunda via.",
+        "Cliente: Obrigada!",
+    ]
+    .iter()
+    .map(|line| {
+        body.find(line)
+            .unwrap_or_else(|| panic!("{line:?} missing from {body}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "in order: {body}");
+    assert!(body.contains(&protocol));
+    atende_testkit::wait_until("the job marked sent", DEADLINE, || async {
+        let sent: Option<time::OffsetDateTime> =
+            sqlx::query_scalar("SELECT sent_at FROM transcript_jobs WHERE conversation_id = $1")
+                .bind(c)
+                .fetch_one(h.pool())
+                .await
+                .ok()?;
+        sent.map(|_| ())
+    })
+    .await;
+    assert_eq!(smtp.received().len(), 1, "sent once");
     h.stop().await;
 }
