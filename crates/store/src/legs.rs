@@ -227,7 +227,8 @@ pub async fn message_times(
 ) -> Result<Vec<(bool, OffsetDateTime)>> {
     Ok(sqlx::query_as::<_, (bool, OffsetDateTime)>(
         "SELECT direction = 'inbound', COALESCE(sent_at, created_at) FROM messages
-         WHERE tenant_id = $1 AND conversation_id = $2 AND (direction = 'inbound' OR agent_id IS NOT NULL)
+         WHERE tenant_id = $1 AND conversation_id = $2
+           AND (direction = 'inbound' OR (direction = 'outbound' AND agent_id IS NOT NULL))
          ORDER BY seq",
     )
     .bind(tenant)

@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod queue;
 pub mod routing;
 pub mod sealed;
+pub mod workspace;
 
 use std::time::Duration;
 

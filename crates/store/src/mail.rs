@@ -91,7 +91,7 @@ pub async fn transcript(db: impl PgExecutor<'_>, tenant: Uuid, conversation: Uui
         "SELECT m.direction = 'inbound' AS inbound, a.name AS agent_name, m.kind, m.body,
                 COALESCE(m.sent_at, m.created_at) AS at
          FROM messages m LEFT JOIN agents a ON a.id = m.agent_id
-         WHERE m.tenant_id = $1 AND m.conversation_id = $2 ORDER BY m.seq",
+         WHERE m.tenant_id = $1 AND m.conversation_id = $2 AND m.direction <> 'note' ORDER BY m.seq",
     )
     .bind(tenant)
     .bind(conversation)

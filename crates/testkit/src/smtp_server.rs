@@ -2,7 +2,7 @@
 //! on a free loopback port it reports itself, printing each accepted mail as one JSON line
 //! (envelope, decoded subject and body) that the test reads back. The interpreter comes from
 //! `ATENDE_TEST_PYTHON` (written by `deploy/local/infra.sh up`, a venv with aiosmtpd), else
-//! `python3`.
+//! the checkout's `.infra/venv`, else `python3`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -53,7 +53,15 @@ pub struct SmtpServer {
 }
 
 fn python() -> String {
-    std::env::var("ATENDE_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+    if let Ok(p) = std::env::var("ATENDE_TEST_PYTHON") {
+        return p;
+    }
+    // `make infra` fills this venv; a plain `cargo test` finds it too.
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.infra/venv/bin/python");
+    if std::path::Path::new(venv).exists() {
+        return venv.into();
+    }
+    "python3".into()
 }
 
 impl SmtpServer {

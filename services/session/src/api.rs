@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status as GrpcStatus};
 use uuid::Uuid;
 
-use crate::{convert, lifecycle, RouterClient};
+use crate::{convert, lifecycle, workspace, RouterClient};
 
 const MAX_TEXT: usize = 4096;
 /// Most conversations one bulk transfer may name.
@@ -22,6 +22,62 @@ pub struct SessionApi {
     pub pool: PgPool,
     pub subjects: atende_bus::Subjects,
     pub router: RouterClient,
+}
+
+impl SessionApi {
+    async fn require_supervisor(&self, tenant: Uuid, supervisor: Uuid) -> Result<(), GrpcStatus> {
+        let is_supervisor = atende_store::admin::get_agent(&self.pool, tenant, supervisor)
+            .await
+            .map_err(store_status)?
+            .is_some_and(|a| a.supervisor);
+        if is_supervisor {
+            Ok(())
+        } else {
+            Err(status(
+                ErrorCode::PermissionDenied,
+                "not a supervisor",
+                Some("supervisor_id"),
+            ))
+        }
+    }
+
+    /// Transfers each conversation in its own transaction and reports each outcome.
+    async fn transfer_each(
+        &self,
+        tenant: Uuid,
+        supervisor: Uuid,
+        ids: &[String],
+        target: Uuid,
+    ) -> Vec<pb::BulkTransferOutcome> {
+        let mut outcomes = Vec::with_capacity(ids.len());
+        // One transaction per conversation: each succeeds or fails on its own.
+        for raw in ids {
+            let result = match parse_id::<Uuid>("conversation_ids", raw) {
+                Ok(id) => lifecycle::transfer(&self.pool, &self.subjects, tenant, id, supervisor, target, "", "").await,
+                Err(e) => Err(e),
+            };
+            outcomes.push(match result {
+                Ok(t) => pb::BulkTransferOutcome {
+                    conversation_id: raw.clone(),
+                    transferred: true,
+                    protocol: t.current.number,
+                    ..Default::default()
+                },
+                Err(e) => {
+                    let code = atende_runtime::errors::status_code_of(&e).unwrap_or(ErrorCode::Internal);
+                    pb::BulkTransferOutcome {
+                        conversation_id: raw.clone(),
+                        transferred: false,
+                        error_code: code.as_str().to_string(),
+                        message_en: code.message_en().to_string(),
+                        message_pt_br: code.message_pt_br().to_string(),
+                        protocol: String::new(),
+                    }
+                }
+            });
+        }
+        outcomes
+    }
 }
 
 #[tonic::async_trait]
@@ -272,17 +328,7 @@ impl SessionService for SessionApi {
         let req = request.into_inner();
         let supervisor: Uuid = parse_id("supervisor_id", &req.supervisor_id)?;
         let target: Uuid = parse_id("target_service_id", &req.target_service_id)?;
-        let is_supervisor = atende_store::admin::get_agent(&self.pool, tenant, supervisor)
-            .await
-            .map_err(store_status)?
-            .is_some_and(|a| a.supervisor);
-        if !is_supervisor {
-            return Err(status(
-                ErrorCode::PermissionDenied,
-                "not a supervisor",
-                Some("supervisor_id"),
-            ));
-        }
+        self.require_supervisor(tenant, supervisor).await?;
         if req.conversation_ids.is_empty() || req.conversation_ids.len() > MAX_BULK {
             return Err(status(
                 ErrorCode::InvalidArgument,
@@ -290,33 +336,9 @@ impl SessionService for SessionApi {
                 Some("conversation_ids"),
             ));
         }
-        let mut outcomes = Vec::with_capacity(req.conversation_ids.len());
-        // One transaction per conversation: each succeeds or fails on its own.
-        for raw in &req.conversation_ids {
-            let result = match parse_id::<Uuid>("conversation_ids", raw) {
-                Ok(id) => lifecycle::transfer(&self.pool, &self.subjects, tenant, id, supervisor, target, "", "").await,
-                Err(e) => Err(e),
-            };
-            outcomes.push(match result {
-                Ok(t) => pb::BulkTransferOutcome {
-                    conversation_id: raw.clone(),
-                    transferred: true,
-                    protocol: t.current.number,
-                    ..Default::default()
-                },
-                Err(e) => {
-                    let code = atende_runtime::errors::status_code_of(&e).unwrap_or(ErrorCode::Internal);
-                    pb::BulkTransferOutcome {
-                        conversation_id: raw.clone(),
-                        transferred: false,
-                        error_code: code.as_str().to_string(),
-                        message_en: code.message_en().to_string(),
-                        message_pt_br: code.message_pt_br().to_string(),
-                        protocol: String::new(),
-                    }
-                }
-            });
-        }
+        let outcomes = self
+            .transfer_each(tenant, supervisor, &req.conversation_ids, target)
+            .await;
         Ok(Response::new(pb::BulkTransferResponse { outcomes }))
     }
 
@@ -388,6 +410,150 @@ impl SessionService for SessionApi {
             mean_response_ms: ms(i.mean_response),
             responses: i.responses as i32,
         }))
+    }
+
+    async fn check_can_open(
+        &self,
+        request: Request<pb::CheckCanOpenRequest>,
+    ) -> Result<Response<pb::CheckCanOpenResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            workspace::check_can_open(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn create_tag(
+        &self,
+        request: Request<pb::CreateTagRequest>,
+    ) -> Result<Response<pb::CreateTagResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            workspace::create_tag(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_tags(
+        &self,
+        request: Request<pb::ListTagsRequest>,
+    ) -> Result<Response<pb::ListTagsResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(workspace::list_tags(self, tenant).await?))
+    }
+
+    async fn set_tag(&self, request: Request<pb::SetTagRequest>) -> Result<Response<pb::SetTagResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            workspace::set_tag(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_tags_of(
+        &self,
+        request: Request<pb::ListTagsOfRequest>,
+    ) -> Result<Response<pb::ListTagsResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            workspace::list_tags_of(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_contact_history(
+        &self,
+        request: Request<pb::ListContactHistoryRequest>,
+    ) -> Result<Response<pb::ListContactHistoryResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            workspace::contact_history(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn add_note(
+        &self,
+        request: Request<pb::AddNoteRequest>,
+    ) -> Result<Response<pb::SendMessageResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            workspace::add_note(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn save_draft(
+        &self,
+        request: Request<pb::SaveDraftRequest>,
+    ) -> Result<Response<pb::SaveDraftResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            workspace::save_draft(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_drafts(
+        &self,
+        request: Request<pb::ListDraftsRequest>,
+    ) -> Result<Response<pb::ListDraftsResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            workspace::list_drafts(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn mark_read(
+        &self,
+        request: Request<pb::MarkReadRequest>,
+    ) -> Result<Response<pb::MarkReadResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            workspace::mark_read(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_unread(
+        &self,
+        request: Request<pb::ListUnreadRequest>,
+    ) -> Result<Response<pb::ListUnreadResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            workspace::list_unread(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn create_canned_response(
+        &self,
+        request: Request<pb::CreateCannedResponseRequest>,
+    ) -> Result<Response<pb::CreateCannedResponseResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            workspace::create_canned(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_canned_responses(
+        &self,
+        request: Request<pb::ListCannedResponsesRequest>,
+    ) -> Result<Response<pb::ListCannedResponsesResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            workspace::list_canned(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn transfer_by_tag(
+        &self,
+        request: Request<pb::TransferByTagRequest>,
+    ) -> Result<Response<pb::BulkTransferResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        let req = request.into_inner();
+        let supervisor: Uuid = parse_id("supervisor_id", &req.supervisor_id)?;
+        let target: Uuid = parse_id("target_service_id", &req.target_service_id)?;
+        let tag: Uuid = parse_id("tag_id", &req.tag_id)?;
+        self.require_supervisor(tenant, supervisor).await?;
+        let ids: Vec<String> = workspace::tagged_open(self, tenant, tag)
+            .await?
+            .iter()
+            .map(Uuid::to_string)
+            .collect();
+        let outcomes = self.transfer_each(tenant, supervisor, &ids, target).await;
+        Ok(Response::new(pb::BulkTransferResponse { outcomes }))
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`bot`] the channel's menu bot and its inactivity pass;
 //! - [`mail`] transcript e-mails through the tenant's SMTP server;
 //! - [`outbound`] one outbound text through the outbox;
+//! - [`workspace`] the same-customer check, tags, history, notes, drafts, read marks and
+//!   canned responses;
 //! - [`admin`] `AdminService`: tenants, channels, services and agents;
 //! - [`convert`] rows to `atende.v1` messages;
 //! - [`dead_letters`] listing and replaying what consumers terminated as poison.
@@ -26,6 +28,7 @@ pub mod inbound;
 pub mod lifecycle;
 pub mod mail;
 pub mod outbound;
+pub mod workspace;
 
 use atende_config::Config;
 use atende_proto::v1::admin_service_server::AdminServiceServer;
