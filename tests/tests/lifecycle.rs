@@ -455,3 +455,230 @@ async fn ten_agents_finish_a_thousand_conversations_and_every_load_returns_to_ze
     }
     p.stop().await;
 }
+
+/// An agent starts a WhatsApp conversation (seed 001), the checks in their order: the
+/// number's format, the agent's capacity, another agent having the customer; the customer's
+/// queued conversation ends and the agent's starts, assigned to him, with his message sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_starts_a_whatsapp_conversation_under_the_seeds_checks() {
+    use atende_domain::ErrorCode;
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    // A manual service: what customers write waits there for someone to take it.
+    let desk = p
+        .admin()
+        .await
+        .create_service(pb::CreateServiceRequest {
+            tenant_id: t.tenant_id.clone(),
+            name: "Recepção".into(),
+            policy: "manual".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .service
+        .unwrap()
+        .id;
+    p.admin()
+        .await
+        .create_channel(pb::CreateChannelRequest {
+            id: t.channel_id.clone(),
+            tenant_id: t.tenant_id.clone(),
+            kind: pb::ChannelKind::Whatsapp as i32,
+            name: "WhatsApp".into(),
+            provider_account_id: t.phone_number_id.clone(),
+            app_secret: t.app_secret.clone(),
+            verify_token: "verify".into(),
+            access_token: t.access_token.clone(),
+            default_service_id: desk.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ana = agent(&p, &t, "Ana2", &desk).await;
+    let bruno = agent(&p, &t, "Bruno", &desk).await;
+    let (_, mut ana_ws) = p.online(&ana).await;
+    let (_, _bruno_ws) = p.online(&bruno).await;
+    let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
+    let start = |who: &Tenant, phone: &str| pb::StartConversationRequest {
+        tenant_id: t.tenant_id.clone(),
+        agent_id: who.agent_id.clone(),
+        phone: phone.into(),
+        text: "Olá! Aqui é da Acme, podemos falar sobre seu pedido?".into(),
+        client_message_id: format!("start-{phone}"),
+        ..Default::default()
+    };
+    let code = |s: &tonic::Status| atende_runtime::errors::status_code_of(s);
+
+    // The number: a mobile needs 11 digits with the DDD.
+    let bad = session
+        .start_conversation(start(&ana, "(11) 9876-5432"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&bad), Some(ErrorCode::InvalidPhone));
+    let detail = atende_runtime::errors::detail_of(&bad).unwrap();
+    assert_eq!(detail.message_pt_br, "Número inválido, corrija e tente novamente");
+    // A customer who never wrote: outside the window only a template may go (none yet).
+    let never = session
+        .start_conversation(start(&ana, "11 91234-5678"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&never), Some(ErrorCode::OutsideCustomerWindow));
+
+    // Maria wrote and waits in Recepção; Ana starts a conversation with her number.
+    let body = text_message_webhook(
+        &t.phone_number_id,
+        "5511987654321",
+        "Maria",
+        "wamid.S1",
+        "Oi",
+        atende_e2e::now_secs(),
+    );
+    assert_eq!(p.post_webhook(&t, &body, None).await.status(), 200);
+    let waiting: uuid::Uuid = atende_testkit::wait_until("Maria waiting", DEADLINE, || async {
+        sqlx::query_scalar("SELECT id FROM conversations WHERE status = 'queued'")
+            .fetch_optional(&p.sandbox.pool)
+            .await
+            .unwrap()
+    })
+    .await;
+    let started = session
+        .start_conversation(start(&ana, "(11) 98765-4321"))
+        .await
+        .unwrap()
+        .into_inner();
+    let conversation = started.conversation.unwrap();
+    assert_eq!(conversation.agent_id, ana.agent_id);
+    assert_eq!(conversation.status, "assigned");
+    assert_eq!(started.ended_conversation_ids, vec![waiting.to_string()]);
+    let ended: String = sqlx::query_scalar("SELECT status FROM conversations WHERE id = $1")
+        .bind(waiting)
+        .fetch_one(&p.sandbox.pool)
+        .await
+        .unwrap();
+    assert_eq!(ended, "abandoned");
+    ana_ws
+        .next_matching("conversation.assigned", |f| {
+            f["data"]["conversation"]["id"] == conversation.id.as_str()
+        })
+        .await;
+    let sends = p.fake.wait_for_sends(1, DEADLINE).await;
+    assert_eq!(sends[0].body["to"], "5511987654321");
+    assert_eq!(
+        sends[0].body["text"]["body"],
+        "Olá! Aqui é da Acme, podemos falar sobre seu pedido?"
+    );
+
+    // Bruno tries the same customer: another agent has her.
+    let other = session
+        .start_conversation(start(&bruno, "11987654321"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&other), Some(ErrorCode::CustomerWithOtherAgent));
+    assert_eq!(
+        atende_runtime::errors::detail_of(&other).unwrap().message_pt_br,
+        "Não foi possível iniciar a conversa. O cliente está sendo atendido por outro agente."
+    );
+    // Ana is at her maximum (1): she cannot start another, whoever the customer.
+    let body = text_message_webhook(
+        &t.phone_number_id,
+        "5521998887777",
+        "José",
+        "wamid.S2",
+        "Oi",
+        atende_e2e::now_secs(),
+    );
+    assert_eq!(p.post_webhook(&t, &body, None).await.status(), 200);
+    atende_testkit::wait_until("José waiting", DEADLINE, || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM conversations WHERE status = 'queued'")
+            .fetch_one(&p.sandbox.pool)
+            .await
+            .unwrap();
+        (n == 1).then_some(())
+    })
+    .await;
+    let full = session
+        .start_conversation(start(&ana, "21 99888-7777"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&full), Some(ErrorCode::AgentAtCapacity));
+    assert_eq!(
+        atende_runtime::errors::detail_of(&full).unwrap().message_pt_br,
+        "Não foi possível iniciar a conversa. O número máximo de atendimentos simultâneos foi atingido."
+    );
+    assert_eq!(load(&p, &t, &ana.agent_id).await, (1, 1));
+    ana_ws.close().await;
+    p.stop().await;
+}
+
+/// In-person attendances need the permission and get their own protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_in_person_attendance_is_registered_with_its_own_protocol_only_with_the_permission() {
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
+    let register = |agent: &str| pb::RegisterInPersonRequest {
+        tenant_id: t.tenant_id.clone(),
+        agent_id: agent.into(),
+        service_id: t.service_id.clone(),
+        contact_name: "Dona Cida".into(),
+        contact_phone: "(11) 98888-1234".into(),
+        description: "Veio à loja trocar o produto".into(),
+        ..Default::default()
+    };
+    let refused = session.register_in_person(register(&t.agent_id)).await.unwrap_err();
+    assert_eq!(
+        atende_runtime::errors::status_code_of(&refused),
+        Some(atende_domain::ErrorCode::PermissionDenied)
+    );
+    let allowed = p
+        .admin()
+        .await
+        .create_agent(pb::CreateAgentRequest {
+            tenant_id: t.tenant_id.clone(),
+            name: "Balcão".into(),
+            email: "balcao@acme.test".into(),
+            password: "correct horse".into(),
+            max_concurrent: 1,
+            service_ids: vec![t.service_id.clone()],
+            can_attend_in_person: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .agent
+        .unwrap();
+    assert!(allowed.can_attend_in_person);
+    let done = session
+        .register_in_person(register(&allowed.id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.protocol.len(), 14);
+    // The same person later writes on WhatsApp: the same contact.
+    let body = text_message_webhook(
+        &t.phone_number_id,
+        "5511988881234",
+        "Cida",
+        "wamid.P1",
+        "Oi",
+        atende_e2e::now_secs(),
+    );
+    assert_eq!(p.post_webhook(&t, &body, None).await.status(), 200);
+    let contact: uuid::Uuid = atende_testkit::wait_until("her message stored", DEADLINE, || async {
+        sqlx::query_scalar("SELECT contact_id FROM conversations LIMIT 1")
+            .fetch_optional(&p.sandbox.pool)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(contact.to_string(), done.contact_id);
+    let conversation_protocol: String = sqlx::query_scalar("SELECT protocol FROM conversations LIMIT 1")
+        .fetch_one(&p.sandbox.pool)
+        .await
+        .unwrap();
+    assert_ne!(conversation_protocol, done.protocol);
+    p.stop().await;
+}

@@ -84,6 +84,7 @@ pub async fn seed(cfg: &Config, admin_url: &str) -> anyhow::Result<()> {
                 max_concurrent: 3,
                 service_ids: vec![SERVICE_ID.into()],
                 supervisor: false,
+                can_attend_in_person: true,
             })
             .await
             .with_context(|| format!("create agent {email}"))?;

@@ -218,6 +218,42 @@ impl SameCustomerRule {
     }
 }
 
+/// An open conversation of the contact, as the agent-initiated check sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held<S, A> {
+    pub id: S,
+    pub status: Status,
+    pub agent: Option<A>,
+}
+
+/// The checks of an agent starting a (WhatsApp) conversation, in the seed's order: the
+/// agent at his maximum → `AGENT_AT_CAPACITY`; the customer with another agent (assigned or
+/// offered) → `CUSTOMER_WITH_OTHER_AGENT`; already with this agent → `CUSTOMER_IN_SERVICE`;
+/// otherwise the conversations the customer has in a bot or waiting in a queue are ended
+/// (returned) and the agent's conversation starts.
+pub fn check_agent_start<S: Copy, A: Copy + PartialEq>(
+    agent: A,
+    load: u32,
+    max_concurrent: u32,
+    open: &[Held<S, A>],
+) -> Result<Vec<S>, DomainError> {
+    if load >= max_concurrent {
+        return Err(DomainError::new(
+            ErrorCode::AgentAtCapacity,
+            format!("{load} of {max_concurrent}"),
+        ));
+    }
+    for c in open {
+        if c.status.holds_capacity() {
+            return Err(match c.agent {
+                Some(a) if a == agent => DomainError::new(ErrorCode::CustomerInService, "already yours"),
+                _ => DomainError::new(ErrorCode::CustomerWithOtherAgent, "assigned or offered"),
+            });
+        }
+    }
+    Ok(open.iter().map(|c| c.id).collect())
+}
+
 /// Longest external protocol the finish form accepts (seed 004: "pode ter até 13 caracteres").
 pub const EXTERNAL_PROTOCOL_MAX: usize = 13;
 /// Longest free description of a finished protocol.
@@ -492,6 +528,34 @@ mod tests {
                 .count(),
             12
         );
+    }
+
+    #[test]
+    fn an_agent_start_checks_capacity_first_then_another_agent_then_ends_bots_and_queues() {
+        let held = |id, status, agent| Held { id, status, agent };
+        let busy = [held(1, Status::Assigned, Some(9))];
+        assert_eq!(
+            check_agent_start(7, 3, 3, &busy).unwrap_err().code,
+            ErrorCode::AgentAtCapacity,
+            "capacity is checked before the customer"
+        );
+        assert_eq!(
+            check_agent_start(7, 0, 3, &busy).unwrap_err().code,
+            ErrorCode::CustomerWithOtherAgent
+        );
+        let offered = [held(1, Status::Offered, Some(9))];
+        assert_eq!(
+            check_agent_start(7, 0, 3, &offered).unwrap_err().code,
+            ErrorCode::CustomerWithOtherAgent
+        );
+        let mine = [held(1, Status::Assigned, Some(7))];
+        assert_eq!(
+            check_agent_start(7, 0, 3, &mine).unwrap_err().code,
+            ErrorCode::CustomerInService
+        );
+        let waiting = [held(1, Status::Bot, None), held(2, Status::Queued, None)];
+        assert_eq!(check_agent_start(7, 2, 3, &waiting).unwrap(), vec![1, 2]);
+        assert!(check_agent_start::<u8, u8>(7, 0, 1, &[]).unwrap().is_empty());
     }
 
     proptest! {

@@ -72,6 +72,8 @@ pub struct Agent {
     pub password_hash: String,
     pub max_concurrent: i32,
     pub supervisor: bool,
+    /// May register in-person attendances.
+    pub can_attend_in_person: bool,
 }
 
 const TENANT_COLS: &str =
@@ -343,11 +345,23 @@ pub struct NewAgent<'a> {
     pub supervisor: bool,
 }
 
-const AGENT_COLS: &str = "id, tenant_id, name, email, password_hash, max_concurrent, supervisor";
+const AGENT_COLS: &str = "id, tenant_id, name, email, password_hash, max_concurrent, supervisor, can_attend_in_person";
+
+/// Sets the agent's permission to register in-person attendances.
+pub async fn set_agent_in_person(db: impl PgExecutor<'_>, tenant: Uuid, agent: Uuid, allowed: bool) -> Result<()> {
+    sqlx::query("UPDATE agents SET can_attend_in_person = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(agent)
+        .bind(allowed)
+        .execute(db)
+        .await?;
+    Ok(())
+}
 
 pub async fn create_agent(db: &mut sqlx::PgConnection, a: &NewAgent<'_>, service_ids: &[Uuid]) -> Result<Agent> {
     let agent = sqlx::query_as::<_, Agent>(&format!(
-        "INSERT INTO agents ({AGENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO agents (id, tenant_id, name, email, password_hash, max_concurrent, supervisor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email,
            password_hash = EXCLUDED.password_hash, max_concurrent = EXCLUDED.max_concurrent,
            supervisor = EXCLUDED.supervisor

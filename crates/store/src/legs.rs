@@ -247,3 +247,54 @@ pub async fn bot_activity(tx: &mut PgConnection, conversation: Uuid) -> Result<O
             .flatten(),
     )
 }
+
+/// A contact known only by name (an in-person customer without phone).
+pub async fn create_contact(tx: &mut PgConnection, tenant: Uuid, name: &str) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query("INSERT INTO contacts (id, tenant_id, name) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(tenant)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    Ok(id)
+}
+
+pub async fn contact_exists(db: impl PgExecutor<'_>, tenant: Uuid, contact: Uuid) -> Result<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM contacts WHERE tenant_id = $1 AND id = $2)")
+            .bind(tenant)
+            .bind(contact)
+            .fetch_one(db)
+            .await?,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_in_person(
+    tx: &mut PgConnection,
+    id: Uuid,
+    tenant: Uuid,
+    protocol: &str,
+    service: Uuid,
+    contact: Uuid,
+    agent: Uuid,
+    description: &str,
+    at: OffsetDateTime,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO in_person_attendances (id, tenant_id, protocol, service_id, contact_id, agent_id, description, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(protocol)
+    .bind(service)
+    .bind(contact)
+    .bind(agent)
+    .bind(description)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

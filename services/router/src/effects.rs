@@ -209,7 +209,7 @@ impl Router {
         let Some(kind) = ctx.kind_of(conversation) else {
             return Ok(Applied::Again("conversation left the snapshot"));
         };
-        let check = if explanation.rule == Rule::SupervisorChoice {
+        let check = if matches!(explanation.rule, Rule::SupervisorChoice | Rule::Directed) {
             Check::Supervisor
         } else {
             Check::Routing

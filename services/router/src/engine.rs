@@ -67,6 +67,7 @@ fn subject_of(event: &Event) -> Option<ConversationId> {
         | Event::Claim { conversation, .. }
         | Event::SupervisorAssign { conversation, .. }
         | Event::Abandoned { conversation } => Some(*conversation),
+        Event::Directed { entry, .. } => Some(entry.conversation),
         Event::AgentChanged(_) | Event::Sweep => None,
     }
 }
@@ -86,7 +87,8 @@ fn agent_of(event: &Event) -> Option<AgentId> {
         | Event::OfferExpired { agent: a, .. }
         | Event::OfferAccepted { agent: a, .. }
         | Event::Claim { agent: a, .. }
-        | Event::SupervisorAssign { agent: a, .. } => Some(*a),
+        | Event::SupervisorAssign { agent: a, .. }
+        | Event::Directed { agent: a, .. } => Some(*a),
         Event::Arrived(_) | Event::Abandoned { .. } | Event::Sweep => None,
     }
 }
@@ -497,12 +499,26 @@ impl Router {
             })
             .collect();
         // A late claim learns the conversation is taken (rather than "not waiting").
-        if let Event::Claim { conversation, .. } | Event::SupervisorAssign { conversation, .. } = event {
+        let named = match event {
+            Event::Claim { conversation, .. } | Event::SupervisorAssign { conversation, .. } => Some(*conversation),
+            Event::Directed { entry, .. } => Some(entry.conversation),
+            _ => None,
+        };
+        if let Some(conversation) = &named {
             if let Some(agent) = routing::open_assignment_agent(&self.pool, conversation.0).await? {
                 snap.assigned.push(Assignment {
                     conversation: *conversation,
                     agent: AgentId(agent),
                 });
+            }
+        }
+        // A directed conversation is in no queue: the snapshot carries it for this decision
+        // (and for the effects, which read its channel from the snapshot).
+        if let Event::Directed { entry, .. } = event {
+            let known = snap.waiting.iter().any(|w| w.conversation == entry.conversation)
+                || snap.assigned.iter().any(|a| a.conversation == entry.conversation);
+            if !known {
+                snap.waiting.push(entry.clone());
             }
         }
         Ok(Loaded {

@@ -138,9 +138,13 @@ impl RouterService for RouterGrpc {
         } else {
             Some(parse_id("supervisor_id", &r.supervisor_id)?)
         };
-        self.router
-            .supervisor_assign(tenant, conversation, agent, supervisor)
-            .await?;
+        if r.directed {
+            self.router.directed(tenant, conversation, agent).await?;
+        } else {
+            self.router
+                .supervisor_assign(tenant, conversation, agent, supervisor)
+                .await?;
+        }
         Ok(Response::new(pb::AssignConversationResponse {}))
     }
 

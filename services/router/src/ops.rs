@@ -266,6 +266,36 @@ impl Router {
         Self::outcome(routed, conversation, agent)
     }
 
+    /// A conversation that never queued (an agent starting it) goes to `agent` or nowhere.
+    pub async fn directed(
+        &self,
+        tenant: TenantId,
+        conversation: ConversationId,
+        agent: AgentId,
+    ) -> Result<(), RouterError> {
+        let (c, service) = self.service_of(tenant, conversation).await?;
+        if c.status == Status::Assigned.as_str() && c.agent_id == Some(agent.0) {
+            return Ok(()); // a retried call
+        }
+        if c.status != Status::Queued.as_str() {
+            return Err(RouterError::refused(ErrorCode::ConversationNotWaiting, c.status));
+        }
+        let channel = ChannelKind::parse(&c.channel_kind)
+            .ok_or_else(|| RouterError::refused(ErrorCode::InvalidArgument, "unknown channel kind"))?;
+        let entry = Waiting {
+            conversation,
+            channel,
+            queued_at: c
+                .queued_at
+                .map(|t| Timestamp(atende_store::to_millis(t)))
+                .unwrap_or(self.now()),
+            arrived_with_nobody_online: false,
+            priority: 0,
+        };
+        let routed = self.route(tenant, service, &Event::Directed { entry, agent }).await?;
+        Self::outcome(routed, conversation, agent)
+    }
+
     /// The conversation was finished, transferred out or closed: its assignment (or pending
     /// offer) ends and the agent's capacity is freed, which distributes backlog.
     pub async fn release(

@@ -99,6 +99,7 @@ async fn a_supervisor_cannot_assign_to_an_agent_at_capacity_but_can_to_one_with_
         conversation_id: c.to_string(),
         agent_id: agent.to_string(),
         supervisor_id: supervisor.to_string(),
+        directed: false,
     };
 
     // Act

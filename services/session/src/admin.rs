@@ -299,6 +299,7 @@ fn agent_pb(a: store::Agent, services: Vec<Uuid>) -> pb::Agent {
         max_concurrent: a.max_concurrent as u32,
         service_ids: services.iter().map(|s| s.to_string()).collect(),
         supervisor: a.supervisor,
+        can_attend_in_person: a.can_attend_in_person,
     }
 }
 
@@ -631,6 +632,13 @@ impl AdminService for AdminApi {
         )
         .await
         .map_err(|e| conflict(e, "an agent with this e-mail exists"))?;
+        let mut a = a;
+        if a.can_attend_in_person != r.can_attend_in_person {
+            store::set_agent_in_person(&mut *tx, tenant, a.id, r.can_attend_in_person)
+                .await
+                .map_err(store_status)?;
+            a.can_attend_in_person = r.can_attend_in_person;
+        }
         let service_ids = store::agent_service_ids(&mut *tx, a.id).await.map_err(store_status)?;
         tx.commit().await.map_err(|e| store_status(e.into()))?;
         Ok(Response::new(pb::CreateAgentResponse {

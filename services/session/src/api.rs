@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status as GrpcStatus};
 use uuid::Uuid;
 
-use crate::{convert, lifecycle, workspace, RouterClient};
+use crate::{convert, lifecycle, start, workspace, RouterClient};
 
 const MAX_TEXT: usize = 4096;
 /// Most conversations one bulk transfer may name.
@@ -115,95 +115,17 @@ impl SessionService for SessionApi {
                 .await?;
         }
 
-        let mut tx = self.pool.begin().await.map_err(|e| store_status(e.into()))?;
-        atende_store::scope_tenant(&mut tx, tenant)
-            .await
-            .map_err(store_status)?;
-        let c = conv::lock_conversation(&mut tx, tenant, conversation_id)
-            .await
-            .map_err(store_status)?
-            .ok_or_else(|| status(ErrorCode::NotFound, "conversation", Some("conversation_id")))?;
-        let st = Status::parse(&c.status).unwrap_or(Status::Finished);
-        if st.is_closed() {
-            return Err(status(ErrorCode::ConversationClosed, "", None));
-        }
-        if st != Status::Assigned || c.agent_id != Some(agent) {
-            return Err(status(ErrorCode::NotConversationOwner, "", None));
-        }
-        // A retry of a reply already stored returns it (checked only once the caller is known
-        // to own this conversation of this tenant).
-        if let Some(cid) = client_id {
-            if let Some(existing) = conv::message_by_client_id(&mut *tx, conversation_id, cid)
-                .await
-                .map_err(store_status)?
-            {
-                return Ok(Response::new(pb::SendMessageResponse {
-                    message: Some(convert::message(&existing)),
-                }));
-            }
-        }
-        let kind =
-            ChannelKind::parse(&c.channel_kind).ok_or_else(|| status(ErrorCode::Internal, "channel kind", None))?;
-        // Replies leave from the number the customer last wrote to; outside that number's
-        // window only a template may go out (Meta would refuse it).
-        let channel_id = c.reply_channel_id;
-        let now = atende_domain::Timestamp(atende_store::to_millis(time::OffsetDateTime::now_utc()));
-        let last_inbound = conv::customer_window(&mut *tx, c.contact_id, channel_id)
-            .await
-            .map_err(store_status)?
-            .map(|t| atende_domain::Timestamp(atende_store::to_millis(t)));
-        atende_domain::window::check_free_form(kind, last_inbound, now).map_err(atende_runtime::errors::to_status)?;
-        let to = conv::whatsapp_address(&mut *tx, tenant, c.contact_id)
-            .await
-            .map_err(store_status)?
-            .ok_or_else(|| {
-                status(
-                    ErrorCode::InvalidPhone,
-                    "the contact has no address on this channel",
-                    None,
-                )
-            })?;
-        let reply_to = match Some(req.reply_to_message_id.as_str()).filter(|s| !s.is_empty()) {
-            Some(id) => {
-                let id: Uuid = parse_id("reply_to_message_id", id)?;
-                conv::get_message(&mut *tx, tenant, id)
-                    .await
-                    .map_err(store_status)?
-                    .and_then(|m| m.provider_message_id)
-            }
-            None => None,
-        };
-        let message = crate::outbound::send_text(
-            &mut tx,
-            &self.subjects,
-            &c,
-            kind,
-            crate::outbound::Text {
-                text,
-                agent: Some(agent),
-                client_message_id: client_id,
-                reply_to_provider_message_id: reply_to,
-                to,
-            },
+        let message = send_text_as_agent(
+            self,
+            tenant,
+            conversation_id,
+            agent,
+            text,
+            client_id,
+            &req.reply_to_message_id,
         )
-        .await
-        .map_err(store_status)?;
-        let Some(message) = message else {
-            // Same client id committed concurrently: return that one.
-            drop(tx);
-            let existing = conv::message_by_client_id(&self.pool, conversation_id, client_id.unwrap_or_default())
-                .await
-                .map_err(store_status)?
-                .ok_or_else(|| status(ErrorCode::Unavailable, "", None))?;
-            return Ok(Response::new(pb::SendMessageResponse {
-                message: Some(convert::message(&existing)),
-            }));
-        };
-        tx.commit().await.map_err(|e| store_status(e.into()))?;
-        tracing::info!(%conversation_id, message_id = %message.id, "reply stored");
-        Ok(Response::new(pb::SendMessageResponse {
-            message: Some(convert::message(&message)),
-        }))
+        .await?;
+        Ok(Response::new(pb::SendMessageResponse { message: Some(message) }))
     }
 
     async fn get_conversation(
@@ -537,6 +459,24 @@ impl SessionService for SessionApi {
         ))
     }
 
+    async fn start_conversation(
+        &self,
+        request: Request<pb::StartConversationRequest>,
+    ) -> Result<Response<pb::StartConversationResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(start::start(self, tenant, request.into_inner()).await?))
+    }
+
+    async fn register_in_person(
+        &self,
+        request: Request<pb::RegisterInPersonRequest>,
+    ) -> Result<Response<pb::RegisterInPersonResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            start::in_person(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
     async fn transfer_by_tag(
         &self,
         request: Request<pb::TransferByTagRequest>,
@@ -555,6 +495,101 @@ impl SessionService for SessionApi {
         let outcomes = self.transfer_each(tenant, supervisor, &ids, target).await;
         Ok(Response::new(pb::BulkTransferResponse { outcomes }))
     }
+}
+
+/// An agent's text in a conversation he owns (assigned to him): checked, stored once per
+/// client id, sent through the outbox.
+pub async fn send_text_as_agent(
+    api: &SessionApi,
+    tenant: Uuid,
+    conversation_id: Uuid,
+    agent: Uuid,
+    text: &str,
+    client_id: Option<&str>,
+    reply_to_message_id: &str,
+) -> Result<pb::Message, GrpcStatus> {
+    let mut tx = api.pool.begin().await.map_err(|e| store_status(e.into()))?;
+    atende_store::scope_tenant(&mut tx, tenant)
+        .await
+        .map_err(store_status)?;
+    let c = conv::lock_conversation(&mut tx, tenant, conversation_id)
+        .await
+        .map_err(store_status)?
+        .ok_or_else(|| status(ErrorCode::NotFound, "conversation", Some("conversation_id")))?;
+    let st = Status::parse(&c.status).unwrap_or(Status::Finished);
+    if st.is_closed() {
+        return Err(status(ErrorCode::ConversationClosed, "", None));
+    }
+    if st != Status::Assigned || c.agent_id != Some(agent) {
+        return Err(status(ErrorCode::NotConversationOwner, "", None));
+    }
+    // A retry of a reply already stored returns it (checked only once the caller is known
+    // to own this conversation of this tenant).
+    if let Some(cid) = client_id {
+        if let Some(existing) = conv::message_by_client_id(&mut *tx, conversation_id, cid)
+            .await
+            .map_err(store_status)?
+        {
+            return Ok(convert::message(&existing));
+        }
+    }
+    let kind = ChannelKind::parse(&c.channel_kind).ok_or_else(|| status(ErrorCode::Internal, "channel kind", None))?;
+    // Replies leave from the number the customer last wrote to; outside that number's
+    // window only a template may go out (Meta would refuse it).
+    let channel_id = c.reply_channel_id;
+    let now = atende_domain::Timestamp(atende_store::to_millis(time::OffsetDateTime::now_utc()));
+    let last_inbound = conv::customer_window(&mut *tx, c.contact_id, channel_id)
+        .await
+        .map_err(store_status)?
+        .map(|t| atende_domain::Timestamp(atende_store::to_millis(t)));
+    atende_domain::window::check_free_form(kind, last_inbound, now).map_err(atende_runtime::errors::to_status)?;
+    let to = conv::whatsapp_address(&mut *tx, tenant, c.contact_id)
+        .await
+        .map_err(store_status)?
+        .ok_or_else(|| {
+            status(
+                ErrorCode::InvalidPhone,
+                "the contact has no address on this channel",
+                None,
+            )
+        })?;
+    let reply_to = match Some(reply_to_message_id).filter(|s| !s.is_empty()) {
+        Some(id) => {
+            let id: Uuid = parse_id("reply_to_message_id", id)?;
+            conv::get_message(&mut *tx, tenant, id)
+                .await
+                .map_err(store_status)?
+                .and_then(|m| m.provider_message_id)
+        }
+        None => None,
+    };
+    let message = crate::outbound::send_text(
+        &mut tx,
+        &api.subjects,
+        &c,
+        kind,
+        crate::outbound::Text {
+            text,
+            agent: Some(agent),
+            client_message_id: client_id,
+            reply_to_provider_message_id: reply_to,
+            to,
+        },
+    )
+    .await
+    .map_err(store_status)?;
+    let Some(message) = message else {
+        // Same client id committed concurrently: return that one.
+        drop(tx);
+        let existing = conv::message_by_client_id(&api.pool, conversation_id, client_id.unwrap_or_default())
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| status(ErrorCode::Unavailable, "", None))?;
+        return Ok(convert::message(&existing));
+    };
+    tx.commit().await.map_err(|e| store_status(e.into()))?;
+    tracing::info!(%conversation_id, message_id = %message.id, "reply stored");
+    Ok(convert::message(&message))
 }
 
 /// Page tokens are `s<seq>`: the conversation position of the last message returned, which

@@ -10,6 +10,7 @@
 //! - [`bot`] the channel's menu bot and its inactivity pass;
 //! - [`mail`] transcript e-mails through the tenant's SMTP server;
 //! - [`outbound`] one outbound text through the outbox;
+//! - [`start`] agent-initiated WhatsApp conversations and in-person attendances;
 //! - [`workspace`] the same-customer check, tags, history, notes, drafts, read marks and
 //!   canned responses;
 //! - [`admin`] `AdminService`: tenants, channels, services and agents;
@@ -28,6 +29,7 @@ pub mod inbound;
 pub mod lifecycle;
 pub mod mail;
 pub mod outbound;
+pub mod start;
 pub mod workspace;
 
 use atende_config::Config;

@@ -22,8 +22,9 @@ pub fn decide(snapshot: &Snapshot, event: &Event, now: Timestamp) -> Vec<Decisio
         Event::AgentChanged(agent) => w.agent_changed(*agent),
         Event::OfferExpired { conversation, agent } => w.offer_expired(*conversation, *agent),
         Event::OfferAccepted { conversation, agent } => w.accept(*conversation, *agent, Rule::OfferAccepted),
-        Event::Claim { conversation, agent } => w.claim(*conversation, *agent, Rule::ClaimFirstWins),
-        Event::SupervisorAssign { conversation, agent } => w.claim(*conversation, *agent, Rule::SupervisorChoice),
+        Event::Claim { conversation, agent } => w.claim(*conversation, *agent, Rule::ClaimFirstWins, None),
+        Event::SupervisorAssign { conversation, agent } => w.claim(*conversation, *agent, Rule::SupervisorChoice, None),
+        Event::Directed { entry, agent } => w.claim(entry.conversation, *agent, Rule::Directed, Some(entry)),
         Event::Abandoned { conversation } => w.abandoned(*conversation),
         Event::Sweep => w.sweep(),
     }
@@ -198,8 +199,10 @@ impl<'a> Work<'a> {
         }
     }
 
-    /// A claim (`ClaimFirstWins`) or a supervisor's assignment (`SupervisorChoice`).
-    fn claim(&mut self, conversation: ConversationId, agent: AgentId, rule: Rule) {
+    /// A claim (`ClaimFirstWins`), a supervisor's assignment (`SupervisorChoice`), or a
+    /// conversation that never queued going to the agent it names (`Directed`, with its
+    /// entry: it is in no queue).
+    fn claim(&mut self, conversation: ConversationId, agent: AgentId, rule: Rule, direct: Option<&Waiting>) {
         let snap = self.snap;
         if let Some(offer) = self.pending_offer(conversation) {
             if offer.agent == agent && rule == Rule::ClaimFirstWins {
@@ -214,7 +217,9 @@ impl<'a> Work<'a> {
                 explanation,
             });
         }
-        let Some(entry) = snap.waiting.iter().find(|w| w.conversation == conversation) else {
+        let queued = snap.waiting.iter().find(|w| w.conversation == conversation);
+        let taken = snap.assigned.iter().any(|a| a.conversation == conversation);
+        let Some(entry) = queued.or(direct.filter(|_| !taken)) else {
             let code = if snap.assigned.iter().any(|a| a.conversation == conversation) {
                 ErrorCode::ConversationAlreadyAssigned
             } else {
@@ -237,8 +242,9 @@ impl<'a> Work<'a> {
             Some(i) => {
                 let a = &snap.agents[i];
                 let present = match rule {
-                    // A supervisor may hand work to a paused agent; nobody to an absent one.
-                    Rule::SupervisorChoice => {
+                    // A supervisor may hand work to a paused agent, and an agent may start a
+                    // conversation while paused; nobody to an absent one.
+                    Rule::SupervisorChoice | Rule::Directed => {
                         matches!(a.status, AgentStatus::Available | AgentStatus::Paused)
                     }
                     _ => a.online_for(entry.channel),

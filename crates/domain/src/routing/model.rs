@@ -271,6 +271,10 @@ pub enum Event {
         conversation: ConversationId,
         agent: AgentId,
     },
+    /// A conversation that never queued goes to the agent it names or nowhere (an agent
+    /// starting a conversation, a transfer to a user): assigned if he may take it, else
+    /// refused with the reason; never distributed to anyone else.
+    Directed { entry: Waiting, agent: AgentId },
     /// The customer left before an agent took the conversation.
     Abandoned { conversation: ConversationId },
     /// Re-evaluate everything: business hours opened, after a rebuild, periodically. Also
@@ -411,6 +415,8 @@ pub enum Rule {
     ClaimFirstWins,
     /// A supervisor's assignment.
     SupervisorChoice,
+    /// A conversation that went straight to the agent it names (see `Event::Directed`).
+    Directed,
     /// The customer abandoned while the conversation was offered or waiting.
     CustomerAbandoned,
 }

@@ -847,3 +847,43 @@ fn a_decision_serializes_to_json_that_answers_why_this_agent() {
     let snap_json = serde_json::to_string(&s).unwrap();
     assert_eq!(serde_json::from_str::<Snapshot>(&snap_json).unwrap(), s);
 }
+
+fn directed(c: u128, a: u128) -> Event {
+    Event::Directed {
+        entry: Waiting {
+            conversation: conv(c),
+            channel: Whatsapp,
+            queued_at: t(0),
+            arrived_with_nobody_online: false,
+            priority: 0,
+        },
+        agent: agent(a),
+    }
+}
+
+#[test]
+fn a_directed_conversation_goes_to_its_agent_and_never_to_anyone_else() {
+    // Arrange: agent 1 has room, agent 2 is full, agent 3 is offline.
+    let mut s = service(Policy::LeastLoaded, 3, 1);
+    step(&mut s, arrival(1, Whatsapp, t(0)), t(0));
+    let busy = owner(&s, 1).unwrap();
+    let free = [agent(1), agent(2)].into_iter().find(|a| *a != busy).unwrap();
+    set_status(&mut s, 3, AgentStatus::Offline);
+
+    // Act / Assert: to the free agent it is assigned, with its own rule.
+    let free_n = if free == agent(1) { 1 } else { 2 };
+    let busy_n = 3 - free_n;
+    let d = step(&mut s, directed(2, free_n), t(1));
+    assert_eq!(owner(&s, 2), Some(free));
+    assert_eq!(rule_of(&d[0]), Some(Rule::Directed));
+    // To the full one, or the offline one: refused with the reason, and nobody else gets it.
+    let d = step(&mut s, directed(3, busy_n), t(2));
+    assert_eq!(rejected_with(&d), Some(ErrorCode::AgentAtCapacity));
+    let d = step(&mut s, directed(4, 3), t(3));
+    assert_eq!(rejected_with(&d), Some(ErrorCode::AgentNotAvailable));
+    assert_eq!((owner(&s, 3), owner(&s, 4)), (None, None));
+    assert!(!is_waiting(&s, 3) && !is_waiting(&s, 4), "never queued");
+    // Directing it again once assigned: already assigned.
+    let d = step(&mut s, directed(2, free_n), t(4));
+    assert_eq!(rejected_with(&d), Some(ErrorCode::ConversationAlreadyAssigned));
+}

@@ -1,0 +1,343 @@
+//! Conversations that do not begin with the customer: an agent starting a WhatsApp
+//! conversation with a number (seed 001, its checks in its order and its messages), and
+//! in-person attendances registered outside the queue.
+
+use atende_domain::channel::ChannelKind;
+use atende_domain::conversation::{check_agent_start, Actor, Held, Status};
+use atende_domain::ErrorCode;
+use atende_proto::v1 as pb;
+use atende_runtime::errors::{store_status, to_status};
+use atende_runtime::{parse_id, status};
+use atende_store::conversations::{self as conv, Identity, NewConversation};
+use atende_store::{queue, StoreError};
+use tonic::Status as GrpcStatus;
+use uuid::Uuid;
+
+use crate::api::SessionApi;
+use crate::convert;
+
+type Result<T> = std::result::Result<T, GrpcStatus>;
+
+fn db(e: sqlx::Error) -> GrpcStatus {
+    store_status(e.into())
+}
+
+/// The origin number: the one named, or the tenant's only WhatsApp channel.
+async fn origin(api: &SessionApi, tenant: Uuid, raw: &str) -> Result<atende_store::admin::Channel> {
+    if !raw.is_empty() {
+        let id: Uuid = parse_id("channel_id", raw)?;
+        return atende_store::admin::get_channel(&api.pool, id)
+            .await
+            .map_err(store_status)?
+            .filter(|c| c.tenant_id == tenant && c.kind == "whatsapp")
+            .ok_or_else(|| status(ErrorCode::UnknownChannel, "", Some("channel_id")));
+    }
+    let channels = atende_store::admin::list_channels(&api.pool, tenant, None, 100)
+        .await
+        .map_err(store_status)?;
+    let mut whatsapp = channels.into_iter().filter(|c| c.kind == "whatsapp");
+    match (whatsapp.next(), whatsapp.next()) {
+        (Some(only), None) => Ok(only),
+        (None, _) => Err(status(
+            ErrorCode::UnknownChannel,
+            "the tenant has no WhatsApp number",
+            Some("channel_id"),
+        )),
+        _ => Err(status(
+            ErrorCode::InvalidArgument,
+            "choose the origin number: the tenant has several",
+            Some("channel_id"),
+        )),
+    }
+}
+
+pub async fn start(
+    api: &SessionApi,
+    tenant: Uuid,
+    r: pb::StartConversationRequest,
+) -> Result<pb::StartConversationResponse> {
+    let agent: Uuid = parse_id("agent_id", &r.agent_id)?;
+    // "Número inválido, corrija e tente novamente".
+    let phone = atende_domain::phone::parse_br_phone(&r.phone).map_err(|e| status(e.code, &e.detail, Some("phone")))?;
+    let text = r.text.trim();
+    if text.is_empty() || text.chars().count() > 4096 {
+        return Err(status(
+            ErrorCode::InvalidArgument,
+            "text must have 1 to 4096 characters",
+            Some("text"),
+        ));
+    }
+    let channel = origin(api, tenant, &r.channel_id).await?;
+    let who = atende_store::admin::get_agent(&api.pool, tenant, agent)
+        .await
+        .map_err(store_status)?
+        .ok_or_else(|| status(ErrorCode::NotFound, "agent", Some("agent_id")))?;
+    let services = atende_store::admin::agent_service_ids(&api.pool, agent)
+        .await
+        .map_err(store_status)?;
+    let service = if r.service_id.is_empty() {
+        *services.first().ok_or_else(|| {
+            status(
+                ErrorCode::InvalidArgument,
+                "the agent is in no service",
+                Some("service_id"),
+            )
+        })?
+    } else {
+        let s: Uuid = parse_id("service_id", &r.service_id)?;
+        if !services.contains(&s) {
+            return Err(status(
+                ErrorCode::PermissionDenied,
+                "the agent is not in this service",
+                Some("service_id"),
+            ));
+        }
+        s
+    };
+    // The router's live count is the capacity that matters.
+    let presence = api
+        .router
+        .clone()
+        .get_presence(pb::GetPresenceRequest {
+            tenant_id: tenant.to_string(),
+            agent_id: agent.to_string(),
+        })
+        .await?
+        .into_inner()
+        .presence
+        .unwrap_or_default();
+    let load = presence.assigned + presence.offered;
+    let max = presence.max_concurrent.max(who.max_concurrent.max(0) as u32);
+    let wa_id = atende_domain::phone::canonical_wa_id(phone.digits());
+
+    let now = time::OffsetDateTime::now_utc();
+    let mut tx = api.pool.begin().await.map_err(db)?;
+    atende_store::scope_tenant(&mut tx, tenant)
+        .await
+        .map_err(store_status)?;
+    let name = Some(r.contact_name.trim()).filter(|n| !n.is_empty());
+    let ids = [Identity {
+        kind: "wa_phone",
+        scope: String::new(),
+        value: wa_id.clone(),
+    }];
+    let contact = conv::find_or_create_contact(&mut tx, tenant, &ids, name)
+        .await
+        .map_err(store_status)?;
+    let open = conv::open_conversations_of_contact(&mut tx, contact)
+        .await
+        .map_err(store_status)?;
+    let held: Vec<Held<Uuid, Uuid>> = open
+        .iter()
+        .map(|c| Held {
+            id: c.id,
+            status: Status::parse(&c.status).unwrap_or(Status::Queued),
+            agent: c.agent_id,
+        })
+        .collect();
+    let to_end = check_agent_start(agent, load, max, &held).map_err(to_status)?;
+    // Only a template may open a conversation outside the customer's window; templates come
+    // with broadcasts, so until then the refusal is explicit.
+    let last = conv::customer_window(&mut *tx, contact, channel.id)
+        .await
+        .map_err(store_status)?
+        .map(|t| atende_domain::Timestamp(atende_store::to_millis(t)));
+    atende_domain::window::check_free_form(
+        ChannelKind::Whatsapp,
+        last,
+        atende_domain::Timestamp(atende_store::to_millis(now)),
+    )
+    .map_err(|e| status(e.code, &e.detail, Some("text")))?;
+    for id in &to_end {
+        queue::dequeue(&mut tx, tenant, *id).await.map_err(store_status)?;
+        conv::set_status_by(
+            &mut tx,
+            *id,
+            Status::Abandoned.as_str(),
+            None,
+            Some("agent_started_conversation"),
+            Actor::Agent(agent),
+        )
+        .await
+        .map_err(store_status)?;
+    }
+    let protocol = conv::next_protocol(&mut tx, tenant, now).await.map_err(store_status)?;
+    let id = Uuid::now_v7();
+    conv::insert_conversation(
+        &mut tx,
+        &NewConversation {
+            id,
+            tenant_id: tenant,
+            contact_id: contact,
+            channel_id: channel.id,
+            service_id: Some(service),
+            status: Status::Queued.as_str(),
+            protocol,
+            at: now,
+            actor: Actor::Agent(agent),
+        },
+    )
+    .await
+    .map_err(store_status)?;
+    tx.commit().await.map_err(db)?;
+
+    // Straight to the agent through the router (the capacity gate), or nowhere.
+    let assigned = api
+        .router
+        .clone()
+        .assign_conversation(pb::AssignConversationRequest {
+            tenant_id: tenant.to_string(),
+            conversation_id: id.to_string(),
+            agent_id: agent.to_string(),
+            supervisor_id: String::new(),
+            directed: true,
+        })
+        .await;
+    if let Err(refused) = assigned {
+        // Capacity went between the check and the assignment: the attempt ends here.
+        let mut tx = api.pool.begin().await.map_err(db)?;
+        atende_store::scope_tenant(&mut tx, tenant)
+            .await
+            .map_err(store_status)?;
+        conv::set_status_by(
+            &mut tx,
+            id,
+            Status::Abandoned.as_str(),
+            None,
+            Some("not_started"),
+            Actor::Agent(agent),
+        )
+        .await
+        .map_err(store_status)?;
+        tx.commit().await.map_err(db)?;
+        return Err(refused);
+    }
+    let sent = crate::api::send_text_as_agent(
+        api,
+        tenant,
+        id,
+        agent,
+        text,
+        Some(r.client_message_id.as_str()).filter(|c| !c.is_empty()),
+        "",
+    )
+    .await?;
+    let c = conv::get_conversation(&api.pool, tenant, id)
+        .await
+        .map_err(store_status)?
+        .ok_or_else(|| status(ErrorCode::Internal, "conversation vanished", None))?;
+    Ok(pb::StartConversationResponse {
+        conversation: Some(convert::conversation(&c)),
+        message: Some(sent),
+        ended_conversation_ids: to_end.iter().map(Uuid::to_string).collect(),
+    })
+}
+
+pub async fn in_person(
+    api: &SessionApi,
+    tenant: Uuid,
+    r: pb::RegisterInPersonRequest,
+) -> Result<pb::RegisterInPersonResponse> {
+    let agent: Uuid = parse_id("agent_id", &r.agent_id)?;
+    let service: Uuid = parse_id("service_id", &r.service_id)?;
+    let who = atende_store::admin::get_agent(&api.pool, tenant, agent)
+        .await
+        .map_err(store_status)?
+        .ok_or_else(|| status(ErrorCode::NotFound, "agent", Some("agent_id")))?;
+    if !who.can_attend_in_person {
+        return Err(status(
+            ErrorCode::PermissionDenied,
+            "in-person attendance",
+            Some("agent_id"),
+        ));
+    }
+    atende_store::admin::get_service(&api.pool, tenant, service)
+        .await
+        .map_err(store_status)?
+        .ok_or_else(|| status(ErrorCode::NotFound, "service", Some("service_id")))?;
+    let description = r.description.trim();
+    if description.is_empty() || description.chars().count() > 2000 {
+        return Err(status(
+            ErrorCode::InvalidArgument,
+            "description must have 1 to 2000 characters",
+            Some("description"),
+        ));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let mut tx = api.pool.begin().await.map_err(db)?;
+    atende_store::scope_tenant(&mut tx, tenant)
+        .await
+        .map_err(store_status)?;
+    let contact = if r.contact_id.is_empty() {
+        let name = r.contact_name.trim();
+        if name.is_empty() {
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "contact_id or contact_name",
+                Some("contact_name"),
+            ));
+        }
+        let mut ids = Vec::new();
+        if !r.contact_phone.trim().is_empty() {
+            let phone = atende_domain::phone::parse_br_phone(&r.contact_phone)
+                .map_err(|e| status(e.code, &e.detail, Some("contact_phone")))?;
+            ids.push(Identity {
+                kind: "wa_phone",
+                scope: String::new(),
+                value: atende_domain::phone::canonical_wa_id(phone.digits()),
+            });
+        }
+        let email = Some(r.contact_email.trim()).filter(|e| !e.is_empty());
+        if email.is_some_and(|e| !crate::mail::valid_address(e)) {
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "not an e-mail address",
+                Some("contact_email"),
+            ));
+        }
+        let id = if ids.is_empty() {
+            atende_store::legs::create_contact(&mut tx, tenant, name)
+                .await
+                .map_err(store_status)?
+        } else {
+            conv::find_or_create_contact(&mut tx, tenant, &ids, Some(name))
+                .await
+                .map_err(store_status)?
+        };
+        atende_store::mail::contact_email(&mut tx, tenant, id, email)
+            .await
+            .map_err(store_status)?;
+        id
+    } else {
+        let id: Uuid = parse_id("contact_id", &r.contact_id)?;
+        if !atende_store::legs::contact_exists(&mut *tx, tenant, id)
+            .await
+            .map_err(store_status)?
+        {
+            return Err(status(ErrorCode::NotFound, "contact", Some("contact_id")));
+        }
+        id
+    };
+    let protocol = conv::next_protocol(&mut tx, tenant, now).await.map_err(store_status)?;
+    let id = Uuid::now_v7();
+    atende_store::legs::insert_in_person(
+        &mut tx,
+        id,
+        tenant,
+        &protocol,
+        service,
+        contact,
+        agent,
+        description,
+        now,
+    )
+    .await
+    .map_err(|e: StoreError| store_status(e))?;
+    tx.commit().await.map_err(db)?;
+    Ok(pb::RegisterInPersonResponse {
+        id: id.to_string(),
+        protocol,
+        contact_id: contact.to_string(),
+        at_ms: atende_store::to_millis(now),
+    })
+}
