@@ -8,6 +8,7 @@
 //! - [`conversation`] the conversation state machine, protocol numbers, the same-customer
 //!   rule for openings and transfers, and the finish form;
 //! - [`bot`] the channel's menu bot;
+//! - [`csat`] the satisfaction answer after a finish;
 //! - [`metrics`] per-conversation indicators (TTA, waiting, TM1R, TMR);
 //! - [`message`] message kinds and delivery-status ordering;
 //! - [`phone`] Brazilian phone validation and WhatsApp id equivalence;
@@ -23,6 +24,7 @@ pub mod business_hours;
 pub mod channel;
 pub mod clock;
 pub mod conversation;
+pub mod csat;
 pub mod error;
 pub mod ids;
 pub mod message;

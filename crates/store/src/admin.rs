@@ -47,6 +47,8 @@ pub struct Service {
     /// `[{"code", "label"}]`: what an agent picks from when finishing.
     pub qualifications: serde_json::Value,
     pub send_transcript: bool,
+    /// Asked after a finish (answers 1 to 5); `None`: no question.
+    pub csat_question: Option<String>,
 }
 
 impl Service {
@@ -130,15 +132,17 @@ pub async fn set_service_finish(
     service: Uuid,
     qualifications: &serde_json::Value,
     send_transcript: bool,
+    csat_question: Option<&str>,
 ) -> Result<Option<Service>> {
     Ok(sqlx::query_as::<_, Service>(&format!(
-        "UPDATE services SET qualifications = $3, send_transcript = $4 WHERE tenant_id = $1 AND id = $2
+        "UPDATE services SET qualifications = $3, send_transcript = $4, csat_question = $5 WHERE tenant_id = $1 AND id = $2
          RETURNING {SERVICE_COLS}"
     ))
     .bind(tenant)
     .bind(service)
     .bind(qualifications)
     .bind(send_transcript)
+    .bind(csat_question)
     .fetch_optional(db)
     .await?)
 }
@@ -268,7 +272,7 @@ pub struct NewService<'a> {
 
 const SERVICE_COLS: &str =
     "id, tenant_id, name, policy, offer_timeout_secs, priority, accepted_channels, business_hours, qualifications,
-    send_transcript";
+    send_transcript, csat_question";
 
 pub async fn create_service(db: impl PgExecutor<'_>, s: &NewService<'_>) -> Result<Service> {
     Ok(sqlx::query_as::<_, Service>(&format!(

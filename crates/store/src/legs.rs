@@ -298,3 +298,37 @@ pub async fn insert_in_person(
     .await?;
     Ok(())
 }
+
+/// Records that the satisfaction question went out for the protocol.
+pub async fn request_csat(tx: &mut PgConnection, tenant: Uuid, protocol: &str) -> Result<()> {
+    sqlx::query("UPDATE protocols SET csat_requested_at = now() WHERE tenant_id = $1 AND number = $2")
+        .bind(tenant)
+        .bind(protocol)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// The contact's protocol waiting for a satisfaction answer (asked within the last day),
+/// locked: (conversation, protocol).
+pub async fn pending_csat(tx: &mut PgConnection, contact: Uuid) -> Result<Option<(Uuid, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT p.conversation_id, p.number FROM protocols p JOIN conversations c ON c.id = p.conversation_id
+         WHERE c.contact_id = $1 AND p.csat_requested_at > now() - interval '1 day' AND p.csat_answered_at IS NULL
+         ORDER BY p.csat_requested_at DESC LIMIT 1 FOR UPDATE OF p",
+    )
+    .bind(contact)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+/// The customer's next message answered (a score) or did not (`None`): asked once.
+pub async fn answer_csat(tx: &mut PgConnection, tenant: Uuid, protocol: &str, score: Option<u8>) -> Result<()> {
+    sqlx::query("UPDATE protocols SET csat_answered_at = now(), csat_score = $3 WHERE tenant_id = $1 AND number = $2")
+        .bind(tenant)
+        .bind(protocol)
+        .bind(score.map(i16::from))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}

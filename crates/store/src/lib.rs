@@ -14,6 +14,7 @@ pub mod mail;
 pub mod offers;
 pub mod outbox;
 pub mod queue;
+pub mod report;
 pub mod routing;
 pub mod sealed;
 pub mod workspace;

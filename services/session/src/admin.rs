@@ -198,6 +198,7 @@ fn service_pb(s: store::Service) -> pb::Service {
             })
             .unwrap_or_default(),
         send_transcript: s.send_transcript,
+        csat_question: s.csat_question.unwrap_or_default(),
     }
 }
 
@@ -526,6 +527,14 @@ impl AdminService for AdminApi {
         }
         let accepted = accepted_channels(&r.accepted_channels)?;
         let qualifications = qualifications_json(&r.qualifications)?;
+        let csat_question = Some(r.csat_question.trim()).filter(|q| !q.is_empty());
+        if csat_question.is_some_and(|q| q.chars().count() > 1024) {
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "csat_question must have at most 1024 characters",
+                Some("csat_question"),
+            ));
+        }
         let hours = r.business_hours.as_ref().map(business_hours_json).transpose()?;
         let mut tx = self.pool.begin().await.map_err(|e| store_status(e.into()))?;
         store::create_service(
@@ -545,7 +554,7 @@ impl AdminService for AdminApi {
             .await
             .map_err(store_status)?
             .ok_or_else(|| status(ErrorCode::AlreadyExists, "the id belongs to another tenant", Some("id")))?;
-        let s = store::set_service_finish(&mut *tx, tenant, id, &qualifications, r.send_transcript)
+        let s = store::set_service_finish(&mut *tx, tenant, id, &qualifications, r.send_transcript, csat_question)
             .await
             .map_err(store_status)?
             .unwrap_or(s);

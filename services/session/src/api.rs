@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status as GrpcStatus};
 use uuid::Uuid;
 
-use crate::{convert, lifecycle, start, workspace, RouterClient};
+use crate::{convert, lifecycle, report, start, workspace, RouterClient};
 
 const MAX_TEXT: usize = 4096;
 /// Most conversations one bulk transfer may name.
@@ -475,6 +475,27 @@ impl SessionService for SessionApi {
         Ok(Response::new(
             start::in_person(self, tenant, request.into_inner()).await?,
         ))
+    }
+
+    async fn list_interactions(
+        &self,
+        request: Request<pb::ListInteractionsRequest>,
+    ) -> Result<Response<pb::ListInteractionsResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            report::list(&self.pool, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    type ExportInteractionsStream = tokio_stream::wrappers::ReceiverStream<Result<pb::CsvChunk, GrpcStatus>>;
+
+    async fn export_interactions(
+        &self,
+        request: Request<pb::ListInteractionsRequest>,
+    ) -> Result<Response<Self::ExportInteractionsStream>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        let f = report::filter(tenant, request.get_ref())?;
+        Ok(Response::new(report::export(self.pool.clone(), f)))
     }
 
     async fn transfer_by_tag(

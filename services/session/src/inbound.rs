@@ -175,7 +175,21 @@ async fn on_message(
     } else {
         channel.default_service_id
     };
-    let (conversation_id, is_new) = match rule.place_inbound(&view, target_service) {
+    // A satisfaction question is pending: this message answers it. A score stays in the
+    // finished conversation; anything else is no answer and the message goes on as usual.
+    let mut scored = None;
+    if open.is_empty() {
+        if let Some((finished, number)) = atende_store::legs::pending_csat(&mut tx, contact).await? {
+            let score = atende_domain::csat::parse_score(&m.text);
+            atende_store::legs::answer_csat(&mut tx, tenant, &number, score).await?;
+            scored = score.map(|_| finished);
+        }
+    }
+    let placement = match scored {
+        Some(finished) => Placement::Existing(finished),
+        None => rule.place_inbound(&view, target_service),
+    };
+    let (conversation_id, is_new) = match placement {
         Placement::Existing(id) => (id, false),
         Placement::New => {
             let protocol = conv::next_protocol(&mut tx, tenant, now).await?;
@@ -234,7 +248,9 @@ async fn on_message(
         .await?
         .ok_or_else(|| HandleError::Poison("conversation vanished".into()))?;
     let in_bot = conversation.status == Status::Bot.as_str();
-    if is_new && in_bot {
+    if scored.is_some() {
+        crate::bot::say(&mut tx, subjects, &conversation, "Obrigado pela sua avaliação!", now).await?;
+    } else if is_new && in_bot {
         if let Some(menu) = &menu {
             crate::bot::say(&mut tx, subjects, &conversation, &menu.prompt(), now).await?;
         }

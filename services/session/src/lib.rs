@@ -10,6 +10,7 @@
 //! - [`bot`] the channel's menu bot and its inactivity pass;
 //! - [`mail`] transcript e-mails through the tenant's SMTP server;
 //! - [`outbound`] one outbound text through the outbox;
+//! - [`report`] the interaction-tracking report, paged and as streamed CSV;
 //! - [`start`] agent-initiated WhatsApp conversations and in-person attendances;
 //! - [`workspace`] the same-customer check, tags, history, notes, drafts, read marks and
 //!   canned responses;
@@ -29,6 +30,7 @@ pub mod inbound;
 pub mod lifecycle;
 pub mod mail;
 pub mod outbound;
+pub mod report;
 pub mod start;
 pub mod workspace;
 

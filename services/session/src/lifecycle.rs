@@ -250,6 +250,10 @@ pub async fn finish(
     )
     .await
     .map_err(store_status)?;
+    // The service's satisfaction question, inside the customer's window only.
+    if let Some(question) = service.as_ref().and_then(|s| s.csat_question.clone()) {
+        ask_satisfaction(&mut tx, subjects, &closed, &question).await?;
+    }
     let p = legs::get_protocol(&mut *tx, tenant, &c.protocol)
         .await
         .map_err(store_status)?
@@ -261,6 +265,51 @@ pub async fn finish(
         protocol: p,
         transcript_email,
     })
+}
+
+/// Sends the satisfaction question in the finished conversation when the customer's window
+/// is open, and marks the protocol as asking.
+async fn ask_satisfaction(
+    tx: &mut PgConnection,
+    subjects: &atende_bus::Subjects,
+    c: &Conversation,
+    question: &str,
+) -> Result<(), GrpcStatus> {
+    let Some(kind) = atende_domain::channel::ChannelKind::parse(&c.channel_kind) else {
+        return Ok(());
+    };
+    let now = atende_domain::Timestamp(atende_store::to_millis(time::OffsetDateTime::now_utc()));
+    let last = conv::customer_window(&mut *tx, c.contact_id, c.reply_channel_id)
+        .await
+        .map_err(store_status)?
+        .map(|t| atende_domain::Timestamp(atende_store::to_millis(t)));
+    if atende_domain::window::check_free_form(kind, last, now).is_err() {
+        return Ok(()); // outside the window only a template could ask
+    }
+    let Some(to) = conv::whatsapp_address(&mut *tx, c.tenant_id, c.contact_id)
+        .await
+        .map_err(store_status)?
+    else {
+        return Ok(());
+    };
+    crate::outbound::send_text(
+        tx,
+        subjects,
+        c,
+        kind,
+        crate::outbound::Text {
+            text: question,
+            agent: None,
+            client_message_id: None,
+            reply_to_provider_message_id: None,
+            to,
+        },
+    )
+    .await
+    .map_err(store_status)?;
+    legs::request_csat(tx, c.tenant_id, &c.protocol)
+        .await
+        .map_err(store_status)
 }
 
 pub struct Transferred {

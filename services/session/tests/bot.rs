@@ -339,3 +339,203 @@ async fn a_hundred_simultaneous_first_messages_open_one_conversation_with_the_fl
 async fn a_hundred_simultaneous_first_messages_open_one_conversation_with_the_flag_on_and_a_menu() {
     hundred_first_messages_open_one_conversation(true, true).await;
 }
+
+/// After a finish the service's satisfaction question goes out; the customer's next message
+/// answers it (a score stays in the finished conversation, with thanks), and the
+/// interaction report lists the whole life of the protocol — as rows and as streamed CSV.
+#[tokio::test]
+async fn the_satisfaction_answer_is_kept_on_the_protocol_and_the_report_shows_it_all() {
+    use atende_proto::v1::session_service_client::SessionServiceClient;
+    let b = Bot::start(false, 1, false).await;
+    let pool = b.pool().clone();
+    sqlx::query("UPDATE services SET csat_question = 'De 1 a 5, como foi o atendimento?' WHERE id = $1")
+        .bind(b.sales)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let ana = fixtures::agent(&pool, b.tenant, "Ana", &[b.sales], 3).await;
+    let mut session = SessionServiceClient::new(b.sandbox.grpc(b.roles[0].started.grpc_addr));
+
+    // Two customers' lives: each writes, is assigned to Ana, finished; one scores, one not.
+    async fn live(
+        b: &Bot,
+        session: &mut SessionServiceClient<atende_runtime::AuthedChannel>,
+        ana: Uuid,
+        phone: &str,
+    ) -> (Uuid, String) {
+        let mut first = b.text(&format!("wamid.{phone}.1"), "Oi, quero ajuda");
+        if let Some(inbound_event::Item::Message(m)) = first.item.as_mut() {
+            m.from_phone = phone.into();
+        }
+        let seq = b.publish(&first).await;
+        b.wait_consumed(seq).await;
+        let (id, protocol): (Uuid, String) = sqlx::query_as(
+            "SELECT c.id, c.protocol FROM conversations c JOIN contact_identities i ON i.contact_id = c.contact_id
+             WHERE i.value = $1 ORDER BY c.opened_at DESC LIMIT 1",
+        )
+        .bind(phone)
+        .fetch_one(b.pool())
+        .await
+        .unwrap();
+        sqlx::query("UPDATE conversations SET status = 'assigned', agent_id = $2 WHERE id = $1")
+            .bind(id)
+            .bind(ana)
+            .execute(b.pool())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO assignments (id, tenant_id, conversation_id, agent_id, service_id) VALUES ($1, $2, $3, $4, $5)")
+            .bind(Uuid::now_v7())
+            .bind(b.tenant)
+            .bind(id)
+            .bind(ana)
+            .bind(b.sales)
+            .execute(b.pool())
+            .await
+            .unwrap();
+        session
+            .finish_conversation(pb::FinishConversationRequest {
+                tenant_id: b.tenant.to_string(),
+                conversation_id: id.to_string(),
+                agent_id: ana.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        (id, protocol)
+    }
+    let (first, protocol) = live(&b, &mut session, ana, CUSTOMER).await;
+    assert_eq!(
+        b.bot_texts().await,
+        vec!["De 1 a 5, como foi o atendimento?".to_string()]
+    );
+
+    b.say("wamid.R1", "5").await;
+    let (score, conversations): (Option<i16>, i64) = sqlx::query_as(
+        "SELECT (SELECT csat_score FROM protocols WHERE number = $1), (SELECT count(*) FROM conversations)",
+    )
+    .bind(&protocol)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (score, conversations),
+        (Some(5), 1),
+        "the score is kept; no new conversation"
+    );
+    assert_eq!(b.bot_texts().await.last().unwrap(), "Obrigado pela sua avaliação!");
+    let in_finished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE conversation_id = $1 AND body = '5'")
+            .bind(first)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(in_finished, 1);
+    // The next message is an ordinary one: a new conversation.
+    b.say("wamid.R2", "Oi de novo").await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM conversations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+
+    // Another customer answers with words: no score, and the message opens a conversation.
+    let (_, other_protocol) = live(&b, &mut session, ana, "5521988887777").await;
+    let mut words = b.text("wamid.W1", "foi ótimo, obrigado");
+    if let Some(inbound_event::Item::Message(m)) = words.item.as_mut() {
+        m.from_phone = "5521988887777".into();
+    }
+    let seq = b.publish(&words).await;
+    b.wait_consumed(seq).await;
+    let (score, answered): (Option<i16>, bool) =
+        sqlx::query_as("SELECT csat_score, csat_answered_at IS NOT NULL FROM protocols WHERE number = $1")
+            .bind(&other_protocol)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((score, answered), (None, true), "asked once, not answered with a score");
+
+    // The report: the first protocol's life in order, and the same rows as CSV.
+    let report = session
+        .list_interactions(pb::ListInteractionsRequest {
+            tenant_id: b.tenant.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .interactions;
+    let life: Vec<(String, String)> = report
+        .iter()
+        .filter(|r| r.protocol == protocol)
+        .map(|r| (r.event.clone(), r.what.clone()))
+        .collect();
+    for expected in [
+        ("status", "queued"),
+        ("message", "inbound"),
+        ("status", "finished"),
+        ("finish", "finished"),
+        ("message", "outbound"),
+        ("csat", "5"),
+    ] {
+        assert!(
+            life.contains(&(expected.0.to_string(), expected.1.to_string())),
+            "{expected:?} missing from {life:?}"
+        );
+    }
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = session
+            .list_interactions(pb::ListInteractionsRequest {
+                tenant_id: b.tenant.to_string(),
+                page_size: 3,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        paged.extend(page.interactions);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(paged, report, "pages of 3 give the same rows, none skipped or repeated");
+    let mut stream = session
+        .export_interactions(pb::ListInteractionsRequest {
+            tenant_id: b.tenant.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut csv = Vec::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        csv.extend(chunk.data);
+    }
+    let text = String::from_utf8(csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "protocol,at,event,what,actor_kind,actor_id,service_id,agent_id,channel,qualification,detail"
+    );
+    assert_eq!(lines.len(), report.len() + 1);
+    assert!(
+        text.contains("\"text: foi ótimo, obrigado\""),
+        "commas are quoted: {text}"
+    );
+    // Filters: by agent, nothing for another one.
+    let none = session
+        .list_interactions(pb::ListInteractionsRequest {
+            tenant_id: b.tenant.to_string(),
+            agent_id: Uuid::now_v7().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .interactions;
+    assert!(none.is_empty());
+    b.stop().await;
+}
