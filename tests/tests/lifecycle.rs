@@ -682,3 +682,71 @@ async fn an_in_person_attendance_is_registered_with_its_own_protocol_only_with_t
     assert_ne!(conversation_protocol, done.protocol);
     p.stop().await;
 }
+
+/// A transfer to a user (`@`): the colleague gets it directly under a new protocol, the
+/// previous agent is freed; an absent colleague is refused up front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_to_a_user_hands_the_conversation_over_with_a_new_protocol() {
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    let ana = agent(&p, &t, "Ana3", &t.service_id).await;
+    let bruno = agent(&p, &t, "Bruno3", &t.service_id).await;
+    let carla = agent(&p, &t, "Carla3", &t.service_id).await;
+    let (_, mut ana_ws) = p.online(&ana).await;
+    let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
+    let body = text_message_webhook(
+        &t.phone_number_id,
+        "5511987654321",
+        "Maria",
+        "wamid.U1",
+        "Oi",
+        atende_e2e::now_secs(),
+    );
+    assert_eq!(p.post_webhook(&t, &body, None).await.status(), 200);
+    let assigned = ana_ws.next_of("conversation.assigned").await;
+    let id = assigned["data"]["conversation"]["id"].as_str().unwrap().to_string();
+    let first_protocol = assigned["data"]["conversation"]["protocol"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, mut bruno_ws) = p.online(&bruno).await;
+    let to = |user: &Tenant| pb::TransferConversationRequest {
+        tenant_id: t.tenant_id.clone(),
+        conversation_id: id.clone(),
+        agent_id: ana.agent_id.clone(),
+        target_agent_id: user.agent_id.clone(),
+        ..Default::default()
+    };
+    // Carla never logged in: refused, nothing changes.
+    let absent = session.transfer_conversation(to(&carla)).await.unwrap_err();
+    assert_eq!(
+        atende_runtime::errors::status_code_of(&absent),
+        Some(atende_domain::ErrorCode::AgentNotAvailable)
+    );
+    assert_eq!(load(&p, &t, &ana.agent_id).await, (1, 1));
+
+    let moved = session.transfer_conversation(to(&bruno)).await.unwrap().into_inner();
+    let conversation = moved.conversation.unwrap();
+    assert_eq!(conversation.agent_id, bruno.agent_id);
+    assert_eq!(conversation.status, "assigned");
+    assert_eq!(moved.current.unwrap().previous_number, first_protocol);
+    let handed = bruno_ws
+        .next_matching("conversation.assigned", |f| {
+            f["data"]["conversation"]["id"] == id.as_str()
+        })
+        .await;
+    assert_ne!(handed["data"]["conversation"]["protocol"], first_protocol.as_str());
+    atende_testkit::wait_until("Ana freed", DEADLINE, || async {
+        (load(&p, &t, &ana.agent_id).await == (0, 0)).then_some(())
+    })
+    .await;
+    p.sandbox.wait_quiet(DEADLINE).await;
+    assert_eq!(
+        load(&p, &t, &bruno.agent_id).await,
+        (1, 1),
+        "the outbox release did not free Bruno's hold"
+    );
+    ana_ws.close().await;
+    bruno_ws.close().await;
+    p.stop().await;
+}

@@ -213,6 +213,17 @@ impl SameCustomerRule {
                 "the conversation is already in this service",
             ));
         }
+        self.check_transfer_to_agent(open, moving, target_service)
+    }
+
+    /// A transfer to a user (`@`): as [`SameCustomerRule::check_transfer`], except that
+    /// staying in the same service (handing the conversation to a colleague) is allowed.
+    pub fn check_transfer_to_agent<S: Copy + PartialEq>(
+        &self,
+        open: &[OpenConversation<S>],
+        moving: S,
+        target_service: Option<S>,
+    ) -> Result<(), DomainError> {
         let others: Vec<OpenConversation<S>> = open.iter().copied().filter(|c| c.id != moving).collect();
         self.check_open(&others, target_service)
     }
@@ -466,6 +477,25 @@ mod tests {
             "flag off: another open conversation blocks"
         );
         assert!(off.check_transfer(&open[..1], 1, Some(30)).is_ok());
+    }
+
+    #[test]
+    fn a_transfer_to_a_colleague_may_stay_in_the_service() {
+        let rule = SameCustomerRule {
+            allow_simultaneous: true,
+        };
+        let open = [
+            OpenConversation {
+                id: 1,
+                service: Some(10),
+            },
+            OpenConversation {
+                id: 2,
+                service: Some(20),
+            },
+        ];
+        assert!(rule.check_transfer_to_agent(&open, 1, Some(10)).is_ok());
+        assert!(rule.check_transfer_to_agent(&open, 1, Some(20)).is_err());
     }
 
     fn quals() -> Vec<String> {

@@ -25,6 +25,127 @@ pub struct SessionApi {
 }
 
 impl SessionApi {
+    /// The user a transfer goes to (`@`), in the service given, else the conversation's own
+    /// if he works in it, else his first; refused up front when he is absent or full.
+    async fn user_target(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        raw_agent: &str,
+        raw_service: &str,
+    ) -> Result<lifecycle::Target, GrpcStatus> {
+        let user: Uuid = parse_id("target_agent_id", raw_agent)?;
+        atende_store::admin::get_agent(&self.pool, tenant, user)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| status(ErrorCode::NotFound, "agent", Some("target_agent_id")))?;
+        let services = atende_store::admin::agent_service_ids(&self.pool, user)
+            .await
+            .map_err(store_status)?;
+        let found = conv::get_conversation(&self.pool, tenant, conversation)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| status(ErrorCode::NotFound, "conversation", Some("conversation_id")))?;
+        if found.agent_id == Some(user) {
+            return Err(status(
+                ErrorCode::InvalidArgument,
+                "the conversation is already this user's",
+                Some("target_agent_id"),
+            ));
+        }
+        let current = found.service_id;
+        let service = if raw_service.is_empty() {
+            current
+                .filter(|s| services.contains(s))
+                .or_else(|| services.first().copied())
+                .ok_or_else(|| {
+                    status(
+                        ErrorCode::InvalidArgument,
+                        "the user is in no service",
+                        Some("target_agent_id"),
+                    )
+                })?
+        } else {
+            let s: Uuid = parse_id("target_service_id", raw_service)?;
+            if !services.contains(&s) {
+                return Err(status(
+                    ErrorCode::InvalidArgument,
+                    "the user does not work in this service",
+                    Some("target_service_id"),
+                ));
+            }
+            s
+        };
+        let presence = self
+            .router
+            .clone()
+            .get_presence(pb::GetPresenceRequest {
+                tenant_id: tenant.to_string(),
+                agent_id: user.to_string(),
+            })
+            .await?
+            .into_inner()
+            .presence
+            .unwrap_or_default();
+        let present = matches!(
+            pb::AgentStatus::try_from(presence.status),
+            Ok(pb::AgentStatus::Available | pb::AgentStatus::Paused)
+        );
+        if !present {
+            return Err(status(ErrorCode::AgentNotAvailable, "", Some("target_agent_id")));
+        }
+        if presence.assigned + presence.offered >= presence.max_concurrent {
+            return Err(status(ErrorCode::AgentAtCapacity, "", Some("target_agent_id")));
+        }
+        Ok(lifecycle::Target::Agent { agent: user, service })
+    }
+
+    /// After a transfer to a user: the previous holder is freed at once (nobody else can hold
+    /// the conversation, it is in no queue), then the router hands it to the user; if he
+    /// filled up meanwhile, it waits in the service under its policy instead — never stuck.
+    async fn hand_over(
+        &self,
+        tenant: Uuid,
+        c: &conv::Conversation,
+        user: Uuid,
+        service: Uuid,
+    ) -> Result<conv::Conversation, GrpcStatus> {
+        let mut router = self.router.clone();
+        if let Err(e) = router
+            .release_conversation(pb::ReleaseConversationRequest {
+                tenant_id: tenant.to_string(),
+                conversation_id: c.id.to_string(),
+                reason: "transferred".into(),
+            })
+            .await
+        {
+            tracing::warn!(error = %e, conversation = %c.id, "release before the hand-over failed; the outbox release follows");
+        }
+        let handed = router
+            .assign_conversation(pb::AssignConversationRequest {
+                tenant_id: tenant.to_string(),
+                conversation_id: c.id.to_string(),
+                agent_id: user.to_string(),
+                supervisor_id: String::new(),
+                directed: true,
+            })
+            .await;
+        if let Err(e) = handed {
+            tracing::info!(error = %e, conversation = %c.id, "the user could not take it; it waits in the service");
+            let mut tx = self.pool.begin().await.map_err(|e| store_status(e.into()))?;
+            atende_store::scope_tenant(&mut tx, tenant)
+                .await
+                .map_err(store_status)?;
+            crate::bot::announce_queued(&mut tx, &self.subjects, c, service)
+                .await
+                .map_err(store_status)?;
+            tx.commit().await.map_err(|e| store_status(e.into()))?;
+        }
+        conv::get_conversation(&self.pool, tenant, c.id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| status(ErrorCode::Internal, "conversation vanished", None))
+    }
     async fn require_supervisor(&self, tenant: Uuid, supervisor: Uuid) -> Result<(), GrpcStatus> {
         let is_supervisor = atende_store::admin::get_agent(&self.pool, tenant, supervisor)
             .await
@@ -53,7 +174,10 @@ impl SessionApi {
         // One transaction per conversation: each succeeds or fails on its own.
         for raw in ids {
             let result = match parse_id::<Uuid>("conversation_ids", raw) {
-                Ok(id) => lifecycle::transfer(&self.pool, &self.subjects, tenant, id, supervisor, target, "", "").await,
+                Ok(id) => {
+                    let to = lifecycle::Target::Service(target);
+                    lifecycle::transfer(&self.pool, &self.subjects, tenant, id, supervisor, to, "", "").await
+                }
                 Err(e) => Err(e),
             };
             outcomes.push(match result {
@@ -223,20 +347,31 @@ impl SessionService for SessionApi {
         let req = request.into_inner();
         let id: Uuid = parse_id("conversation_id", &req.conversation_id)?;
         let agent: Uuid = parse_id("agent_id", &req.agent_id)?;
-        let target: Uuid = parse_id("target_service_id", &req.target_service_id)?;
+        let to = if req.target_agent_id.is_empty() {
+            lifecycle::Target::Service(parse_id("target_service_id", &req.target_service_id)?)
+        } else {
+            self.user_target(tenant, id, &req.target_agent_id, &req.target_service_id)
+                .await?
+        };
         let t = lifecycle::transfer(
             &self.pool,
             &self.subjects,
             tenant,
             id,
             agent,
-            target,
+            to,
             &req.qualification,
             &req.description,
         )
         .await?;
+        let conversation = match to {
+            lifecycle::Target::Agent { agent: user, service } => {
+                self.hand_over(tenant, &t.conversation, user, service).await?
+            }
+            lifecycle::Target::Service(_) => t.conversation,
+        };
         Ok(Response::new(pb::TransferConversationResponse {
-            conversation: Some(convert::conversation(&t.conversation)),
+            conversation: Some(convert::conversation(&conversation)),
             previous: Some(convert::protocol(&t.previous)),
             current: Some(convert::protocol(&t.current)),
         }))

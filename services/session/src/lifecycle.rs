@@ -312,6 +312,22 @@ async fn ask_satisfaction(
         .map_err(store_status)
 }
 
+/// Where a transfer goes: a service (`#`), re-entering routing under its policy, or a user
+/// (`@`) in a service he works in, who gets it directly.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    Service(Uuid),
+    Agent { agent: Uuid, service: Uuid },
+}
+
+impl Target {
+    pub fn service(self) -> Uuid {
+        match self {
+            Target::Service(s) | Target::Agent { service: s, .. } => s,
+        }
+    }
+}
+
 pub struct Transferred {
     pub conversation: Conversation,
     pub previous: legs::Protocol,
@@ -326,10 +342,11 @@ pub async fn transfer(
     tenant: Uuid,
     conversation: Uuid,
     agent: Uuid,
-    target: Uuid,
+    to: Target,
     qualification: &str,
     description: &str,
 ) -> Result<Transferred, GrpcStatus> {
+    let target = to.service();
     let mut tx = pool.begin().await.map_err(db)?;
     atende_store::scope_tenant(&mut tx, tenant)
         .await
@@ -365,8 +382,11 @@ pub async fn transfer(
             service: o.service_id,
         })
         .collect();
-    rule.check_transfer(&view, conversation, Some(target))
-        .map_err(|e| status(e.code, &e.detail, Some("target_service_id")))?;
+    match to {
+        Target::Service(_) => rule.check_transfer(&view, conversation, Some(target)),
+        Target::Agent { .. } => rule.check_transfer_to_agent(&view, conversation, Some(target)),
+    }
+    .map_err(|e| status(e.code, &e.detail, Some("target_service_id")))?;
     // The leg that ends may be qualified too (each protocol has its own qualification).
     let (q, d) = if qualification.trim().is_empty() && description.trim().is_empty() {
         (None, None)
@@ -419,11 +439,17 @@ pub async fn transfer(
         .await
         .map_err(store_status)?
         .ok_or_else(|| status(ErrorCode::Internal, "conversation vanished", None))?;
+    // To a service: routed there under its policy. To a user: only the release goes through
+    // the outbox; the caller hands it to him directly.
+    let route_into = match to {
+        Target::Service(s) => Some(s),
+        Target::Agent { .. } => None,
+    };
     enqueue_route(
         &mut tx,
         subjects,
         &after,
-        Some(target),
+        route_into,
         &next,
         holder,
         c.service_id,
