@@ -750,3 +750,100 @@ async fn a_transfer_to_a_user_hands_the_conversation_over_with_a_new_protocol() 
     bruno_ws.close().await;
     p.stop().await;
 }
+
+/// No menu and no default service: the conversation waits in "Aguardando"; of two agents
+/// claiming it at once, one gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conversation_in_no_service_waits_in_aguardando_and_the_first_claim_wins() {
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    p.admin()
+        .await
+        .create_channel(pb::CreateChannelRequest {
+            id: t.channel_id.clone(),
+            tenant_id: t.tenant_id.clone(),
+            kind: pb::ChannelKind::Whatsapp as i32,
+            name: "WhatsApp".into(),
+            provider_account_id: t.phone_number_id.clone(),
+            app_secret: t.app_secret.clone(),
+            verify_token: "verify".into(),
+            access_token: t.access_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ana = agent(&p, &t, "Ana4", &t.service_id).await;
+    let bruno = agent(&p, &t, "Bruno4", &t.service_id).await;
+    let (_, mut ana_ws) = p.online(&ana).await;
+    let (_, mut bruno_ws) = p.online(&bruno).await;
+    let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
+    let body = text_message_webhook(
+        &t.phone_number_id,
+        "5511987654321",
+        "Maria",
+        "wamid.W1",
+        "Oi",
+        atende_e2e::now_secs(),
+    );
+    assert_eq!(p.post_webhook(&t, &body, None).await.status(), 200);
+    let waiting = atende_testkit::wait_until("Maria in Aguardando", DEADLINE, || {
+        let mut s = session.clone();
+        let tenant = t.tenant_id.clone();
+        async move {
+            let list = s
+                .list_waiting(pb::ListWaitingRequest { tenant_id: tenant })
+                .await
+                .unwrap()
+                .into_inner()
+                .conversations;
+            list.first().cloned()
+        }
+    })
+    .await;
+    assert_eq!(waiting.service_id, "");
+    let claim = |who: &Tenant| pb::ClaimWaitingRequest {
+        tenant_id: t.tenant_id.clone(),
+        conversation_id: waiting.id.clone(),
+        agent_id: who.agent_id.clone(),
+        ..Default::default()
+    };
+    let (mut s1, mut s2) = (session.clone(), session.clone());
+    let (a, b) = tokio::join!(s1.claim_waiting(claim(&ana)), s2.claim_waiting(claim(&bruno)));
+    let results = [a.map(|r| r.into_inner()), b.map(|r| r.into_inner())];
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    let lost = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+    assert_eq!(
+        atende_runtime::errors::status_code_of(lost),
+        Some(atende_domain::ErrorCode::ConversationNotWaiting)
+    );
+    let won = results
+        .iter()
+        .find_map(|r| r.as_ref().ok())
+        .unwrap()
+        .conversation
+        .clone()
+        .unwrap();
+    assert_eq!(won.status, "assigned");
+    assert_eq!(won.service_id, t.service_id);
+    let ws = if won.agent_id == ana.agent_id {
+        &mut ana_ws
+    } else {
+        &mut bruno_ws
+    };
+    ws.next_matching("conversation.assigned", |f| {
+        f["data"]["conversation"]["id"] == waiting.id.as_str()
+    })
+    .await;
+    assert!(session
+        .list_waiting(pb::ListWaitingRequest {
+            tenant_id: t.tenant_id.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .conversations
+        .is_empty());
+    ana_ws.close().await;
+    bruno_ws.close().await;
+    p.stop().await;
+}

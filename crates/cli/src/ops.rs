@@ -87,6 +87,12 @@ pub async fn reseal_secrets(cfg: &Config) -> anyhow::Result<()> {
     let changed = atende_store::admin::reseal_channel_secrets(&pool, &keyring)
         .await
         .context("re-sealing channel secrets")?;
-    println!("{changed} channel(s) re-sealed with key `{}`", keyring.active_key());
+    let mail = atende_store::admin::reseal_mail_passwords(&pool, &keyring)
+        .await
+        .context("re-sealing SMTP passwords")?;
+    println!(
+        "{changed} channel(s) and {mail} SMTP password(s) re-sealed with key `{}`",
+        keyring.active_key()
+    );
     Ok(())
 }

@@ -469,6 +469,34 @@ pub async fn channel_by_account(db: impl PgExecutor<'_>, kind: &str, account: &s
 /// Re-seals every channel secret not sealed by the active key (plaintext from before
 /// sealing, or an older key), a page at a time; returns how many channels changed. A row
 /// changed concurrently is left for the next run (the update matches the old values).
+/// Re-seals tenants' SMTP passwords sealed by an older key; returns how many changed.
+pub async fn reseal_mail_passwords(pool: &sqlx::PgPool, keyring: &crate::sealed::Keyring) -> Result<u64> {
+    use crate::sealed::Purpose;
+    use secrecy::ExposeSecret;
+    let rows: Vec<(Uuid, Sealed)> =
+        sqlx::query_as("SELECT id, mail_password FROM tenants WHERE mail_password IS NOT NULL ORDER BY id")
+            .fetch_all(pool)
+            .await?;
+    let mut changed = 0;
+    for (tenant, sealed) in rows {
+        if !keyring.needs_reseal(&sealed) {
+            continue;
+        }
+        let fresh = keyring.seal(
+            Purpose::SmtpPassword,
+            keyring.open(Purpose::SmtpPassword, &sealed)?.expose_secret(),
+        )?;
+        changed += sqlx::query("UPDATE tenants SET mail_password = $2 WHERE id = $1 AND mail_password = $3")
+            .bind(tenant)
+            .bind(&fresh)
+            .bind(&sealed)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    }
+    Ok(changed)
+}
+
 pub async fn reseal_channel_secrets(pool: &sqlx::PgPool, keyring: &crate::sealed::Keyring) -> Result<u64> {
     use crate::sealed::Purpose;
     let mut after: Option<Uuid> = None;

@@ -332,3 +332,15 @@ pub async fn answer_csat(tx: &mut PgConnection, tenant: Uuid, protocol: &str, sc
         .await?;
     Ok(())
 }
+
+/// The tenant's "Aguardando" list: queued conversations in no service, oldest first.
+pub async fn waiting_list(db: impl PgExecutor<'_>, tenant: Uuid, limit: i64) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE tenant_id = $1 AND status = 'queued' AND service_id IS NULL
+         ORDER BY queued_at, id LIMIT $2",
+    )
+    .bind(tenant)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}

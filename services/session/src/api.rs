@@ -25,6 +25,63 @@ pub struct SessionApi {
 }
 
 impl SessionApi {
+    /// Whether the router would give `agent` one more conversation now: present (available
+    /// or paused) and below his maximum.
+    pub(crate) async fn can_take(&self, tenant: Uuid, agent: Uuid) -> Result<(), GrpcStatus> {
+        let presence = self
+            .router
+            .clone()
+            .get_presence(pb::GetPresenceRequest {
+                tenant_id: tenant.to_string(),
+                agent_id: agent.to_string(),
+            })
+            .await?
+            .into_inner()
+            .presence
+            .unwrap_or_default();
+        let present = matches!(
+            pb::AgentStatus::try_from(presence.status),
+            Ok(pb::AgentStatus::Available | pb::AgentStatus::Paused)
+        );
+        if !present {
+            return Err(status(ErrorCode::AgentNotAvailable, "", Some("agent_id")));
+        }
+        if presence.assigned + presence.offered >= presence.max_concurrent {
+            return Err(status(ErrorCode::AgentAtCapacity, "", Some("agent_id")));
+        }
+        Ok(())
+    }
+
+    /// The service an agent acts in: the one named (he must work in it) or his first.
+    pub(crate) async fn agent_service(&self, tenant: Uuid, agent: Uuid, raw: &str) -> Result<Uuid, GrpcStatus> {
+        atende_store::admin::get_agent(&self.pool, tenant, agent)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| status(ErrorCode::NotFound, "agent", Some("agent_id")))?;
+        let services = atende_store::admin::agent_service_ids(&self.pool, agent)
+            .await
+            .map_err(store_status)?;
+        if raw.is_empty() {
+            return services.first().copied().ok_or_else(|| {
+                status(
+                    ErrorCode::InvalidArgument,
+                    "the agent is in no service",
+                    Some("service_id"),
+                )
+            });
+        }
+        let s: Uuid = parse_id("service_id", raw)?;
+        if services.contains(&s) {
+            Ok(s)
+        } else {
+            Err(status(
+                ErrorCode::PermissionDenied,
+                "the agent is not in this service",
+                Some("service_id"),
+            ))
+        }
+    }
+
     /// The user a transfer goes to (`@`), in the service given, else the conversation's own
     /// if he works in it, else his first; refused up front when he is absent or full.
     async fn user_target(
@@ -76,27 +133,10 @@ impl SessionApi {
             }
             s
         };
-        let presence = self
-            .router
-            .clone()
-            .get_presence(pb::GetPresenceRequest {
-                tenant_id: tenant.to_string(),
-                agent_id: user.to_string(),
-            })
-            .await?
-            .into_inner()
-            .presence
-            .unwrap_or_default();
-        let present = matches!(
-            pb::AgentStatus::try_from(presence.status),
-            Ok(pb::AgentStatus::Available | pb::AgentStatus::Paused)
-        );
-        if !present {
-            return Err(status(ErrorCode::AgentNotAvailable, "", Some("target_agent_id")));
-        }
-        if presence.assigned + presence.offered >= presence.max_concurrent {
-            return Err(status(ErrorCode::AgentAtCapacity, "", Some("target_agent_id")));
-        }
+        self.can_take(tenant, user).await.map_err(|e| {
+            let code = atende_runtime::errors::status_code_of(&e).unwrap_or(ErrorCode::Unavailable);
+            status(code, "", Some("target_agent_id"))
+        })?;
         Ok(lifecycle::Target::Agent { agent: user, service })
     }
 
@@ -631,6 +671,24 @@ impl SessionService for SessionApi {
         let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let f = report::filter(tenant, request.get_ref())?;
         Ok(Response::new(report::export(self.pool.clone(), f)))
+    }
+
+    async fn list_waiting(
+        &self,
+        request: Request<pb::ListWaitingRequest>,
+    ) -> Result<Response<pb::ListWaitingResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(start::list_waiting(self, tenant).await?))
+    }
+
+    async fn claim_waiting(
+        &self,
+        request: Request<pb::ClaimWaitingRequest>,
+    ) -> Result<Response<pb::ClaimWaitingResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            start::claim_waiting(self, tenant, request.into_inner()).await?,
+        ))
     }
 
     async fn transfer_by_tag(

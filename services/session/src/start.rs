@@ -72,28 +72,7 @@ pub async fn start(
         .await
         .map_err(store_status)?
         .ok_or_else(|| status(ErrorCode::NotFound, "agent", Some("agent_id")))?;
-    let services = atende_store::admin::agent_service_ids(&api.pool, agent)
-        .await
-        .map_err(store_status)?;
-    let service = if r.service_id.is_empty() {
-        *services.first().ok_or_else(|| {
-            status(
-                ErrorCode::InvalidArgument,
-                "the agent is in no service",
-                Some("service_id"),
-            )
-        })?
-    } else {
-        let s: Uuid = parse_id("service_id", &r.service_id)?;
-        if !services.contains(&s) {
-            return Err(status(
-                ErrorCode::PermissionDenied,
-                "the agent is not in this service",
-                Some("service_id"),
-            ));
-        }
-        s
-    };
+    let service = api.agent_service(tenant, agent, &r.service_id).await?;
     // The router's live count is the capacity that matters.
     let presence = api
         .router
@@ -339,5 +318,116 @@ pub async fn in_person(
         protocol,
         contact_id: contact.to_string(),
         at_ms: atende_store::to_millis(now),
+    })
+}
+
+pub async fn list_waiting(api: &SessionApi, tenant: Uuid) -> Result<pb::ListWaitingResponse> {
+    let ids = atende_store::legs::waiting_list(&api.pool, tenant, 500)
+        .await
+        .map_err(store_status)?;
+    let mut conversations = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(c) = conv::get_conversation(&api.pool, tenant, id)
+            .await
+            .map_err(store_status)?
+        {
+            conversations.push(convert::conversation(&c));
+        }
+    }
+    Ok(pb::ListWaitingResponse { conversations })
+}
+
+/// An agent takes a conversation from "Aguardando": it enters a service he works in (its
+/// first protocol takes the service) and goes to him through the router.
+pub async fn claim_waiting(
+    api: &SessionApi,
+    tenant: Uuid,
+    r: pb::ClaimWaitingRequest,
+) -> Result<pb::ClaimWaitingResponse> {
+    let id: Uuid = parse_id("conversation_id", &r.conversation_id)?;
+    let agent: Uuid = parse_id("agent_id", &r.agent_id)?;
+    let service = api.agent_service(tenant, agent, &r.service_id).await?;
+    api.can_take(tenant, agent).await?;
+    let now = time::OffsetDateTime::now_utc();
+    let mut tx = api.pool.begin().await.map_err(db)?;
+    atende_store::scope_tenant(&mut tx, tenant)
+        .await
+        .map_err(store_status)?;
+    let found = conv::get_conversation(&mut *tx, tenant, id)
+        .await
+        .map_err(store_status)?
+        .ok_or_else(|| status(ErrorCode::NotFound, "conversation", Some("conversation_id")))?;
+    let open = conv::open_conversations_of_contact(&mut tx, found.contact_id)
+        .await
+        .map_err(store_status)?;
+    let c = open
+        .iter()
+        .find(|c| c.id == id)
+        .filter(|c| c.status == Status::Queued.as_str() && c.service_id.is_none())
+        .cloned()
+        .ok_or_else(|| status(ErrorCode::ConversationNotWaiting, "", Some("conversation_id")))?;
+    let t = atende_store::admin::get_tenant(&mut *tx, tenant)
+        .await
+        .map_err(store_status)?
+        .ok_or_else(|| status(ErrorCode::NotFound, "tenant", Some("tenant_id")))?;
+    let view: Vec<atende_domain::conversation::OpenConversation<Uuid>> = open
+        .iter()
+        .map(|o| atende_domain::conversation::OpenConversation {
+            id: o.id,
+            service: o.service_id,
+        })
+        .collect();
+    atende_domain::conversation::SameCustomerRule {
+        allow_simultaneous: t.allow_simultaneous_conversations,
+    }
+    .check_transfer_to_agent(&view, id, Some(service))
+    .map_err(|e| status(e.code, &e.detail, Some("service_id")))?;
+    atende_store::legs::enter_service(&mut tx, tenant, id, service, now)
+        .await
+        .map_err(store_status)?;
+    conv::set_status_by(
+        &mut tx,
+        id,
+        Status::Queued.as_str(),
+        None,
+        Some("claimed_from_waiting"),
+        Actor::Agent(agent),
+    )
+    .await
+    .map_err(store_status)?;
+    tx.commit().await.map_err(db)?;
+    let assigned = api
+        .router
+        .clone()
+        .assign_conversation(pb::AssignConversationRequest {
+            tenant_id: tenant.to_string(),
+            conversation_id: id.to_string(),
+            agent_id: agent.to_string(),
+            supervisor_id: String::new(),
+            directed: true,
+        })
+        .await;
+    if let Err(refused) = assigned {
+        // Capacity went in between: it waits in the service under its policy.
+        let c = conv::get_conversation(&api.pool, tenant, id)
+            .await
+            .map_err(store_status)?
+            .unwrap_or(c);
+        let mut tx = api.pool.begin().await.map_err(db)?;
+        atende_store::scope_tenant(&mut tx, tenant)
+            .await
+            .map_err(store_status)?;
+        crate::bot::announce_queued(&mut tx, &api.subjects, &c, service)
+            .await
+            .map_err(store_status)?;
+        tx.commit().await.map_err(db)?;
+        return Err(refused);
+    }
+    let c = conv::get_conversation(&api.pool, tenant, id)
+        .await
+        .map_err(store_status)?
+        .ok_or_else(|| status(ErrorCode::Internal, "conversation vanished", None))?;
+    Ok(pb::ClaimWaitingResponse {
+        conversation: Some(convert::conversation(&c)),
     })
 }
