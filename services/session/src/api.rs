@@ -25,10 +25,30 @@ pub struct SessionApi {
 }
 
 impl SessionApi {
-    /// Whether the router would give `agent` one more conversation now: present (available
-    /// or paused) and below his maximum.
-    pub(crate) async fn can_take(&self, tenant: Uuid, agent: Uuid) -> Result<(), GrpcStatus> {
-        let presence = self
+    /// Hands a conversation that is in no queue to `agent` through the router (the capacity
+    /// gate): assigned to him, or refused with the reason; nobody else gets it.
+    pub(crate) async fn assign_directed(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        agent: Uuid,
+    ) -> Result<(), GrpcStatus> {
+        self.router
+            .clone()
+            .assign_conversation(pb::AssignConversationRequest {
+                tenant_id: tenant.to_string(),
+                conversation_id: conversation.to_string(),
+                agent_id: agent.to_string(),
+                supervisor_id: String::new(),
+                directed: true,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The agent's live presence and load, as the router counts them.
+    pub(crate) async fn presence(&self, tenant: Uuid, agent: Uuid) -> Result<pb::AgentPresence, GrpcStatus> {
+        Ok(self
             .router
             .clone()
             .get_presence(pb::GetPresenceRequest {
@@ -38,7 +58,13 @@ impl SessionApi {
             .await?
             .into_inner()
             .presence
-            .unwrap_or_default();
+            .unwrap_or_default())
+    }
+
+    /// Whether the router would give `agent` one more conversation now: present (available
+    /// or paused) and below his maximum.
+    pub(crate) async fn can_take(&self, tenant: Uuid, agent: Uuid) -> Result<(), GrpcStatus> {
+        let presence = self.presence(tenant, agent).await?;
         let present = matches!(
             pb::AgentStatus::try_from(presence.status),
             Ok(pb::AgentStatus::Available | pb::AgentStatus::Paused)
@@ -150,8 +176,9 @@ impl SessionApi {
         user: Uuid,
         service: Uuid,
     ) -> Result<conv::Conversation, GrpcStatus> {
-        let mut router = self.router.clone();
-        if let Err(e) = router
+        if let Err(e) = self
+            .router
+            .clone()
             .release_conversation(pb::ReleaseConversationRequest {
                 tenant_id: tenant.to_string(),
                 conversation_id: c.id.to_string(),
@@ -161,16 +188,7 @@ impl SessionApi {
         {
             tracing::warn!(error = %e, conversation = %c.id, "release before the hand-over failed; the outbox release follows");
         }
-        let handed = router
-            .assign_conversation(pb::AssignConversationRequest {
-                tenant_id: tenant.to_string(),
-                conversation_id: c.id.to_string(),
-                agent_id: user.to_string(),
-                supervisor_id: String::new(),
-                directed: true,
-            })
-            .await;
-        if let Err(e) = handed {
+        if let Err(e) = self.assign_directed(tenant, c.id, user).await {
             tracing::info!(error = %e, conversation = %c.id, "the user could not take it; it waits in the service");
             let mut tx = self.pool.begin().await.map_err(|e| store_status(e.into()))?;
             atende_store::scope_tenant(&mut tx, tenant)

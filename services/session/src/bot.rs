@@ -184,15 +184,8 @@ pub async fn run(
     every: Duration,
     shutdown: CancellationToken,
 ) -> atende_runtime::Result<()> {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = sweep(&pool, &subjects, OffsetDateTime::now_utc()).await {
-            tracing::warn!(error = &e as &dyn std::error::Error, "bot inactivity pass failed");
-        }
-    }
+    crate::every(every, "bot inactivity", shutdown, || {
+        sweep(&pool, &subjects, OffsetDateTime::now_utc())
+    })
+    .await
 }

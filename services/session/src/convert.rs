@@ -117,3 +117,13 @@ pub fn transition(t: &atende_store::legs::Transition) -> pb::Transition {
         at_ms: atende_store::to_millis(t.at),
     }
 }
+
+/// The contact's open conversations as the same-customer rule sees them.
+pub fn open_view(open: &[Conversation]) -> Vec<atende_domain::conversation::OpenConversation<Uuid>> {
+    open.iter()
+        .map(|c| atende_domain::conversation::OpenConversation {
+            id: c.id,
+            service: c.service_id,
+        })
+        .collect()
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use atende_bus::consumer::{self, ConsumerSpec, Delivery, Outcome, Redelivery};
 use atende_bus::{Bus, StreamKind, Subjects};
 use atende_domain::bot::Answer;
-use atende_domain::conversation::{Actor, OpenConversation, Placement, SameCustomerRule, Status};
+use atende_domain::conversation::{Actor, Placement, SameCustomerRule, Status};
 use atende_domain::message::DeliveryStatus;
 use atende_proto::v1::{self as pb, domain_event, inbound_event, InboundEvent};
 use atende_store::conversations::{self as conv, Identity, NewConversation, NewMessage};
@@ -161,13 +161,7 @@ async fn on_message(
     let rule = SameCustomerRule {
         allow_simultaneous: tenant_row.allow_simultaneous_conversations,
     };
-    let view: Vec<OpenConversation<Uuid>> = open
-        .iter()
-        .map(|c| OpenConversation {
-            id: c.id,
-            service: c.service_id,
-        })
-        .collect();
+    let view = convert::open_view(&open);
     let menu = crate::bot::menu_of(&channel);
     // With a menu, new conversations start in the bot, in no service yet.
     let target_service = if menu.is_some() {

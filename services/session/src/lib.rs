@@ -107,6 +107,32 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
     })
 }
 
+/// Runs `pass` every `period` until `shutdown`; a failed pass is logged and the next one
+/// comes at its time.
+pub(crate) async fn every<F, Fut, E>(
+    period: std::time::Duration,
+    what: &'static str,
+    shutdown: CancellationToken,
+    mut pass: F,
+) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<usize, E>>,
+    E: std::error::Error + 'static,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = pass().await {
+            tracing::warn!(error = &e as &dyn std::error::Error, what, "periodic pass failed");
+        }
+    }
+}
+
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     build(&cfg, shutdown).await?.wait().await
 }

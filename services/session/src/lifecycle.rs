@@ -10,7 +10,7 @@
 //! next leg) and, for a transfer, to route the conversation under the new service's policy.
 //! Capacity is therefore freed exactly once, durably, through the router.
 
-use atende_domain::conversation::{Actor, FinishPolicy, OpenConversation, SameCustomerRule, Status};
+use atende_domain::conversation::{Actor, FinishPolicy, SameCustomerRule, Status};
 use atende_domain::ErrorCode;
 use atende_proto::v1::{self as pb, domain_event};
 use atende_runtime::errors::{store_status, to_status};
@@ -375,13 +375,7 @@ pub async fn transfer(
     let rule = SameCustomerRule {
         allow_simultaneous: tenant_row.allow_simultaneous_conversations,
     };
-    let view: Vec<OpenConversation<Uuid>> = open
-        .iter()
-        .map(|o| OpenConversation {
-            id: o.id,
-            service: o.service_id,
-        })
-        .collect();
+    let view = convert::open_view(&open);
     match to {
         Target::Service(_) => rule.check_transfer(&view, conversation, Some(target)),
         Target::Agent { .. } => rule.check_transfer_to_agent(&view, conversation, Some(target)),

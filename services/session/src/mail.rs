@@ -180,17 +180,7 @@ pub async fn run(
     every: Duration,
     shutdown: CancellationToken,
 ) -> atende_runtime::Result<()> {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = pass(&pool, &keyring).await {
-            tracing::warn!(error = &e as &dyn std::error::Error, "transcript pass failed");
-        }
-    }
+    crate::every(every, "transcripts", shutdown, || pass(&pool, &keyring)).await
 }
 
 #[cfg(test)]

@@ -74,17 +74,7 @@ pub async fn start(
         .ok_or_else(|| status(ErrorCode::NotFound, "agent", Some("agent_id")))?;
     let service = api.agent_service(tenant, agent, &r.service_id).await?;
     // The router's live count is the capacity that matters.
-    let presence = api
-        .router
-        .clone()
-        .get_presence(pb::GetPresenceRequest {
-            tenant_id: tenant.to_string(),
-            agent_id: agent.to_string(),
-        })
-        .await?
-        .into_inner()
-        .presence
-        .unwrap_or_default();
+    let presence = api.presence(tenant, agent).await?;
     let load = presence.assigned + presence.offered;
     let max = presence.max_concurrent.max(who.max_concurrent.max(0) as u32);
     let wa_id = atende_domain::phone::canonical_wa_id(phone.digits());
@@ -161,18 +151,7 @@ pub async fn start(
     tx.commit().await.map_err(db)?;
 
     // Straight to the agent through the router (the capacity gate), or nowhere.
-    let assigned = api
-        .router
-        .clone()
-        .assign_conversation(pb::AssignConversationRequest {
-            tenant_id: tenant.to_string(),
-            conversation_id: id.to_string(),
-            agent_id: agent.to_string(),
-            supervisor_id: String::new(),
-            directed: true,
-        })
-        .await;
-    if let Err(refused) = assigned {
+    if let Err(refused) = api.assign_directed(tenant, id, agent).await {
         // Capacity went between the check and the assignment: the attempt ends here.
         let mut tx = api.pool.begin().await.map_err(db)?;
         atende_store::scope_tenant(&mut tx, tenant)
@@ -370,13 +349,7 @@ pub async fn claim_waiting(
         .await
         .map_err(store_status)?
         .ok_or_else(|| status(ErrorCode::NotFound, "tenant", Some("tenant_id")))?;
-    let view: Vec<atende_domain::conversation::OpenConversation<Uuid>> = open
-        .iter()
-        .map(|o| atende_domain::conversation::OpenConversation {
-            id: o.id,
-            service: o.service_id,
-        })
-        .collect();
+    let view = convert::open_view(&open);
     atende_domain::conversation::SameCustomerRule {
         allow_simultaneous: t.allow_simultaneous_conversations,
     }
@@ -396,18 +369,7 @@ pub async fn claim_waiting(
     .await
     .map_err(store_status)?;
     tx.commit().await.map_err(db)?;
-    let assigned = api
-        .router
-        .clone()
-        .assign_conversation(pb::AssignConversationRequest {
-            tenant_id: tenant.to_string(),
-            conversation_id: id.to_string(),
-            agent_id: agent.to_string(),
-            supervisor_id: String::new(),
-            directed: true,
-        })
-        .await;
-    if let Err(refused) = assigned {
+    if let Err(refused) = api.assign_directed(tenant, id, agent).await {
         // Capacity went in between: it waits in the service under its policy.
         let c = conv::get_conversation(&api.pool, tenant, id)
             .await

@@ -3,7 +3,7 @@
 //! drafts, read marks and canned responses. Each takes the service's state and the request
 //! and returns the response, so `api` only maps methods onto them.
 
-use atende_domain::conversation::{OpenConversation, SameCustomerRule};
+use atende_domain::conversation::SameCustomerRule;
 use atende_domain::ErrorCode;
 use atende_proto::v1::{self as pb, domain_event};
 use atende_runtime::errors::store_status;
@@ -63,13 +63,7 @@ pub async fn check_can_open(
         .await
         .map_err(store_status)?;
     drop(tx);
-    let view: Vec<OpenConversation<Uuid>> = open
-        .iter()
-        .map(|c| OpenConversation {
-            id: c.id,
-            service: c.service_id,
-        })
-        .collect();
+    let view = convert::open_view(&open);
     let rule = SameCustomerRule {
         allow_simultaneous: t.allow_simultaneous_conversations,
     };
