@@ -565,7 +565,7 @@ impl SessionService for SessionApi {
     async fn list_tags_of(
         &self,
         request: Request<pb::ListTagsOfRequest>,
-    ) -> Result<Response<pb::ListTagsResponse>, GrpcStatus> {
+    ) -> Result<Response<pb::ListTagsOfResponse>, GrpcStatus> {
         let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         Ok(Response::new(
             workspace::list_tags_of(self, tenant, request.into_inner()).await?,
@@ -585,7 +585,7 @@ impl SessionService for SessionApi {
     async fn add_note(
         &self,
         request: Request<pb::AddNoteRequest>,
-    ) -> Result<Response<pb::SendMessageResponse>, GrpcStatus> {
+    ) -> Result<Response<pb::AddNoteResponse>, GrpcStatus> {
         let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         Ok(Response::new(
             workspace::add_note(self, tenant, request.into_inner()).await?,
@@ -680,14 +680,15 @@ impl SessionService for SessionApi {
         ))
     }
 
-    type ExportInteractionsStream = tokio_stream::wrappers::ReceiverStream<Result<pb::CsvChunk, GrpcStatus>>;
+    type ExportInteractionsStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::ExportInteractionsResponse, GrpcStatus>>;
 
     async fn export_interactions(
         &self,
-        request: Request<pb::ListInteractionsRequest>,
+        request: Request<pb::ExportInteractionsRequest>,
     ) -> Result<Response<Self::ExportInteractionsStream>, GrpcStatus> {
         let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
-        let f = report::filter(tenant, request.get_ref())?;
+        let f = report::filter(tenant, &request.get_ref().filter.clone().unwrap_or_default())?;
         Ok(Response::new(report::export(self.pool.clone(), f)))
     }
 
@@ -712,7 +713,7 @@ impl SessionService for SessionApi {
     async fn transfer_by_tag(
         &self,
         request: Request<pb::TransferByTagRequest>,
-    ) -> Result<Response<pb::BulkTransferResponse>, GrpcStatus> {
+    ) -> Result<Response<pb::TransferByTagResponse>, GrpcStatus> {
         let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
         let req = request.into_inner();
         let supervisor: Uuid = parse_id("supervisor_id", &req.supervisor_id)?;
@@ -725,7 +726,7 @@ impl SessionService for SessionApi {
             .map(Uuid::to_string)
             .collect();
         let outcomes = self.transfer_each(tenant, supervisor, &ids, target).await;
-        Ok(Response::new(pb::BulkTransferResponse { outcomes }))
+        Ok(Response::new(pb::TransferByTagResponse { outcomes }))
     }
 }
 

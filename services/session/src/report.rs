@@ -40,7 +40,7 @@ fn opt_id(field: &'static str, raw: &str) -> Result<Option<Uuid>> {
     }
 }
 
-pub fn filter(tenant: Uuid, r: &pb::ListInteractionsRequest) -> Result<Filter> {
+pub fn filter(tenant: Uuid, r: &pb::InteractionFilter) -> Result<Filter> {
     let channel = Some(r.channel.trim()).filter(|c| !c.is_empty());
     if channel.is_some_and(|c| !matches!(c, "whatsapp" | "messenger" | "instagram" | "webchat" | "in_person")) {
         return Err(status(ErrorCode::InvalidArgument, "unknown channel", Some("channel")));
@@ -102,7 +102,7 @@ fn cursor(token: &str) -> Result<Option<(String, time::OffsetDateTime, String)>>
 }
 
 pub async fn list(pool: &PgPool, tenant: Uuid, r: pb::ListInteractionsRequest) -> Result<pb::ListInteractionsResponse> {
-    let f = filter(tenant, &r)?;
+    let f = filter(tenant, &r.filter.unwrap_or_default())?;
     let size = match r.page_size {
         0 => PAGE,
         n if (1..=1000).contains(&n) => n,
@@ -155,7 +155,10 @@ fn csv_record(w: &mut csv::Writer<Vec<u8>>, r: &Row) -> std::result::Result<(), 
 }
 
 /// Streams the report as CSV chunks (the header first).
-pub fn export(pool: PgPool, f: Filter) -> tokio_stream::wrappers::ReceiverStream<Result<pb::CsvChunk>> {
+pub fn export(
+    pool: PgPool,
+    f: Filter,
+) -> tokio_stream::wrappers::ReceiverStream<Result<pb::ExportInteractionsResponse>> {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
         let fail = |e: &dyn std::fmt::Display| {
@@ -185,13 +188,13 @@ pub fn export(pool: PgPool, f: Filter) -> tokio_stream::wrappers::ReceiverStream
                 in_chunk = 0;
                 let full = std::mem::replace(&mut w, csv::Writer::from_writer(Vec::new()));
                 let data = full.into_inner().unwrap_or_default();
-                if tx.send(Ok(pb::CsvChunk { data })).await.is_err() {
+                if tx.send(Ok(pb::ExportInteractionsResponse { data })).await.is_err() {
                     return; // the client went away
                 }
             }
         }
         let data = w.into_inner().unwrap_or_default();
-        let _ = tx.send(Ok(pb::CsvChunk { data })).await;
+        let _ = tx.send(Ok(pb::ExportInteractionsResponse { data })).await;
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }

@@ -150,7 +150,7 @@ pub async fn set_tag(api: &SessionApi, tenant: Uuid, r: pb::SetTagRequest) -> Re
     Ok(pb::SetTagResponse {})
 }
 
-pub async fn list_tags_of(api: &SessionApi, tenant: Uuid, r: pb::ListTagsOfRequest) -> Result<pb::ListTagsResponse> {
+pub async fn list_tags_of(api: &SessionApi, tenant: Uuid, r: pb::ListTagsOfRequest) -> Result<pb::ListTagsOfResponse> {
     let target = match r.target {
         Some(pb::list_tags_of_request::Target::ConversationId(id)) => {
             Tagged::Conversation(parse_id("conversation_id", &id)?)
@@ -165,7 +165,7 @@ pub async fn list_tags_of(api: &SessionApi, tenant: Uuid, r: pb::ListTagsOfReque
         }
     };
     let tags = store::tags_of(&api.pool, tenant, target).await.map_err(store_status)?;
-    Ok(pb::ListTagsResponse {
+    Ok(pb::ListTagsOfResponse {
         tags: tags.into_iter().map(tag_pb).collect(),
     })
 }
@@ -268,7 +268,7 @@ pub async fn contact_history(
 
 /// An internal note: stored among the messages (visible to agents and supervisors), never
 /// sent to the customer.
-pub async fn add_note(api: &SessionApi, tenant: Uuid, r: pb::AddNoteRequest) -> Result<pb::SendMessageResponse> {
+pub async fn add_note(api: &SessionApi, tenant: Uuid, r: pb::AddNoteRequest) -> Result<pb::AddNoteResponse> {
     let id: Uuid = parse_id("conversation_id", &r.conversation_id)?;
     let agent: Uuid = parse_id("agent_id", &r.agent_id)?;
     let text = r.text.trim();
@@ -297,7 +297,7 @@ pub async fn add_note(api: &SessionApi, tenant: Uuid, r: pb::AddNoteRequest) -> 
             .await
             .map_err(store_status)?
         {
-            return Ok(pb::SendMessageResponse {
+            return Ok(pb::AddNoteResponse {
                 message: Some(convert::message(&existing)),
             });
         }
@@ -338,7 +338,7 @@ pub async fn add_note(api: &SessionApi, tenant: Uuid, r: pb::AddNoteRequest) -> 
     .await
     .map_err(store_status)?;
     tx.commit().await.map_err(|e| store_status(e.into()))?;
-    Ok(pb::SendMessageResponse {
+    Ok(pb::AddNoteResponse {
         message: Some(convert::message(&message)),
     })
 }

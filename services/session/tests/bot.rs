@@ -503,7 +503,7 @@ async fn the_satisfaction_answer_is_kept_on_the_protocol_and_the_report_shows_it
     }
     assert_eq!(paged, report, "pages of 3 give the same rows, none skipped or repeated");
     let mut stream = session
-        .export_interactions(pb::ListInteractionsRequest {
+        .export_interactions(pb::ExportInteractionsRequest {
             tenant_id: b.tenant.to_string(),
             ..Default::default()
         })
@@ -529,7 +529,10 @@ async fn the_satisfaction_answer_is_kept_on_the_protocol_and_the_report_shows_it
     let none = session
         .list_interactions(pb::ListInteractionsRequest {
             tenant_id: b.tenant.to_string(),
-            agent_id: Uuid::now_v7().to_string(),
+            filter: Some(pb::InteractionFilter {
+                agent_id: Uuid::now_v7().to_string(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
