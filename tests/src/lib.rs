@@ -2,6 +2,8 @@
 //! (`atende_cli::roles::start`), against real Postgres, Redis and NATS isolated per test,
 //! with a fake Graph API standing in for Meta.
 
+pub mod api;
+
 use std::time::Duration;
 
 use atende_cli::roles::{self, Role};
@@ -210,11 +212,24 @@ impl Platform {
         (token, socket)
     }
 
+    /// A single-use WebSocket ticket for the agent of `token`.
+    pub async fn ws_ticket(&self, token: &str) -> String {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/ws/ticket", self.gateway))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("ticket request");
+        assert_eq!(resp.status(), 200, "ticket refused");
+        let body: Value = resp.json().await.expect("ticket json");
+        body["ticket"].as_str().expect("ticket").to_string()
+    }
+
+    /// The agent's WebSocket, opened as a browser does: with a fresh single-use ticket.
     pub async fn socket(&self, token: &str) -> AgentSocket {
-        let url = format!(
-            "{}/api/v1/ws?access_token={token}",
-            self.gateway.replace("http://", "ws://")
-        );
+        let ticket = self.ws_ticket(token).await;
+        let url = format!("{}/api/v1/ws?ticket={ticket}", self.gateway.replace("http://", "ws://"));
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
         let mut s = AgentSocket { ws, seen: Vec::new() };
         s.next_of("hello").await;

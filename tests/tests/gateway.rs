@@ -6,6 +6,7 @@
 //! Errors are checked against the platform's one contract:
 //! `{"error": {"code", "message", "message_pt_br", "detail"}}` with the domain's status.
 
+use atende_e2e::api::{assert_error, call, Auth};
 use atende_e2e::{AgentSocket, Platform, Tenant, DEADLINE};
 use atende_testkit::wait_until;
 use atende_testkit::whatsapp::text_message_webhook;
@@ -23,54 +24,6 @@ async fn platform_with_known_secret() -> Platform {
         cfg.gateway.token_ttl_secs = TTL_SECS;
     })
     .await
-}
-
-/// A request to the gateway; the status and the body (JSON, or the text as a JSON string,
-/// or null when empty).
-async fn call(p: &Platform, method: Method, path: &str, auth: Auth<'_>, body: Option<Value>) -> (u16, Value) {
-    let mut req = p.http.request(method, format!("{}{path}", p.gateway));
-    match auth {
-        Auth::None => {}
-        Auth::Bearer(token) => req = req.bearer_auth(token),
-        Auth::Header(value) => req = req.header("authorization", value),
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("gateway request");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("gateway body");
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, body)
-}
-
-#[derive(Clone, Copy)]
-enum Auth<'a> {
-    None,
-    Bearer(&'a str),
-    /// The raw `Authorization` header.
-    Header(&'a str),
-}
-
-/// Asserts the platform's error contract: `status`, `code`, and exactly the four fields.
-#[track_caller]
-fn assert_error(got: &(u16, Value), status: u16, code: &str) {
-    let (s, body) = got;
-    assert_eq!(
-        (*s, body["error"]["code"].as_str()),
-        (status, Some(code)),
-        "body: {body}"
-    );
-    let err = body["error"].as_object().expect("error object");
-    let mut keys: Vec<&str> = err.keys().map(String::as_str).collect();
-    keys.sort();
-    assert_eq!(keys, ["code", "detail", "message", "message_pt_br"], "body: {body}");
-    assert!(!err["message"].as_str().unwrap().is_empty() && !err["message_pt_br"].as_str().unwrap().is_empty());
-    assert_eq!(body.as_object().unwrap().len(), 1, "nothing but `error`: {body}");
 }
 
 /// A customer writes to the tenant's WhatsApp number; the adapter accepts the webhook.
@@ -323,7 +276,7 @@ async fn every_protected_route_refuses_a_missing_garbage_foreign_or_expired_toke
     let t = p.seed().await;
     let valid = p.login(&t).await;
     let mint = |secret: &[u8], exp: u64| {
-        let claims = json!({ "sub": t.agent_id, "tenant": t.tenant_id, "supervisor": true, "exp": exp });
+        let claims = json!({ "sub": t.agent_id, "tenant": t.tenant_id, "supervisor": true, "sid": uuid::Uuid::new_v4(), "exp": exp });
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
@@ -364,6 +317,7 @@ async fn every_protected_route_refuses_a_missing_garbage_foreign_or_expired_toke
         (Method::POST, format!("/api/v1/conversations/{id}/accept"), None),
         (Method::POST, format!("/api/v1/conversations/{id}/claim"), None),
         (Method::GET, "/api/v1/ws".into(), None),
+        (Method::POST, "/api/v1/ws/ticket".into(), None),
     ];
     let garbage = [
         ("no token", Auth::None),
@@ -384,16 +338,17 @@ async fn every_protected_route_refuses_a_missing_garbage_foreign_or_expired_toke
         }
     }
 
-    // The WebSocket's query-string token, as browsers send it, is checked the same way.
+    // Tokens never travel in URLs: not even the genuine one opens a socket as `?access_token=`,
+    // and a ticket that was never issued opens nothing either.
     let ws = p.gateway.replace("http://", "ws://");
-    for (what, token) in [
-        ("garbage", "not-a-jwt"),
-        ("foreign secret", foreign.as_str()),
-        ("expired", expired.as_str()),
+    for (what, query) in [
+        ("the genuine token in the URL", format!("access_token={valid}")),
+        ("a garbage ticket", "ticket=not-a-ticket".to_string()),
+        ("a token as ticket", format!("ticket={valid}")),
     ] {
-        match tokio_tungstenite::connect_async(format!("{ws}/api/v1/ws?access_token={token}")).await {
+        match tokio_tungstenite::connect_async(format!("{ws}/api/v1/ws?{query}")).await {
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401, "{what}"),
-            other => panic!("websocket with a {what} token: {:?}", other.map(|(_, r)| r.status())),
+            other => panic!("websocket with {what}: {:?}", other.map(|(_, r)| r.status())),
         }
     }
     match tokio_tungstenite::connect_async(format!("{ws}/api/v1/ws")).await {

@@ -37,6 +37,16 @@ impl Keys {
         }
     }
 
+    /// String: a pending single-use WebSocket ticket, keyed by its digest (the ticket itself
+    /// is never stored); the value says whose it is. Any gateway replica may redeem it.
+    pub fn ws_ticket(&self, ticket_digest: &str) -> String {
+        if self.prefix.is_empty() {
+            format!("atende:{{ws_ticket}}:{ticket_digest}")
+        } else {
+            format!("{}:atende:{{ws_ticket}}:{ticket_digest}", self.prefix)
+        }
+    }
+
     /// Hash: live state of an agent (status, channel logins, max, assigned, offered,
     /// idle_since, connected).
     pub fn agent(&self, tenant: TenantId, agent: AgentId) -> String {

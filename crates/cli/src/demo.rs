@@ -175,7 +175,8 @@ Atende is running (demo tenant, local use only).
        -d '{{"tenant":"demo","email":"ana@demo.local","password":"atende-demo-1"}}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["access_token"])')
      curl -s -X PUT {gateway}/api/v1/me/presence -H "authorization: Bearer $TOKEN" \
        -H 'content-type: application/json' -d '{{"status":"available","channels":["whatsapp"]}}'
-     python3 -m websockets "ws://{ws}/api/v1/ws?access_token=$TOKEN"   # or any WebSocket client
+     TICKET=$(curl -s -X POST {gateway}/api/v1/ws/ticket -H "authorization: Bearer $TOKEN" | python3 -c 'import sys,json;print(json.load(sys.stdin)["ticket"])')
+     python3 -m websockets "ws://{ws}/api/v1/ws?ticket=$TICKET"   # single use; or any WebSocket client
 
 2. A customer writes on WhatsApp: a signed webhook, exactly as Meta sends it (terminal 2):
      BODY='{body}'

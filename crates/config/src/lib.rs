@@ -231,6 +231,10 @@ pub struct Gateway {
     /// Earlier signing keys, comma-separated, still accepted for verification during a rotation.
     pub jwt_previous_secrets: SecretString,
     pub token_ttl_secs: u64,
+    /// Idle lifetime of a refresh token; each renewal starts a new one.
+    pub refresh_ttl_secs: u64,
+    /// Lifetime of a single-use WebSocket ticket.
+    pub ws_ticket_ttl_secs: u64,
     /// Base URL printed for humans (the demo help); not used for binding.
     pub public_url: String,
 }
@@ -383,6 +387,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "telemetry.log_format",
                 reason: "must be `json` or `pretty`".into(),
+            });
+        }
+        if self.gateway.token_ttl_secs == 0 || self.gateway.refresh_ttl_secs <= self.gateway.token_ttl_secs {
+            return Err(ConfigError::Invalid {
+                key: "gateway.refresh_ttl_secs",
+                reason: "must be longer than gateway.token_ttl_secs, which must be positive".into(),
+            });
+        }
+        if !(1..=300).contains(&self.gateway.ws_ticket_ttl_secs) {
+            return Err(ConfigError::Invalid {
+                key: "gateway.ws_ticket_ttl_secs",
+                reason: "must be between 1 and 300".into(),
             });
         }
         if self.nats.ack_wait_ms < 1000 {
@@ -618,6 +634,25 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.nats.url, "nats://10.0.0.1:4222");
         assert_eq!(cfg.channel_adapter.body_limit_bytes, 2048);
+    }
+
+    #[test]
+    fn session_lifetimes_are_refused_when_a_refresh_would_outlive_nothing() {
+        for (key, value, named) in [
+            ("ATENDE__GATEWAY__REFRESH_TTL_SECS", "900", "gateway.refresh_ttl_secs"),
+            ("ATENDE__GATEWAY__TOKEN_TTL_SECS", "0", "gateway.refresh_ttl_secs"),
+            ("ATENDE__GATEWAY__WS_TICKET_TTL_SECS", "0", "gateway.ws_ticket_ttl_secs"),
+            (
+                "ATENDE__GATEWAY__WS_TICKET_TTL_SECS",
+                "3600",
+                "gateway.ws_ticket_ttl_secs",
+            ),
+        ] {
+            let err = Config::load_with_env(None, env(&[(key, value), DEV]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named), "{key}={value}: {err}");
+        }
     }
 
     #[test]

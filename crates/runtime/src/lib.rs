@@ -6,11 +6,13 @@
 //! configured grace so load balancers notice, then stop accepting, drain, return.
 
 pub mod auth;
+pub mod clients;
 pub mod errors;
 pub mod events;
 pub mod grpc;
 pub mod http_api;
 pub mod limits;
+pub mod password;
 
 use std::time::Duration;
 

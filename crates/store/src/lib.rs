@@ -17,6 +17,7 @@ pub mod queue;
 pub mod report;
 pub mod routing;
 pub mod sealed;
+pub mod sessions;
 pub mod workspace;
 
 use std::time::Duration;

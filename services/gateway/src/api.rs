@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::auth::{self, Claims, Keys};
+use crate::auth::{Claims, Keys};
 use crate::hub::Hub;
 
 #[derive(Clone)]
@@ -31,71 +31,23 @@ pub struct AppState {
     pub hub: Hub,
     pub keys: Arc<Keys>,
     pub session: crate::SessionClient,
-    pub router: atende_session::RouterClient,
+    pub router: atende_runtime::clients::RouterClient,
     pub shutdown: CancellationToken,
-    pub login_limits: Arc<LoginLimits>,
-}
-
-/// Login is the one door open to anyone: limited per client address (this replica) and per
-/// account (every replica, through Redis), before any password work.
-pub struct LoginLimits {
-    pub per_ip: atende_runtime::limits::KeyedLimit<std::net::IpAddr>,
-    pub per_account_per_min: u32,
-    pub trust_forwarded_for: bool,
+    pub login_limits: Arc<crate::login::LoginLimits>,
+    /// Shared with every replica: per-account login counts and WebSocket tickets.
     pub redis: redis::aio::ConnectionManager,
-    pub keys: atende_capacity::Keys,
-}
-
-impl LoginLimits {
-    /// The 429 answer when the address or the account is over its rate.
-    async fn check(
-        &self,
-        peer: std::net::SocketAddr,
-        headers: &http::HeaderMap,
-        tenant: &str,
-        email: &str,
-    ) -> Option<Response> {
-        use atende_runtime::limits::{client_ip, shared_window, too_many, SharedLimitError};
-        let ip = client_ip(peer, headers, self.trust_forwarded_for);
-        if let Err(wait) = self.per_ip.check(&ip) {
-            tracing::info!(%ip, "login rate limit per address reached");
-            return Some(too_many(wait, "too many login attempts from this address"));
-        }
-        use sha2::Digest;
-        let account = format!("{}\n{}", tenant.trim().to_lowercase(), email.trim().to_lowercase());
-        let key = self
-            .keys
-            .login_attempts(&hex::encode(&sha2::Sha256::digest(account.as_bytes())[..16]));
-        match shared_window(
-            &mut self.redis.clone(),
-            &key,
-            self.per_account_per_min,
-            std::time::Duration::from_secs(60),
-        )
-        .await
-        {
-            Ok(()) => None,
-            Err(SharedLimitError::Over(wait)) => {
-                tracing::info!(tenant, "login rate limit per account reached");
-                Some(too_many(wait, "too many login attempts for this account"))
-            }
-            // Redis down: the per-address limit still holds; refusing every login would turn a
-            // Redis outage into a platform outage.
-            Err(SharedLimitError::Redis(e)) => {
-                tracing::warn!(
-                    error = &e as &dyn std::error::Error,
-                    "login limit per account unavailable"
-                );
-                None
-            }
-        }
-    }
+    pub redis_keys: atende_capacity::Keys,
+    /// Idle lifetime of a refresh token.
+    pub refresh_ttl: time::Duration,
+    pub ws_ticket_ttl_secs: u64,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/login", post(crate::login::login))
+        .route("/api/v1/auth/refresh", post(crate::login::refresh))
+        .route("/api/v1/auth/logout", post(crate::login::logout))
+        .route("/api/v1/ws/ticket", post(crate::login::ws_ticket))
         .route("/api/v1/me/presence", put(set_presence).get(get_presence))
         .route("/api/v1/me/conversations", get(my_conversations))
         .route(
@@ -108,98 +60,35 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The authenticated agent: `Authorization: Bearer <token>`, or `?access_token=` for
-/// browsers' WebSockets, which cannot set headers.
+/// The authenticated agent: `Authorization: Bearer <token>`, and nothing else (tokens never
+/// travel in URLs; WebSockets use tickets).
 pub struct Agent(pub Claims);
 
 impl FromRequestParts<AppState> for Agent {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_string());
-        let query = parts.uri.query().and_then(|q| {
-            q.split('&')
-                .find_map(|kv| kv.strip_prefix("access_token=").map(str::to_string))
-        });
-        let Some(token) = header.or(query) else {
-            return Err(error(ErrorCode::Unauthenticated, "").into_response());
-        };
-        state
-            .keys
-            .verify(&token)
+        bearer(&parts.headers, state)
             .map(Agent)
-            .ok_or_else(|| error(ErrorCode::Unauthenticated, "invalid or expired token").into_response())
+            .map_err(IntoResponse::into_response)
     }
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
-    /// The tenant's slug.
-    tenant: String,
-    email: String,
-    password: String,
-}
-
-async fn login(
-    State(state): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    headers: http::HeaderMap,
-    body: Result<Json<LoginBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Ok(Json(body)) = body else {
-        return error(ErrorCode::MalformedPayload, "expected {tenant, email, password}").into_response();
+/// The claims of the request's valid bearer token.
+fn bearer(headers: &http::HeaderMap, state: &AppState) -> Result<Claims, ErrorResponse> {
+    let Some(token) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+    else {
+        return Err(error(ErrorCode::Unauthenticated, ""));
     };
-    if let Some(r) = state
-        .login_limits
-        .check(peer, &headers, &body.tenant, &body.email)
-        .await
-    {
-        return r;
-    }
-    let tenant = match atende_store::admin::tenant_by_slug(&state.pool, &body.tenant).await {
-        Ok(t) => t,
-        Err(_) => return error(ErrorCode::Unavailable, "").into_response(),
-    };
-    let agent = match tenant {
-        Some(t) => match atende_store::admin::agent_by_email(&state.pool, t.id, &body.email).await {
-            Ok(a) => a,
-            Err(_) => return error(ErrorCode::Unavailable, "").into_response(),
-        },
-        None => None,
-    };
-    // Same answer, and the same argon2 work, for unknown tenant, unknown e-mail and wrong
-    // password. Argon2 is deliberately slow CPU work: it runs off the async workers.
-    let password = body.password;
-    let checked = tokio::task::spawn_blocking(move || match agent {
-        Some(a) if auth::verify_password(&password, &a.password_hash) => Some(a),
-        Some(_) => None,
-        None => {
-            auth::verify_nothing(&password);
-            None
-        }
-    })
-    .await;
-    let Ok(Some(agent)) = checked else {
-        return error(ErrorCode::InvalidCredentials, "").into_response();
-    };
-    match state.keys.issue(agent.id, agent.tenant_id, agent.supervisor) {
-        Ok(token) => Json(json!({
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": state.keys.ttl_secs,
-            "agent_id": agent.id,
-            "tenant_id": agent.tenant_id,
-            "name": agent.name,
-        }))
-        .into_response(),
-        Err(_) => error(ErrorCode::Internal, "").into_response(),
-    }
+    state
+        .keys
+        .verify(token)
+        .ok_or_else(|| error(ErrorCode::Unauthenticated, "invalid or expired token"))
 }
 
 #[derive(Deserialize)]
@@ -286,20 +175,6 @@ async fn get_presence(State(state): State<AppState>, Agent(claims): Agent) -> Re
     };
     match state.router.clone().get_presence(req).await {
         Ok(r) => Json(presence_json(r.into_inner().presence)).into_response(),
-        Err(s) => from_status(&s).into_response(),
-    }
-}
-
-async fn logout(State(state): State<AppState>, Agent(claims): Agent) -> Response {
-    let req = pb::SetPresenceRequest {
-        tenant_id: claims.tenant.to_string(),
-        agent_id: claims.sub.to_string(),
-        connected: false,
-        channels: Vec::new(),
-        logout: true,
-    };
-    match state.router.clone().set_presence(req).await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(s) => from_status(&s).into_response(),
     }
 }
@@ -448,11 +323,30 @@ async fn claim(State(state): State<AppState>, Agent(claims): Agent, Path(id): Pa
     }
 }
 
+#[derive(Deserialize)]
+struct WsQuery {
+    ticket: Option<String>,
+}
+
+/// The agent's socket, authenticated by a single-use ticket (`?ticket=`, from
+/// `POST /api/v1/ws/ticket`) or, for clients that can set headers, the bearer token.
 async fn websocket(
     State(state): State<AppState>,
-    Agent(claims): Agent,
+    headers: http::HeaderMap,
+    q: Query<WsQuery>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    let claims = match q.0.ticket {
+        Some(ticket) => match crate::login::redeem_ticket(&state, &ticket).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return error(ErrorCode::Unauthenticated, "unknown, used or expired ticket").into_response(),
+            Err(r) => return r,
+        },
+        None => match bearer(&headers, &state) {
+            Ok(c) => c,
+            Err(r) => return r.into_response(),
+        },
+    };
     let Ok(ws) = ws else {
         return error(ErrorCode::InvalidArgument, "expected a WebSocket upgrade").into_response();
     };

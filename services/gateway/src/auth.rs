@@ -1,8 +1,10 @@
-//! Password login and bearer tokens: HS256 JWTs with a short TTL, signed with the current
-//! key and verified with it or a previous one during a rotation. Refresh tokens are not
-//! built yet.
+//! Bearer tokens and opaque secrets.
+//!
+//! Access tokens are HS256 JWTs with a short TTL, signed with the current key and verified
+//! with it or a previous one during a rotation; each names the session (`sid`) it belongs to.
+//! Refresh tokens and WebSocket tickets are opaque random secrets of which only the SHA-256
+//! is stored, so neither the database nor Redis holds anything a client could present.
 
-use argon2::{PasswordHash, PasswordVerifier};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -13,6 +15,8 @@ pub struct Claims {
     pub sub: Uuid,
     pub tenant: Uuid,
     pub supervisor: bool,
+    /// The session (refresh-token family) the token was issued for; logout revokes it.
+    pub sid: Uuid,
     pub exp: u64,
 }
 
@@ -40,7 +44,13 @@ impl Keys {
         }
     }
 
-    pub fn issue(&self, agent: Uuid, tenant: Uuid, supervisor: bool) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        agent: Uuid,
+        tenant: Uuid,
+        supervisor: bool,
+        sid: Uuid,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let exp = jsonwebtoken::get_current_timestamp() + self.ttl_secs;
         encode(
             &Header::new(Algorithm::HS256),
@@ -48,6 +58,7 @@ impl Keys {
                 sub: agent,
                 tenant,
                 supervisor,
+                sid,
                 exp,
             },
             &self.encoding,
@@ -64,23 +75,28 @@ impl Keys {
     }
 }
 
-/// Checks a password against its stored argon2 PHC string.
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
+/// An opaque secret for a client (a refresh token or a WebSocket ticket): 256 random bits
+/// from the OS, hex-encoded, and the SHA-256 that is stored in its place.
+pub struct Opaque {
+    pub secret: String,
+    pub digest: [u8; 32],
 }
 
-/// Spends the same argon2 work as [`verify_password`] when there is no account to check
-/// (unknown tenant or e-mail), so response times do not reveal which accounts exist.
-pub fn verify_nothing(password: &str) {
-    static DUMMY: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| atende_session::admin::hash_password("atende: no such agent").unwrap_or_default());
-    let _ = verify_password(password, &DUMMY);
+impl Opaque {
+    pub fn generate() -> Self {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let secret = hex::encode(bytes);
+        let digest = Self::digest_of(&secret);
+        Self { secret, digest }
+    }
+
+    /// The digest a presented secret is looked up by.
+    pub fn digest_of(presented: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(presented.trim().as_bytes()).into()
+    }
 }
 
 #[cfg(test)]
@@ -91,7 +107,7 @@ mod tests {
     fn a_token_verifies_with_its_key_and_not_with_another() {
         let keys = Keys::new(b"0123456789abcdef0123456789abcdef", 60);
         let (a, t) = (Uuid::new_v4(), Uuid::new_v4());
-        let token = keys.issue(a, t, false).unwrap();
+        let token = keys.issue(a, t, false, Uuid::new_v4()).unwrap();
         assert_eq!(keys.verify(&token).unwrap().sub, a);
         let other = Keys::new(b"fedcba9876543210fedcba9876543210", 60);
         assert!(other.verify(&token).is_none());
@@ -101,10 +117,14 @@ mod tests {
     #[test]
     fn during_a_rotation_tokens_of_the_previous_key_still_verify_and_new_ones_use_the_new_key() {
         let (old, new) = (b"0123456789abcdef0123456789abcdef", b"fedcba9876543210fedcba9876543210");
-        let issued_before = Keys::new(old, 60).issue(Uuid::new_v4(), Uuid::new_v4(), false).unwrap();
+        let issued_before = Keys::new(old, 60)
+            .issue(Uuid::new_v4(), Uuid::new_v4(), false, Uuid::new_v4())
+            .unwrap();
         let rotating = Keys::rotating(new, &[old], 60);
         assert!(rotating.verify(&issued_before).is_some());
-        let issued_after = rotating.issue(Uuid::new_v4(), Uuid::new_v4(), false).unwrap();
+        let issued_after = rotating
+            .issue(Uuid::new_v4(), Uuid::new_v4(), false, Uuid::new_v4())
+            .unwrap();
         assert!(Keys::new(new, 60).verify(&issued_after).is_some());
         assert!(Keys::new(old, 60).verify(&issued_after).is_none());
         // Once the previous key is removed, its tokens are refused.
@@ -118,9 +138,19 @@ mod tests {
             sub: Uuid::new_v4(),
             tenant: Uuid::new_v4(),
             supervisor: false,
+            sid: Uuid::new_v4(),
             exp: 1,
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
         assert!(keys.verify(&token).is_none());
+    }
+
+    #[test]
+    fn opaque_secrets_are_distinct_and_found_by_their_digest() {
+        let (a, b) = (Opaque::generate(), Opaque::generate());
+        assert_ne!(a.secret, b.secret);
+        assert_eq!(a.secret.len(), 64, "256 bits");
+        assert_eq!(Opaque::digest_of(&a.secret), a.digest);
+        assert_ne!(Opaque::digest_of(&b.secret), a.digest);
     }
 }

@@ -1,7 +1,8 @@
 //! gateway: the agents' and supervisors' door.
 //!
 //! Layout:
-//! - [`auth`] password login (argon2id) issuing short-lived bearer JWTs;
+//! - [`auth`] short-lived bearer JWTs and the opaque secrets (refresh tokens, tickets);
+//! - [`login`] login, silent renewal with rotating refresh tokens, logout, WebSocket tickets;
 //! - [`api`] the HTTP API: presence, conversations, history, replies, offer acceptance;
 //! - [`hub`] WebSocket connections per agent, fed by the platform's NATS events;
 //! - [`frames`] events as the JSON frames agents receive.
@@ -10,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod frames;
 pub mod hub;
+pub mod login;
 
 use std::sync::Arc;
 
@@ -32,7 +34,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         .subscribe(bus.subjects.stream_filter(atende_bus::StreamKind::Events))
         .await
         .map_err(atende_bus::BusError::from)?;
-    let session = session_client(cfg)?;
+    let session = atende_runtime::clients::session(cfg)?;
     tasks.spawn(hub::pump(hub.clone(), subscriber, session.clone(), shutdown.clone()));
 
     let state = api::AppState {
@@ -51,15 +53,17 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
             cfg.gateway.token_ttl_secs,
         )),
         session,
-        router: atende_session::router_client(cfg)?,
+        router: atende_runtime::clients::router(cfg)?,
         shutdown: shutdown.clone(),
-        login_limits: Arc::new(api::LoginLimits {
+        login_limits: Arc::new(login::LoginLimits {
             per_ip: atende_runtime::limits::KeyedLimit::per_minute(cfg.limits.login_per_ip_per_min),
             per_account_per_min: cfg.limits.login_per_account_per_min,
             trust_forwarded_for: cfg.limits.trust_forwarded_for,
-            redis: atende_runtime::redis(cfg).await?,
-            keys: atende_capacity::Keys::new(&cfg.namespace.prefix),
         }),
+        redis: atende_runtime::redis(cfg).await?,
+        redis_keys: atende_capacity::Keys::new(&cfg.namespace.prefix),
+        refresh_ttl: time::Duration::seconds(i64::try_from(cfg.gateway.refresh_ttl_secs).unwrap_or(i64::MAX)),
+        ws_ticket_ttl_secs: cfg.gateway.ws_ticket_ttl_secs,
     };
     let (http_addr, http_server) = atende_runtime::http_api::serve(
         cfg.gateway.http_addr,
@@ -82,10 +86,4 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     build(&cfg, shutdown).await?.wait().await
 }
 
-pub type SessionClient = atende_proto::v1::session_service_client::SessionServiceClient<atende_runtime::AuthedChannel>;
-
-fn session_client(cfg: &Config) -> Result<SessionClient> {
-    Ok(atende_proto::v1::session_service_client::SessionServiceClient::new(
-        atende_runtime::auth::channel(&cfg.clients.session_url, atende_runtime::ClientAuth::internal(cfg))?,
-    ))
-}
+pub use atende_runtime::clients::SessionClient;

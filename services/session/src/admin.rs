@@ -313,12 +313,7 @@ async fn tenant_exists(pool: &PgPool, tenant: Uuid) -> Result<(), Status> {
 
 /// Argon2id with a random salt (PHC string).
 pub fn hash_password(password: &str) -> Result<String, Status> {
-    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-    let salt = SaltString::generate(&mut OsRng);
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| status(ErrorCode::Internal, "password hashing failed", None))
+    atende_runtime::password::hash(password).map_err(|_| status(ErrorCode::Internal, "password hashing failed", None))
 }
 
 #[tonic::async_trait]

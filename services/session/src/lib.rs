@@ -36,20 +36,16 @@ pub mod workspace;
 
 use atende_config::Config;
 use atende_proto::v1::admin_service_server::AdminServiceServer;
-use atende_proto::v1::router_service_client::RouterServiceClient;
 use atende_proto::v1::session_service_server::SessionServiceServer;
 use atende_runtime::{Result, Started};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub type RouterClient = RouterServiceClient<atende_runtime::AuthedChannel>;
+pub use atende_runtime::clients::RouterClient;
 
 /// A lazily connected router client that carries the roles' credential and the trace context.
 pub fn router_client(cfg: &Config) -> Result<RouterClient> {
-    Ok(RouterServiceClient::new(atende_runtime::auth::channel(
-        &cfg.clients.router_url,
-        atende_runtime::ClientAuth::internal(cfg),
-    )?))
+    atende_runtime::clients::router(cfg)
 }
 
 pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started> {

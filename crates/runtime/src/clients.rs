@@ -1,0 +1,26 @@
+//! Clients of the roles' gRPC services, lazily connected, carrying the roles' internal
+//! credential and the trace context. Roles reach each other only through these.
+
+use atende_config::Config;
+use atende_proto::v1::router_service_client::RouterServiceClient;
+use atende_proto::v1::session_service_client::SessionServiceClient;
+
+use crate::auth::{channel, AuthedChannel, ClientAuth};
+use crate::Result;
+
+pub type RouterClient = RouterServiceClient<AuthedChannel>;
+pub type SessionClient = SessionServiceClient<AuthedChannel>;
+
+pub fn router(cfg: &Config) -> Result<RouterClient> {
+    Ok(RouterServiceClient::new(channel(
+        &cfg.clients.router_url,
+        ClientAuth::internal(cfg),
+    )?))
+}
+
+pub fn session(cfg: &Config) -> Result<SessionClient> {
+    Ok(SessionServiceClient::new(channel(
+        &cfg.clients.session_url,
+        ClientAuth::internal(cfg),
+    )?))
+}
