@@ -22,7 +22,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptor_path = out.join("atende_descriptor.bin");
     std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&fds))?;
+    // Plain data messages serialize as JSON for the gateway's HTTP API (snake_case fields,
+    // enums as their numbers); the API documents the shapes it answers.
     tonic_prost_build::configure()
+        .type_attribute(".atende.v1", "#[derive(serde::Serialize)]")
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;

@@ -152,17 +152,48 @@ impl Platform {
     /// Another agent of `t`'s tenant in `t`'s service, created through AdminService; the
     /// returned `Tenant` is `t` with the new agent's id and credentials.
     pub async fn add_agent(&self, t: &Tenant, name: &str, email: &str, password: &str) -> Tenant {
-        let agent = self
-            .admin()
-            .await
-            .create_agent(pb::CreateAgentRequest {
-                tenant_id: t.tenant_id.clone(),
+        self.create_agent(
+            t,
+            pb::CreateAgentRequest {
                 name: name.into(),
                 email: email.into(),
                 password: password.into(),
                 max_concurrent: 3,
                 service_ids: vec![t.service_id.clone()],
                 ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// An agent of `t`'s tenant (`<name>@acme.test`, password `correct horse`) who works in
+    /// `service` only, one conversation at a time; the returned `Tenant` is his view of it.
+    pub async fn agent_in(&self, t: &Tenant, name: &str, service: &str) -> Tenant {
+        self.create_agent(
+            t,
+            pb::CreateAgentRequest {
+                name: name.into(),
+                email: format!("{}@acme.test", name.to_lowercase()),
+                password: "correct horse".into(),
+                max_concurrent: 1,
+                service_ids: vec![service.into()],
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Creates the agent `req` describes in `t`'s tenant; `t` as that agent sees it (his id,
+    /// credentials and first service).
+    pub async fn create_agent(&self, t: &Tenant, req: pb::CreateAgentRequest) -> Tenant {
+        let (email, password) = (req.email.clone(), req.password.clone());
+        let service_id = req.service_ids.first().cloned().unwrap_or_else(|| t.service_id.clone());
+        let agent = self
+            .admin()
+            .await
+            .create_agent(pb::CreateAgentRequest {
+                tenant_id: t.tenant_id.clone(),
+                ..req
             })
             .await
             .expect("agent")
@@ -171,10 +202,68 @@ impl Platform {
             .unwrap();
         Tenant {
             agent_id: agent.id,
-            agent_email: email.into(),
-            agent_password: password.into(),
+            agent_email: email,
+            agent_password: password,
+            service_id,
             ..t.clone()
         }
+    }
+
+    /// A least_loaded service of `t`'s tenant with these qualification codes.
+    pub async fn service(&self, t: &Tenant, name: &str, qualifications: &[&str], send_transcript: bool) -> String {
+        self.create_service(
+            t,
+            pb::CreateServiceRequest {
+                name: name.into(),
+                policy: "least_loaded".into(),
+                qualifications: qualifications
+                    .iter()
+                    .map(|q| pb::Qualification {
+                        code: (*q).into(),
+                        label: String::new(),
+                    })
+                    .collect(),
+                send_transcript,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// New conversations of `t`'s channel go to `service` (none: the tenant's "Aguardando").
+    pub async fn route_channel_to(&self, t: &Tenant, service: Option<&str>) {
+        self.admin()
+            .await
+            .create_channel(pb::CreateChannelRequest {
+                id: t.channel_id.clone(),
+                tenant_id: t.tenant_id.clone(),
+                kind: pb::ChannelKind::Whatsapp as i32,
+                name: "WhatsApp".into(),
+                provider_account_id: t.phone_number_id.clone(),
+                app_secret: t.app_secret.clone(),
+                verify_token: "verify".into(),
+                access_token: t.access_token.clone(),
+                default_service_id: service.unwrap_or_default().into(),
+                ..Default::default()
+            })
+            .await
+            .expect("channel");
+    }
+
+    /// Creates the service `req` describes in `t`'s tenant; its id.
+    pub async fn create_service(&self, t: &Tenant, req: pb::CreateServiceRequest) -> String {
+        self.admin()
+            .await
+            .create_service(pb::CreateServiceRequest {
+                tenant_id: t.tenant_id.clone(),
+                ..req
+            })
+            .await
+            .expect("service")
+            .into_inner()
+            .service
+            .unwrap()
+            .id
     }
 
     /// Logs in through the gateway and returns the bearer token.

@@ -13,59 +13,6 @@ use atende_proto::v1::{
 };
 use atende_testkit::whatsapp::text_message_webhook;
 
-async fn agent(p: &Platform, t: &Tenant, name: &str, service: &str) -> Tenant {
-    let email = format!("{}@acme.test", name.to_lowercase());
-    let a = p
-        .admin()
-        .await
-        .create_agent(pb::CreateAgentRequest {
-            tenant_id: t.tenant_id.clone(),
-            name: name.into(),
-            email: email.clone(),
-            password: "correct horse".into(),
-            max_concurrent: 1,
-            service_ids: vec![service.into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .agent
-        .unwrap();
-    Tenant {
-        agent_id: a.id,
-        agent_email: email,
-        agent_password: "correct horse".into(),
-        service_id: service.into(),
-        ..t.clone()
-    }
-}
-
-async fn service(p: &Platform, t: &Tenant, name: &str, qualifications: &[&str], send_transcript: bool) -> String {
-    p.admin()
-        .await
-        .create_service(pb::CreateServiceRequest {
-            tenant_id: t.tenant_id.clone(),
-            name: name.into(),
-            policy: "least_loaded".into(),
-            qualifications: qualifications
-                .iter()
-                .map(|q| pb::Qualification {
-                    code: (*q).into(),
-                    label: String::new(),
-                })
-                .collect(),
-            send_transcript,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .service
-        .unwrap()
-        .id
-}
-
 async fn load(p: &Platform, t: &Tenant, agent: &str) -> (u32, i64) {
     let mut router = RouterServiceClient::new(p.sandbox.grpc(&p.router_grpc));
     let presence = router
@@ -91,8 +38,8 @@ async fn load(p: &Platform, t: &Tenant, agent: &str) -> (u32, i64) {
 async fn bot_menu_to_service_transfer_with_a_new_protocol_finish_and_a_new_conversation_afterwards() {
     let p = Platform::start().await;
     let t = p.seed().await;
-    let support = service(&p, &t, "Suporte", &["resolvido"], false).await;
-    let billing = service(&p, &t, "Financeiro", &["pago", "negociado"], true).await;
+    let support = p.service(&t, "Suporte", &["resolvido"], false).await;
+    let billing = p.service(&t, "Financeiro", &["pago", "negociado"], true).await;
     let smtp = atende_testkit::smtp_server::SmtpServer::start();
     let mut admin = p.admin().await;
     // The tenant requires an external protocol on finish; the channel greets with a menu.
@@ -143,8 +90,8 @@ async fn bot_menu_to_service_transfer_with_a_new_protocol_finish_and_a_new_conve
         })
         .await
         .unwrap();
-    let bruno = agent(&p, &t, "Bruno", &support).await;
-    let carla = agent(&p, &t, "Carla", &billing).await;
+    let bruno = p.agent_in(&t, "Bruno", &support).await;
+    let carla = p.agent_in(&t, "Carla", &billing).await;
     let (_, mut bruno_ws) = p.online(&bruno).await;
     let (_, mut carla_ws) = p.online(&carla).await;
     let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
@@ -466,38 +413,18 @@ async fn an_agent_starts_a_whatsapp_conversation_under_the_seeds_checks() {
     let t = p.seed().await;
     // A manual service: what customers write waits there for someone to take it.
     let desk = p
-        .admin()
-        .await
-        .create_service(pb::CreateServiceRequest {
-            tenant_id: t.tenant_id.clone(),
-            name: "Recepção".into(),
-            policy: "manual".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .service
-        .unwrap()
-        .id;
-    p.admin()
-        .await
-        .create_channel(pb::CreateChannelRequest {
-            id: t.channel_id.clone(),
-            tenant_id: t.tenant_id.clone(),
-            kind: pb::ChannelKind::Whatsapp as i32,
-            name: "WhatsApp".into(),
-            provider_account_id: t.phone_number_id.clone(),
-            app_secret: t.app_secret.clone(),
-            verify_token: "verify".into(),
-            access_token: t.access_token.clone(),
-            default_service_id: desk.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let ana = agent(&p, &t, "Ana2", &desk).await;
-    let bruno = agent(&p, &t, "Bruno", &desk).await;
+        .create_service(
+            &t,
+            pb::CreateServiceRequest {
+                name: "Recepção".into(),
+                policy: "manual".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    p.route_channel_to(&t, Some(&desk)).await;
+    let ana = p.agent_in(&t, "Ana2", &desk).await;
+    let bruno = p.agent_in(&t, "Bruno", &desk).await;
     let (_, mut ana_ws) = p.online(&ana).await;
     let (_, _bruno_ws) = p.online(&bruno).await;
     let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
@@ -689,9 +616,9 @@ async fn an_in_person_attendance_is_registered_with_its_own_protocol_only_with_t
 async fn a_transfer_to_a_user_hands_the_conversation_over_with_a_new_protocol() {
     let p = Platform::start().await;
     let t = p.seed().await;
-    let ana = agent(&p, &t, "Ana3", &t.service_id).await;
-    let bruno = agent(&p, &t, "Bruno3", &t.service_id).await;
-    let carla = agent(&p, &t, "Carla3", &t.service_id).await;
+    let ana = p.agent_in(&t, "Ana3", &t.service_id).await;
+    let bruno = p.agent_in(&t, "Bruno3", &t.service_id).await;
+    let carla = p.agent_in(&t, "Carla3", &t.service_id).await;
     let (_, mut ana_ws) = p.online(&ana).await;
     let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
     let body = text_message_webhook(
@@ -757,23 +684,9 @@ async fn a_transfer_to_a_user_hands_the_conversation_over_with_a_new_protocol() 
 async fn a_conversation_in_no_service_waits_in_aguardando_and_the_first_claim_wins() {
     let p = Platform::start().await;
     let t = p.seed().await;
-    p.admin()
-        .await
-        .create_channel(pb::CreateChannelRequest {
-            id: t.channel_id.clone(),
-            tenant_id: t.tenant_id.clone(),
-            kind: pb::ChannelKind::Whatsapp as i32,
-            name: "WhatsApp".into(),
-            provider_account_id: t.phone_number_id.clone(),
-            app_secret: t.app_secret.clone(),
-            verify_token: "verify".into(),
-            access_token: t.access_token.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let ana = agent(&p, &t, "Ana4", &t.service_id).await;
-    let bruno = agent(&p, &t, "Bruno4", &t.service_id).await;
+    p.route_channel_to(&t, None).await;
+    let ana = p.agent_in(&t, "Ana4", &t.service_id).await;
+    let bruno = p.agent_in(&t, "Bruno4", &t.service_id).await;
     let (_, mut ana_ws) = p.online(&ana).await;
     let (_, mut bruno_ws) = p.online(&bruno).await;
     let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));

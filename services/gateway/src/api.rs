@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/conversations/{id}/accept", post(accept_offer))
         .route("/api/v1/conversations/{id}/claim", post(claim))
         .route("/api/v1/ws", get(websocket))
+        .merge(crate::workspace::routes())
         .with_state(state)
 }
 
@@ -190,29 +191,7 @@ async fn my_conversations(State(state): State<AppState>, Agent(claims): Agent) -
     }
 }
 
-/// Agents read conversations they own; supervisors read any of their tenant.
-async fn check_access(state: &AppState, claims: &Claims, conversation: Uuid) -> Result<(), ErrorResponse> {
-    if claims.supervisor {
-        return Ok(());
-    }
-    let req = pb::GetConversationRequest {
-        tenant_id: claims.tenant.to_string(),
-        conversation_id: conversation.to_string(),
-    };
-    match state.session.clone().get_conversation(req).await {
-        Ok(r) => {
-            let c = r.into_inner().conversation.unwrap_or_default();
-            if c.agent_id == claims.sub.to_string() {
-                Ok(())
-            } else {
-                Err(error(ErrorCode::NotConversationOwner, ""))
-            }
-        }
-        Err(s) => Err(from_status(&s)),
-    }
-}
-
-fn path_id(raw: &str) -> Result<Uuid, ErrorResponse> {
+pub(crate) fn path_id(raw: &str) -> Result<Uuid, ErrorResponse> {
     Uuid::parse_str(raw).map_err(|_| error(ErrorCode::InvalidArgument, "conversation id must be a UUID"))
 }
 
@@ -235,7 +214,7 @@ async fn list_messages(
     let Ok(Query(q)) = q else {
         return error(ErrorCode::InvalidArgument, "expected ?page_token=&page_size=<integer>").into_response();
     };
-    if let Err(r) = check_access(&state, &claims, id).await {
+    if let Err(r) = crate::workspace::accessible(&state, &claims, id).await {
         return r.into_response();
     }
     let req = pb::ListMessagesRequest {

@@ -4,6 +4,7 @@
 //! - [`auth`] short-lived bearer JWTs and the opaque secrets (refresh tokens, tickets);
 //! - [`login`] login, silent renewal with rotating refresh tokens, logout, WebSocket tickets;
 //! - [`api`] the HTTP API: presence, conversations, history, replies, offer acceptance;
+//! - [`workspace`] the agent's workspace and the supervisor's bulk actions over `SessionService`;
 //! - [`hub`] WebSocket connections per agent, fed by the platform's NATS events;
 //! - [`frames`] events as the JSON frames agents receive.
 
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod frames;
 pub mod hub;
 pub mod login;
+pub mod workspace;
 
 use std::sync::Arc;
 

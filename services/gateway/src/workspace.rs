@@ -1,0 +1,679 @@
+//! The agent's workspace over HTTP (seed 004), each route a thin mapping of a `SessionService`
+//! call made as the authenticated agent: conversation detail with its indicators and legs,
+//! finish, transfer (to a service `#` or a user `@`), the contact's history, internal notes,
+//! drafts, read marks, canned responses, tags, an agent-initiated WhatsApp conversation,
+//! in-person attendances, the "Aguardando" list, and the supervisor's bulk transfers.
+//!
+//! Every route about one conversation first checks that the agent may see it (his own, or any
+//! of the tenant for a supervisor), so nothing is read or written through a foreign id; the
+//! session service checks again what it owns (ownership for finish and transfer, the
+//! supervisor's role for bulk actions, the in-person permission).
+
+use atende_domain::ErrorCode;
+use atende_proto::v1 as pb;
+use atende_runtime::http_api::{error, from_status, ErrorResponse};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::api::{path_id, Agent, AppState};
+use crate::auth::Claims;
+use crate::frames;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/conversations", post(start_conversation))
+        .route("/api/v1/conversations/{id}", get(detail))
+        .route("/api/v1/conversations/{id}/finish", post(finish))
+        .route("/api/v1/conversations/{id}/transfer", post(transfer))
+        .route("/api/v1/conversations/{id}/history", get(history))
+        .route("/api/v1/conversations/{id}/notes", post(add_note))
+        .route("/api/v1/conversations/{id}/draft", put(save_draft))
+        .route("/api/v1/conversations/{id}/read", post(mark_read))
+        .route("/api/v1/conversations/{id}/tags", get(conversation_tags))
+        .route(
+            "/api/v1/conversations/{id}/tags/{tag}",
+            put(attach_tag).delete(detach_tag),
+        )
+        .route("/api/v1/me/drafts", get(drafts))
+        .route("/api/v1/me/unread", get(unread))
+        .route("/api/v1/canned-responses", get(canned_responses))
+        .route("/api/v1/tags", get(tags).post(create_tag))
+        .route("/api/v1/in-person", post(in_person))
+        .route("/api/v1/waiting", get(waiting))
+        .route("/api/v1/waiting/{id}/claim", post(claim_waiting))
+        .route("/api/v1/supervisor/bulk-transfer", post(bulk_transfer))
+        .route("/api/v1/supervisor/transfer-by-tag", post(transfer_by_tag))
+}
+
+/// A JSON body of the expected shape, or MALFORMED_PAYLOAD naming it.
+fn body<T>(b: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ErrorResponse> {
+    b.map(|Json(t)| t)
+        .map_err(|_| error(ErrorCode::MalformedPayload, &format!("expected {expected}")))
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>, expected: &str) -> Result<T, ErrorResponse> {
+    q.map(|Query(t)| t)
+        .map_err(|_| error(ErrorCode::InvalidArgument, &format!("expected {expected}")))
+}
+
+/// The answer of a call: `ok` with `shape(reply)` as JSON, or the call's error.
+fn answer<T>(ok: StatusCode, r: Result<tonic::Response<T>, tonic::Status>, shape: impl FnOnce(T) -> Value) -> Response {
+    match r {
+        Ok(r) => (ok, Json(shape(r.into_inner()))).into_response(),
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn conversation(c: Option<&pb::Conversation>) -> Value {
+    c.map(frames::conversation).unwrap_or(Value::Null)
+}
+
+/// The conversation, when the agent may see it: his own (assigned or offered to him), or any
+/// of the tenant for a supervisor. Another tenant's id is NOT_FOUND, like one that never was.
+pub(crate) async fn accessible(state: &AppState, claims: &Claims, id: Uuid) -> Result<pb::Conversation, ErrorResponse> {
+    let req = pb::GetConversationRequest {
+        tenant_id: claims.tenant.to_string(),
+        conversation_id: id.to_string(),
+    };
+    let c = match state.session.clone().get_conversation(req).await {
+        Ok(r) => r.into_inner().conversation.unwrap_or_default(),
+        Err(s) => return Err(from_status(&s)),
+    };
+    if claims.supervisor || c.agent_id == claims.sub.to_string() {
+        Ok(c)
+    } else {
+        Err(error(ErrorCode::NotConversationOwner, ""))
+    }
+}
+
+/// Path id parsed and access checked, in one step for every conversation route.
+async fn conversation_of(state: &AppState, claims: &Claims, raw: &str) -> Result<pb::Conversation, ErrorResponse> {
+    accessible(state, claims, path_id(raw)?).await
+}
+
+macro_rules! try_or_answer {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r.into_response(),
+        }
+    };
+}
+
+fn supervisor_only(claims: &Claims) -> Result<(), ErrorResponse> {
+    if claims.supervisor {
+        Ok(())
+    } else {
+        Err(error(ErrorCode::PermissionDenied, "supervisors only"))
+    }
+}
+
+/// The conversation with its indicators (TTA across legs, waiting time, TM1R, TMR) and every
+/// leg's protocol, first contact first.
+async fn detail(State(state): State<AppState>, Agent(claims): Agent, Path(id): Path<String>) -> Response {
+    let c = try_or_answer!(conversation_of(&state, &claims, &id).await);
+    let (tenant_id, conversation_id) = (claims.tenant.to_string(), c.id.clone());
+    let metrics = state
+        .session
+        .clone()
+        .get_conversation_metrics(pb::GetConversationMetricsRequest {
+            tenant_id: tenant_id.clone(),
+            conversation_id: conversation_id.clone(),
+        })
+        .await;
+    let protocols = state
+        .session
+        .clone()
+        .list_protocols(pb::ListProtocolsRequest {
+            tenant_id,
+            conversation_id,
+        })
+        .await;
+    match (metrics, protocols) {
+        (Ok(m), Ok(p)) => Json(json!({
+            "conversation": frames::conversation(&c),
+            "metrics": to_json(&m.into_inner()),
+            "protocols": to_json(&p.into_inner().protocols),
+        }))
+        .into_response(),
+        (Err(s), _) | (_, Err(s)) => from_status(&s).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct FinishBody {
+    #[serde(default)]
+    qualification: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    external_protocol: String,
+    #[serde(default)]
+    transcript_email: String,
+}
+
+async fn finish(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path(id): Path<String>,
+    b: Result<Json<FinishBody>, JsonRejection>,
+) -> Response {
+    let b = try_or_answer!(body(
+        b,
+        "{qualification, description?, external_protocol?, transcript_email?}"
+    ));
+    let c = try_or_answer!(conversation_of(&state, &claims, &id).await);
+    let req = pb::FinishConversationRequest {
+        tenant_id: claims.tenant.to_string(),
+        conversation_id: c.id,
+        agent_id: claims.sub.to_string(),
+        qualification: b.qualification,
+        description: b.description,
+        external_protocol: b.external_protocol,
+        transcript_email: b.transcript_email,
+    };
+    answer(
+        StatusCode::OK,
+        state.session.clone().finish_conversation(req).await,
+        |r| {
+            json!({
+                "conversation": conversation(r.conversation.as_ref()),
+                "protocol": to_json(&r.protocol),
+                "transcript_email": r.transcript_email,
+            })
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct TransferBody {
+    /// `#`: the target service.
+    #[serde(default)]
+    service_id: String,
+    /// `@`: the colleague who takes it.
+    #[serde(default)]
+    agent_id: String,
+    #[serde(default)]
+    qualification: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn transfer(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path(id): Path<String>,
+    b: Result<Json<TransferBody>, JsonRejection>,
+) -> Response {
+    let b = try_or_answer!(body(b, "{service_id? | agent_id?, qualification?, description?}"));
+    let c = try_or_answer!(conversation_of(&state, &claims, &id).await);
+    let req = pb::TransferConversationRequest {
+        tenant_id: claims.tenant.to_string(),
+        conversation_id: c.id,
+        agent_id: claims.sub.to_string(),
+        target_service_id: b.service_id,
+        qualification: b.qualification,
+        description: b.description,
+        target_agent_id: b.agent_id,
+    };
+    answer(
+        StatusCode::OK,
+        state.session.clone().transfer_conversation(req).await,
+        |r| {
+            json!({
+                "conversation": conversation(r.conversation.as_ref()),
+                "previous": to_json(&r.previous),
+                "current": to_json(&r.current),
+            })
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
+    protocol: Option<String>,
+    page_size: Option<i32>,
+    page_token: Option<String>,
+}
+
+/// The contact's conversations: the last 24 h by default, a date range, or a protocol.
+async fn history(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path(id): Path<String>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Response {
+    let q = try_or_answer!(query(q, "?since_ms=&until_ms=&protocol=&page_size=&page_token="));
+    let c = try_or_answer!(conversation_of(&state, &claims, &id).await);
+    let req = pb::ListContactHistoryRequest {
+        tenant_id: claims.tenant.to_string(),
+        contact_id: c.contact_id,
+        since_ms: q.since_ms.unwrap_or_default(),
+        until_ms: q.until_ms.unwrap_or_default(),
+        protocol: q.protocol.unwrap_or_default(),
+        page_size: q.page_size.unwrap_or_default(),
+        page_token: q.page_token.unwrap_or_default(),
+    };
+    answer(
+        StatusCode::OK,
+        state.session.clone().list_contact_history(req).await,
+        |r| {
+            let entries: Vec<Value> = r
+                .entries
+                .iter()
+                .map(|e| {
+                    json!({
+                        "conversation": conversation(e.conversation.as_ref()),
+                        "protocols": to_json(&e.protocols),
+                        "closed_at_ms": e.closed_at_ms,
+                    })
+                })
+                .collect();
+            json!({ "entries": entries, "next_page_token": r.next_page_token })
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct NoteBody {
+    text: String,
+    #[serde(default)]
+    client_message_id: String,
+}
+
+/// An internal comment (`!`): kept with the conversation, never sent to the customer.
+async fn add_note(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path(id): Path<String>,
+    b: Result<Json<NoteBody>, JsonRejection>,
+) -> Response {
+    let b = try_or_answer!(body(b, "{text, client_message_id?}"));
+    let c = try_or_answer!(conversation_of(&state, &claims, &id).await);
+    let req = pb::AddNoteRequest {
+        tenant_id: claims.tenant.to_string(),
+        conversation_id: c.id,
+        agent_id: claims.sub.to_string(),
+        text: b.text,
+        client_message_id: b.client_message_id,
+    };
+    answer(
+        StatusCode::CREATED,
+        state.session.clone().add_note(req).await,
+        |r| json!({ "message": r.message.as_ref().map(frames::message) }),
+    )
+}
+
+#[derive(Deserialize)]
+struct DraftBody {
+    /// Empty deletes the draft.
+    text: String,
+}
+
+async fn save_draft(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path(id): Path<String>,
+    b: Result<Json<DraftBody>, JsonRejection>,
+) -> Response {
+    let b = try_or_answer!(body(b, "{text}"));
+    let c = try_or_answer!(conversation_of(&state, &claims, &id).await);
+    let req = pb::SaveDraftRequest {
+        tenant_id: claims.tenant.to_string(),
+        agent_id: claims.sub.to_string(),
+        conversation_id: c.id,
+        text: b.text,
+    };
+    match state.session.clone().save_draft(req).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+async fn drafts(State(state): State<AppState>, Agent(claims): Agent) -> Response {
+    let req = pb::ListDraftsRequest {
+        tenant_id: claims.tenant.to_string(),
+        agent_id: claims.sub.to_string(),
+    };
+    answer(
+        StatusCode::OK,
+        state.session.clone().list_drafts(req).await,
+        |r| json!({ "drafts": to_json(&r.drafts) }),
+    )
+}
+
+#[derive(Deserialize)]
+struct ReadBody {
+    /// true: "mark unread" (the last customer message is unread again).
+    #[serde(default)]
+    unread: bool,
+}
+
+async fn mark_read(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path(id): Path<String>,
+    b: Result<Json<ReadBody>, JsonRejection>,
+) -> Response {
+    let b = try_or_answer!(body(b, "{unread?}"));
+    let c = try_or_answer!(conversation_of(&state, &claims, &id).await);
+    let req = pb::MarkReadRequest {
+        tenant_id: claims.tenant.to_string(),
+        agent_id: claims.sub.to_string(),
+        conversation_id: c.id,
+        unread: b.unread,
+    };
+    answer(
+        StatusCode::OK,
+        state.session.clone().mark_read(req).await,
+        |r| json!({ "unread": r.unread }),
+    )
+}
+
+async fn unread(State(state): State<AppState>, Agent(claims): Agent) -> Response {
+    let req = pb::ListUnreadRequest {
+        tenant_id: claims.tenant.to_string(),
+        agent_id: claims.sub.to_string(),
+    };
+    answer(
+        StatusCode::OK,
+        state.session.clone().list_unread(req).await,
+        |r| json!({ "conversations": to_json(&r.conversations) }),
+    )
+}
+
+#[derive(Deserialize)]
+struct CannedQuery {
+    service_id: Option<String>,
+    prefix: Option<String>,
+}
+
+/// Canned responses (`/`): the service's and the tenant's, by what was typed after the slash.
+async fn canned_responses(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    q: Result<Query<CannedQuery>, QueryRejection>,
+) -> Response {
+    let q = try_or_answer!(query(q, "?service_id=&prefix="));
+    let req = pb::ListCannedResponsesRequest {
+        tenant_id: claims.tenant.to_string(),
+        service_id: q.service_id.unwrap_or_default(),
+        prefix: q.prefix.unwrap_or_default(),
+    };
+    answer(
+        StatusCode::OK,
+        state.session.clone().list_canned_responses(req).await,
+        |r| json!({ "canned_responses": to_json(&r.canned_responses) }),
+    )
+}
+
+async fn tags(State(state): State<AppState>, Agent(claims): Agent) -> Response {
+    let req = pb::ListTagsRequest {
+        tenant_id: claims.tenant.to_string(),
+    };
+    answer(
+        StatusCode::OK,
+        state.session.clone().list_tags(req).await,
+        |r| json!({ "tags": to_json(&r.tags) }),
+    )
+}
+
+#[derive(Deserialize)]
+struct TagBody {
+    name: String,
+}
+
+async fn create_tag(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    b: Result<Json<TagBody>, JsonRejection>,
+) -> Response {
+    try_or_answer!(supervisor_only(&claims));
+    let b = try_or_answer!(body(b, "{name}"));
+    let req = pb::CreateTagRequest {
+        tenant_id: claims.tenant.to_string(),
+        name: b.name,
+    };
+    answer(
+        StatusCode::CREATED,
+        state.session.clone().create_tag(req).await,
+        |r| json!({ "tag": to_json(&r.tag) }),
+    )
+}
+
+async fn conversation_tags(State(state): State<AppState>, Agent(claims): Agent, Path(id): Path<String>) -> Response {
+    let c = try_or_answer!(conversation_of(&state, &claims, &id).await);
+    let req = pb::ListTagsOfRequest {
+        tenant_id: claims.tenant.to_string(),
+        target: Some(pb::list_tags_of_request::Target::ConversationId(c.id)),
+    };
+    answer(
+        StatusCode::OK,
+        state.session.clone().list_tags_of(req).await,
+        |r| json!({ "tags": to_json(&r.tags) }),
+    )
+}
+
+async fn set_tag(state: AppState, claims: Claims, id: String, tag: String, attached: bool) -> Response {
+    let c = try_or_answer!(conversation_of(&state, &claims, &id).await);
+    let req = pb::SetTagRequest {
+        tenant_id: claims.tenant.to_string(),
+        tag_id: tag,
+        target: Some(pb::set_tag_request::Target::ConversationId(c.id)),
+        attached,
+    };
+    match state.session.clone().set_tag(req).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+async fn attach_tag(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path((id, tag)): Path<(String, String)>,
+) -> Response {
+    set_tag(state, claims, id, tag, true).await
+}
+
+async fn detach_tag(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path((id, tag)): Path<(String, String)>,
+) -> Response {
+    set_tag(state, claims, id, tag, false).await
+}
+
+#[derive(Deserialize)]
+struct StartBody {
+    phone: String,
+    #[serde(default)]
+    channel_id: String,
+    #[serde(default)]
+    service_id: String,
+    #[serde(default)]
+    contact_name: String,
+    text: String,
+    #[serde(default)]
+    client_message_id: String,
+}
+
+/// An agent writes first on WhatsApp, under seed 001's checks (number, capacity, another
+/// agent, the customer's window).
+async fn start_conversation(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    b: Result<Json<StartBody>, JsonRejection>,
+) -> Response {
+    let b = try_or_answer!(body(
+        b,
+        "{phone, text, channel_id?, service_id?, contact_name?, client_message_id?}"
+    ));
+    let req = pb::StartConversationRequest {
+        tenant_id: claims.tenant.to_string(),
+        agent_id: claims.sub.to_string(),
+        phone: b.phone,
+        channel_id: b.channel_id,
+        service_id: b.service_id,
+        contact_name: b.contact_name,
+        text: b.text,
+        client_message_id: b.client_message_id,
+    };
+    answer(
+        StatusCode::CREATED,
+        state.session.clone().start_conversation(req).await,
+        |r| {
+            json!({
+                "conversation": conversation(r.conversation.as_ref()),
+                "message": r.message.as_ref().map(frames::message),
+                "ended_conversation_ids": r.ended_conversation_ids,
+            })
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct InPersonBody {
+    service_id: String,
+    #[serde(default)]
+    contact_id: String,
+    #[serde(default)]
+    contact_name: String,
+    #[serde(default)]
+    contact_phone: String,
+    #[serde(default)]
+    contact_email: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn in_person(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    b: Result<Json<InPersonBody>, JsonRejection>,
+) -> Response {
+    let b = try_or_answer!(body(
+        b,
+        "{service_id, contact_id? | contact_name, contact_phone?, contact_email?, description?}"
+    ));
+    let req = pb::RegisterInPersonRequest {
+        tenant_id: claims.tenant.to_string(),
+        agent_id: claims.sub.to_string(),
+        service_id: b.service_id,
+        contact_id: b.contact_id,
+        contact_name: b.contact_name,
+        contact_phone: b.contact_phone,
+        contact_email: b.contact_email,
+        description: b.description,
+    };
+    answer(
+        StatusCode::CREATED,
+        state.session.clone().register_in_person(req).await,
+        |r| to_json(&r),
+    )
+}
+
+async fn waiting(State(state): State<AppState>, Agent(claims): Agent) -> Response {
+    let req = pb::ListWaitingRequest {
+        tenant_id: claims.tenant.to_string(),
+    };
+    answer(
+        StatusCode::OK,
+        state.session.clone().list_waiting(req).await,
+        |r| json!({ "conversations": r.conversations.iter().map(frames::conversation).collect::<Vec<_>>() }),
+    )
+}
+
+#[derive(Deserialize, Default)]
+struct ClaimBody {
+    #[serde(default)]
+    service_id: String,
+}
+
+/// Takes a conversation from "Aguardando"; the first claim wins. The body is optional.
+async fn claim_waiting(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path(id): Path<String>,
+    b: Option<Json<ClaimBody>>,
+) -> Response {
+    let id = try_or_answer!(path_id(&id));
+    let req = pb::ClaimWaitingRequest {
+        tenant_id: claims.tenant.to_string(),
+        conversation_id: id.to_string(),
+        agent_id: claims.sub.to_string(),
+        service_id: b.map(|Json(b)| b.service_id).unwrap_or_default(),
+    };
+    answer(
+        StatusCode::OK,
+        state.session.clone().claim_waiting(req).await,
+        |r| json!({ "conversation": conversation(r.conversation.as_ref()) }),
+    )
+}
+
+fn outcomes(list: &[pb::BulkTransferOutcome]) -> Value {
+    json!({ "outcomes": to_json(&list) })
+}
+
+#[derive(Deserialize)]
+struct BulkBody {
+    conversation_ids: Vec<String>,
+    service_id: String,
+}
+
+/// A supervisor moves the selected conversations into a service; one outcome per item.
+async fn bulk_transfer(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    b: Result<Json<BulkBody>, JsonRejection>,
+) -> Response {
+    try_or_answer!(supervisor_only(&claims));
+    let b = try_or_answer!(body(b, "{conversation_ids, service_id}"));
+    let req = pb::BulkTransferRequest {
+        tenant_id: claims.tenant.to_string(),
+        supervisor_id: claims.sub.to_string(),
+        conversation_ids: b.conversation_ids,
+        target_service_id: b.service_id,
+    };
+    answer(StatusCode::OK, state.session.clone().bulk_transfer(req).await, |r| {
+        outcomes(&r.outcomes)
+    })
+}
+
+#[derive(Deserialize)]
+struct ByTagBody {
+    tag_id: String,
+    service_id: String,
+}
+
+/// A supervisor moves every open conversation carrying a tag into a service.
+async fn transfer_by_tag(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    b: Result<Json<ByTagBody>, JsonRejection>,
+) -> Response {
+    try_or_answer!(supervisor_only(&claims));
+    let b = try_or_answer!(body(b, "{tag_id, service_id}"));
+    let req = pb::TransferByTagRequest {
+        tenant_id: claims.tenant.to_string(),
+        supervisor_id: claims.sub.to_string(),
+        tag_id: b.tag_id,
+        target_service_id: b.service_id,
+    };
+    answer(StatusCode::OK, state.session.clone().transfer_by_tag(req).await, |r| {
+        outcomes(&r.outcomes)
+    })
+}

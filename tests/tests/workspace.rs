@@ -1,0 +1,275 @@
+//! The agent's workspace over the gateway's HTTP API and WebSocket, every role real: an offer
+//! is accepted, answered, noted, drafted, transferred to another service under a new linked
+//! protocol and finished there with a qualification, each agent's capacity coming back; and
+//! every conversation route refuses an agent of another tenant (404) and a colleague who does
+//! not own the conversation (403), with nothing written.
+
+use atende_e2e::api::{assert_error, call, Auth};
+use atende_e2e::{Platform, Tenant};
+use atende_proto::v1 as pb;
+use atende_testkit::whatsapp::text_message_webhook;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn customer_writes(p: &Platform, t: &Tenant, wamid: &str) {
+    let body = text_message_webhook(
+        &t.phone_number_id,
+        "5511987654321",
+        "Maria",
+        wamid,
+        "Oi, quero comprar",
+        atende_e2e::now_secs(),
+    );
+    assert_eq!(p.post_webhook(t, &body, None).await.status(), 200);
+}
+
+async fn assigned(p: &Platform, token: &str) -> u64 {
+    let (s, body) = call(p, Method::GET, "/api/v1/me/presence", Auth::Bearer(token), None).await;
+    assert_eq!(s, 200, "{body}");
+    body["assigned"].as_u64().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_offer_is_accepted_answered_transferred_to_another_service_and_finished_there() {
+    // Arrange: new conversations go to Leads (ordered offers) where Ana works; Suporte has Bruno.
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    let sales = p
+        .create_service(
+            &t,
+            pb::CreateServiceRequest {
+                name: "Leads".into(),
+                policy: "ordered_offer".into(),
+                offer_timeout_secs: 300,
+                qualifications: vec![pb::Qualification {
+                    code: "duvida".into(),
+                    label: String::new(),
+                }],
+                ..Default::default()
+            },
+        )
+        .await;
+    let support = p.service(&t, "Suporte", &["resolvido"], false).await;
+    p.route_channel_to(&t, Some(&sales)).await;
+    let ana = p.agent_in(&t, "Aninha", &sales).await;
+    let bruno = p.agent_in(&t, "Bruno", &support).await;
+    let (ana_token, mut ana_ws) = p.online(&ana).await;
+    let (bruno_token, mut bruno_ws) = p.online(&bruno).await;
+
+    // The lead is offered to Ana, who accepts it and answers.
+    customer_writes(&p, &t, "wamid.WS0001").await;
+    let offered = ana_ws.next_of("conversation.offered").await;
+    let id = offered["data"]["conversation"]["id"].as_str().unwrap().to_string();
+    let conv = |rest: &str| format!("/api/v1/conversations/{id}{rest}");
+    let as_ana = Auth::Bearer(&ana_token);
+    let (s, _) = call(&p, Method::POST, &conv("/accept"), as_ana, None).await;
+    assert_eq!(s, 204);
+    ana_ws.next_of("conversation.assigned").await;
+    let body = json!({ "text": "Olá Maria!", "client_message_id": "c1" });
+    assert_eq!(
+        call(&p, Method::POST, &conv("/messages"), as_ana, Some(body)).await.0,
+        201
+    );
+
+    // A note for colleagues and a draft, both kept.
+    let (s, note) = call(
+        &p,
+        Method::POST,
+        &conv("/notes"),
+        as_ana,
+        Some(json!({ "text": "cliente VIP" })),
+    )
+    .await;
+    assert_eq!(s, 201, "{note}");
+    assert_eq!(note["message"]["direction"], "note", "{note}");
+    let (s, _) = call(
+        &p,
+        Method::PUT,
+        &conv("/draft"),
+        as_ana,
+        Some(json!({ "text": "segue o link" })),
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (_, drafts) = call(&p, Method::GET, "/api/v1/me/drafts", as_ana, None).await;
+    assert_eq!(drafts["drafts"][0]["conversation_id"], id.as_str(), "{drafts}");
+    assert_eq!(drafts["drafts"][0]["text"], "segue o link");
+
+    // The detail: one leg, indicators from the stored times (Ana has answered once).
+    let (s, detail) = call(&p, Method::GET, &conv(""), as_ana, None).await;
+    assert_eq!(s, 200, "{detail}");
+    let first_protocol = detail["conversation"]["protocol"].as_str().unwrap().to_string();
+    assert_eq!(detail["protocols"].as_array().unwrap().len(), 1, "{detail}");
+    assert_eq!(detail["metrics"]["responses"], 1, "{detail}");
+    assert!(detail["metrics"]["first_response_ms"].as_i64().unwrap() >= 0);
+
+    // Transfer into Suporte (`#`): a new leg linked to the first, Bruno gets it, Ana is freed.
+    let body = json!({ "service_id": support, "qualification": "duvida" });
+    let (s, moved) = call(&p, Method::POST, &conv("/transfer"), as_ana, Some(body)).await;
+    assert_eq!(s, 200, "{moved}");
+    assert_eq!(moved["previous"]["number"], first_protocol.as_str());
+    assert_eq!(moved["current"]["previous_number"], first_protocol.as_str());
+    assert_eq!(moved["current"]["leg"], 2);
+    let got = bruno_ws.next_of("conversation.assigned").await;
+    assert_eq!(got["data"]["conversation"]["id"], id.as_str());
+    assert_eq!(assigned(&p, &ana_token).await, 0, "the transfer frees Ana");
+    // Bruno sees the contact's history: this conversation with both legs.
+    let as_bruno = Auth::Bearer(&bruno_token);
+    let (s, history) = call(&p, Method::GET, &conv("/history"), as_bruno, None).await;
+    assert_eq!(s, 200, "{history}");
+    assert_eq!(history["entries"][0]["conversation"]["id"], id.as_str(), "{history}");
+    assert_eq!(
+        history["entries"][0]["protocols"].as_array().unwrap().len(),
+        2,
+        "{history}"
+    );
+    // It is no longer Ana's to read or finish.
+    let refused = call(&p, Method::GET, &conv(""), as_ana, None).await;
+    assert_error(&refused, 403, "NOT_CONVERSATION_OWNER");
+
+    // Bruno finishes it: a qualification of Suporte is required.
+    let wrong = call(
+        &p,
+        Method::POST,
+        &conv("/finish"),
+        as_bruno,
+        Some(json!({ "qualification": "duvida" })),
+    )
+    .await;
+    assert_error(&wrong, 400, "INVALID_QUALIFICATION");
+    let body = json!({ "qualification": "resolvido", "description": "tirou a dúvida" });
+    let (s, done) = call(&p, Method::POST, &conv("/finish"), as_bruno, Some(body)).await;
+    assert_eq!(s, 200, "{done}");
+    assert_eq!(done["conversation"]["status"], "finished");
+    assert_eq!(done["protocol"]["qualification"], "resolvido");
+    bruno_ws.next_of("conversation.closed").await;
+    assert_eq!(assigned(&p, &bruno_token).await, 0, "the finish frees Bruno");
+
+    // With nothing in progress, both may log out.
+    for token in [&ana_token, &bruno_token] {
+        let (s, body) = call(&p, Method::POST, "/api/v1/auth/logout", Auth::Bearer(token), None).await;
+        assert_eq!(s, 204, "{body}");
+    }
+    ana_ws.close().await;
+    bruno_ws.close().await;
+    p.stop().await;
+}
+
+/// An agent of a tenant of its own (with a service), as `t`-shaped credentials.
+async fn foreign_agent(p: &Platform, t: &Tenant) -> Tenant {
+    let mut admin = p.admin().await;
+    let tenant = admin
+        .create_tenant(pb::CreateTenantRequest {
+            name: "Outra".into(),
+            slug: "outra".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("tenant")
+        .into_inner()
+        .tenant
+        .unwrap();
+    let other = Tenant {
+        tenant_id: tenant.id,
+        slug: tenant.slug,
+        ..t.clone()
+    };
+    let service = p.service(&other, "Vendas", &[], false).await;
+    p.agent_in(&other, "Ze", &service).await
+}
+
+/// The conversation routes, with a body each would accept.
+fn conversation_routes(id: &str, tag: &str) -> Vec<(Method, String, Option<Value>)> {
+    let c = |rest: &str| format!("/api/v1/conversations/{id}{rest}");
+    vec![
+        (Method::GET, c(""), None),
+        (Method::GET, c("/messages"), None),
+        (Method::POST, c("/messages"), Some(json!({ "text": "intruso" }))),
+        (Method::POST, c("/finish"), Some(json!({ "qualification": "" }))),
+        (Method::POST, c("/transfer"), Some(json!({ "service_id": id }))),
+        (Method::GET, c("/history"), None),
+        (Method::POST, c("/notes"), Some(json!({ "text": "intruso" }))),
+        (Method::PUT, c("/draft"), Some(json!({ "text": "intruso" }))),
+        (Method::POST, c("/read"), Some(json!({ "unread": true }))),
+        (Method::GET, c("/tags"), None),
+        (Method::PUT, c(&format!("/tags/{tag}")), None),
+        (Method::DELETE, c(&format!("/tags/{tag}")), None),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_tenants_agent_gets_404_and_a_colleague_403_on_every_conversation_route_and_nothing_is_written() {
+    // Arrange: Ana has a conversation; Bruno is her colleague; Zé is an agent of another
+    // tenant who knows the conversation's real id.
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    let (_, mut ana_ws) = p.online(&t).await;
+    customer_writes(&p, &t, "wamid.WALK1").await;
+    let got = ana_ws.next_of("conversation.assigned").await;
+    let id = got["data"]["conversation"]["id"].as_str().unwrap().to_string();
+    let bruno = p.add_agent(&t, "Bruno", "bruno@acme.test", "bruno password").await;
+    let bruno_token = p.login(&bruno).await;
+    let ze_token = p.login(&foreign_agent(&p, &t).await).await;
+    let tag = uuid::Uuid::new_v4().to_string();
+
+    // Act and assert: every route, as each intruder.
+    for (method, path, body) in conversation_routes(&id, &tag) {
+        let got = call(&p, method.clone(), &path, Auth::Bearer(&ze_token), body.clone()).await;
+        assert_error(&got, 404, "NOT_FOUND");
+        let got = call(&p, method.clone(), &path, Auth::Bearer(&bruno_token), body).await;
+        assert_error(&got, 403, "NOT_CONVERSATION_OWNER");
+    }
+    // Supervisor actions refuse agents.
+    for path in [
+        "/api/v1/supervisor/bulk-transfer",
+        "/api/v1/supervisor/transfer-by-tag",
+        "/api/v1/tags",
+    ] {
+        let body = json!({ "conversation_ids": [id], "service_id": t.service_id, "tag_id": tag, "name": "x" });
+        let got = call(&p, Method::POST, path, Auth::Bearer(&bruno_token), Some(body)).await;
+        assert_error(&got, 403, "PERMISSION_DENIED");
+    }
+
+    // Nothing landed: the conversation is still open and Ana's, with only the customer's
+    // message; no draft, no read mark, no tag, no protocol but the first.
+    let count = |sql: &'static str| {
+        let pool = p.sandbox.pool.clone();
+        let id = uuid::Uuid::parse_str(&id).unwrap();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM messages WHERE conversation_id = $1").await,
+        1
+    );
+    assert_eq!(count("SELECT count(*) FROM drafts WHERE conversation_id = $1").await, 0);
+    assert_eq!(
+        count("SELECT count(*) FROM agent_reads WHERE conversation_id = $1").await,
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM protocols WHERE conversation_id = $1").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM conversation_tags WHERE conversation_id = $1").await,
+        0
+    );
+    let (status, agent): (String, Option<uuid::Uuid>) =
+        sqlx::query_as("SELECT status, agent_id FROM conversations WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&p.sandbox.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), agent.map(|a| a.to_string())),
+        ("assigned", Some(t.agent_id.clone()))
+    );
+    ana_ws.close().await;
+    p.stop().await;
+}
