@@ -38,6 +38,10 @@ pub struct Platform {
     pub session_grpc: String,
     pub router_grpc: String,
     pub http: reqwest::Client,
+    /// The configuration the edge roles (gateway, channel-adapter, ...) run with.
+    pub edge: atende_cli::Config,
+    /// Stops only the gateway (a child of `shutdown`), for tests that restart it.
+    gateway_stop: CancellationToken,
 }
 
 /// What `Platform::seed` created through AdminService.
@@ -101,12 +105,18 @@ impl Platform {
         let rest: Vec<Role> = Role::all()
             .iter()
             .copied()
-            .filter(|r| !matches!(r, Role::Router | Role::Session))
+            .filter(|r| !matches!(r, Role::Router | Role::Session | Role::Gateway))
             .collect();
         started.extend(
             roles::start(&edge, &rest, shutdown.clone())
                 .await
                 .expect("edge roles start"),
+        );
+        let gateway_stop = shutdown.child_token();
+        started.extend(
+            roles::start(&edge, &[Role::Gateway], gateway_stop.clone())
+                .await
+                .expect("gateway starts"),
         );
         let find = |r: &str| started.iter().find(|s| s.role == r).expect("role started");
         let url = |a: std::net::SocketAddr| format!("http://127.0.0.1:{}", a.port());
@@ -124,7 +134,32 @@ impl Platform {
             session_grpc,
             router_grpc,
             http: reqwest::Client::new(),
+            edge,
+            gateway_stop,
         }
+    }
+
+    /// Stops the gateway as SIGTERM would and waits until it is gone.
+    pub async fn stop_gateway(&mut self) {
+        self.gateway_stop.cancel();
+        if let Some(i) = self.started.iter().position(|s| s.role == "gateway") {
+            let gateway = self.started.remove(i);
+            tokio::time::timeout(DEADLINE, gateway.wait())
+                .await
+                .expect("the gateway stops in time")
+                .expect("the gateway stops cleanly");
+        }
+    }
+
+    /// Starts a gateway again (on a new port, which `gateway` then names).
+    pub async fn start_gateway(&mut self) {
+        self.gateway_stop = self.shutdown.child_token();
+        let started = roles::start(&self.edge, &[Role::Gateway], self.gateway_stop.clone())
+            .await
+            .expect("gateway starts");
+        let addr = started[0].http_addr.expect("gateway http");
+        self.gateway = format!("http://127.0.0.1:{}", addr.port());
+        self.started.extend(started);
     }
 
     pub async fn admin(&self) -> AdminServiceClient<atende_runtime::AuthedChannel> {
@@ -317,8 +352,17 @@ impl Platform {
 
     /// The agent's WebSocket, opened as a browser does: with a fresh single-use ticket.
     pub async fn socket(&self, token: &str) -> AgentSocket {
+        self.socket_after(token, None).await
+    }
+
+    /// The agent's WebSocket resuming after the feed number `last_seq` (None: live).
+    pub async fn socket_after(&self, token: &str, last_seq: Option<u64>) -> AgentSocket {
         let ticket = self.ws_ticket(token).await;
-        let url = format!("{}/api/v1/ws?ticket={ticket}", self.gateway.replace("http://", "ws://"));
+        let resume = last_seq.map(|n| format!("&last_seq={n}")).unwrap_or_default();
+        let url = format!(
+            "{}/api/v1/ws?ticket={ticket}{resume}",
+            self.gateway.replace("http://", "ws://")
+        );
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
         let mut s = AgentSocket { ws, seen: Vec::new() };
         s.next_of("hello").await;
@@ -364,17 +408,29 @@ impl AgentSocket {
     pub async fn next_matching(&mut self, ty: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
+            let v = self.next_before(deadline, ty).await;
+            if v["type"] == ty && pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    /// The next frame, whatever its type (kept in `seen` too).
+    pub async fn next(&mut self) -> Value {
+        self.next_before(tokio::time::Instant::now() + DEADLINE, "any").await
+    }
+
+    async fn next_before(&mut self, deadline: tokio::time::Instant, waiting_for: &str) -> Value {
+        loop {
             let msg = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
-                .unwrap_or_else(|_| panic!("no `{ty}` frame within {DEADLINE:?}; saw {:?}", self.seen))
+                .unwrap_or_else(|_| panic!("no `{waiting_for}` frame within {DEADLINE:?}; saw {:?}", self.seen))
                 .expect("socket open")
                 .expect("socket frame");
             if let WsMessage::Text(text) = msg {
                 let v: Value = serde_json::from_str(text.as_str()).expect("json frame");
                 self.seen.push(v.clone());
-                if v["type"] == ty && pred(&v) {
-                    return v;
-                }
+                return v;
             }
         }
     }

@@ -42,12 +42,14 @@ fn conversation_of(frame: &Value) -> Option<&str> {
         .or(d["conversation_id"].as_str())
 }
 
-/// Every frame of a socket carries `seq` 0, 1, 2, ... in order, the first being `hello`.
+/// A socket's first frame is `hello` at the agent's feed number it starts from, N; the
+/// frames after it carry N+1, N+2, ... in order.
 #[track_caller]
 fn assert_seq(socket: &AgentSocket) {
     assert_eq!(socket.seen[0]["type"], "hello", "frames: {:?}", socket.seen);
+    let start = socket.seen[0]["seq"].as_u64().expect("hello seq");
     for (i, f) in socket.seen.iter().enumerate() {
-        assert_eq!(f["seq"].as_u64(), Some(i as u64), "frames: {:?}", socket.seen);
+        assert_eq!(f["seq"].as_u64(), Some(start + i as u64), "frames: {:?}", socket.seen);
     }
 }
 

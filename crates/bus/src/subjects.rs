@@ -46,6 +46,26 @@ impl Subjects {
         format!("{}.{tenant}.{event}", self.base(StreamKind::Events))
     }
 
+    /// Core NATS (not a stream): "the agent's feed grew to N", so every gateway replica
+    /// holding a socket of the agent reads the new frames at once. Losing one is harmless:
+    /// the frames are in Postgres and replicas also check the heads periodically.
+    pub fn feed_poke(&self, tenant: Uuid, agent: Uuid) -> String {
+        format!("{}.{tenant}.{agent}", self.feed_base())
+    }
+
+    /// Every feed poke of this namespace.
+    pub fn feed_pokes(&self) -> String {
+        format!("{}.>", self.feed_base())
+    }
+
+    fn feed_base(&self) -> String {
+        if self.prefix.is_empty() {
+            "atende.feed".to_string()
+        } else {
+            format!("{}.atende.feed", self.prefix)
+        }
+    }
+
     /// The tenant a subject of this namespace names (`[prefix.]atende.<kind>.<tenant>.…`).
     pub fn tenant_of(&self, subject: &str) -> Option<Uuid> {
         let rest = if self.prefix.is_empty() {
@@ -92,6 +112,8 @@ mod tests {
         );
         assert_eq!(s.stream_name(StreamKind::Route), "ATENDE_ROUTE");
         assert_eq!(s.stream_filter(StreamKind::Outbound), "atende.outbound.>");
+        assert_eq!(s.feed_poke(t, t), format!("atende.feed.{t}.{t}"));
+        assert_eq!(s.tenant_of(&s.feed_poke(t, Uuid::max())), Some(t));
     }
 
     #[test]

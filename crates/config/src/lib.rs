@@ -235,6 +235,12 @@ pub struct Gateway {
     pub refresh_ttl_secs: u64,
     /// Lifetime of a single-use WebSocket ticket.
     pub ws_ticket_ttl_secs: u64,
+    /// How long agents' feed frames are kept for resuming.
+    pub feed_retention_secs: u64,
+    /// Period of each replica's feed-head check.
+    pub feed_sweep_ms: u64,
+    /// Longest wait for a socket to take one frame.
+    pub socket_write_timeout_ms: u64,
     /// Base URL printed for humans (the demo help); not used for binding.
     pub public_url: String,
 }
@@ -393,6 +399,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "gateway.refresh_ttl_secs",
                 reason: "must be longer than gateway.token_ttl_secs, which must be positive".into(),
+            });
+        }
+        if self.gateway.feed_retention_secs < 24 * 3600 {
+            return Err(ConfigError::Invalid {
+                key: "gateway.feed_retention_secs",
+                reason: "must be at least 86400 (a day of absence resumes without a reload)".into(),
+            });
+        }
+        if self.gateway.feed_sweep_ms == 0 || self.gateway.socket_write_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "gateway.feed_sweep_ms",
+                reason: "feed_sweep_ms and socket_write_timeout_ms must be positive".into(),
             });
         }
         if !(1..=300).contains(&self.gateway.ws_ticket_ttl_secs) {

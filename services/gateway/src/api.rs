@@ -8,14 +8,12 @@ use std::sync::Arc;
 use atende_domain::ErrorCode;
 use atende_proto::v1 as pb;
 use atende_runtime::http_api::{error, from_status, ErrorResponse};
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
@@ -40,6 +38,8 @@ pub struct AppState {
     /// Idle lifetime of a refresh token.
     pub refresh_ttl: time::Duration,
     pub ws_ticket_ttl_secs: u64,
+    /// Longest wait for a socket to take one frame.
+    pub socket_write_timeout: std::time::Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,7 +56,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/conversations/{id}/accept", post(accept_offer))
         .route("/api/v1/conversations/{id}/claim", post(claim))
-        .route("/api/v1/ws", get(websocket))
+        .route("/api/v1/ws", get(crate::socket::websocket))
         .merge(crate::workspace::routes())
         .with_state(state)
 }
@@ -76,7 +76,7 @@ impl FromRequestParts<AppState> for Agent {
 }
 
 /// The claims of the request's valid bearer token.
-fn bearer(headers: &http::HeaderMap, state: &AppState) -> Result<Claims, ErrorResponse> {
+pub(crate) fn bearer(headers: &http::HeaderMap, state: &AppState) -> Result<Claims, ErrorResponse> {
     let Some(token) = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -299,114 +299,5 @@ async fn claim(State(state): State<AppState>, Agent(claims): Agent, Path(id): Pa
     match state.router.clone().claim_conversation(req).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(s) => from_status(&s).into_response(),
-    }
-}
-
-#[derive(Deserialize)]
-struct WsQuery {
-    ticket: Option<String>,
-}
-
-/// The agent's socket, authenticated by a single-use ticket (`?ticket=`, from
-/// `POST /api/v1/ws/ticket`) or, for clients that can set headers, the bearer token.
-async fn websocket(
-    State(state): State<AppState>,
-    headers: http::HeaderMap,
-    q: Query<WsQuery>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Response {
-    let claims = match q.0.ticket {
-        Some(ticket) => match crate::login::redeem_ticket(&state, &ticket).await {
-            Ok(Some(c)) => c,
-            Ok(None) => return error(ErrorCode::Unauthenticated, "unknown, used or expired ticket").into_response(),
-            Err(r) => return r,
-        },
-        None => match bearer(&headers, &state) {
-            Ok(c) => c,
-            Err(r) => return r.into_response(),
-        },
-    };
-    let Ok(ws) = ws else {
-        return error(ErrorCode::InvalidArgument, "expected a WebSocket upgrade").into_response();
-    };
-    ws.on_upgrade(move |socket| agent_socket(state, claims, socket))
-}
-
-/// An agent whose connection dropped (Inactive, logins kept) is back: restore the channel
-/// logins he had, so he does not have to log into them again.
-async fn restore_after_reconnect(state: &AppState, tenant: Uuid, agent: Uuid) {
-    let req = pb::GetPresenceRequest {
-        tenant_id: tenant.to_string(),
-        agent_id: agent.to_string(),
-    };
-    let Ok(presence) = state.router.clone().get_presence(req).await else {
-        return;
-    };
-    let Some(p) = presence.into_inner().presence else {
-        return;
-    };
-    if p.status != pb::AgentStatus::Inactive as i32 || p.channels.is_empty() {
-        return;
-    }
-    let req = pb::SetPresenceRequest {
-        tenant_id: tenant.to_string(),
-        agent_id: agent.to_string(),
-        connected: true,
-        channels: p.channels,
-        logout: false,
-    };
-    if let Err(e) = state.router.clone().set_presence(req).await {
-        tracing::warn!(%agent, error = %e, "cannot restore the agent's channels after reconnecting");
-    }
-}
-
-/// One agent socket: frames `{"type", "seq", "trace_id", "data"}` with a per-socket
-/// increasing `seq`, starting with `hello`. When the agent's last socket here closes, the
-/// agent becomes Inactive (the connection dropped) until it sets its presence again.
-async fn agent_socket(state: AppState, claims: Claims, socket: WebSocket) {
-    let (tenant, agent) = (claims.tenant, claims.sub);
-    let (conn_id, mut rx) = state.hub.connect(tenant, agent);
-    let (mut sink, mut stream) = socket.split();
-    let mut seq: u64 = 0;
-    let hello = json!({ "type": "hello", "seq": seq, "data": { "agent_id": agent, "tenant_id": tenant } });
-    if sink.send(WsMessage::Text(hello.to_string().into())).await.is_err() {
-        state.hub.disconnect(tenant, agent, conn_id);
-        return;
-    }
-    restore_after_reconnect(&state, tenant, agent).await;
-    loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => {
-                let _ = sink.send(WsMessage::Close(None)).await;
-                break;
-            }
-            push = rx.recv() => {
-                let Some(push) = push else { break };
-                seq += 1;
-                let frame = json!({ "type": push.ty, "seq": seq, "trace_id": push.trace_id, "data": push.data });
-                if sink.send(WsMessage::Text(frame.to_string().into())).await.is_err() {
-                    break;
-                }
-            }
-            incoming = stream.next() => {
-                match incoming {
-                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => {}
-                }
-            }
-        }
-    }
-    let left = state.hub.disconnect(tenant, agent, conn_id);
-    if left == 0 && !state.shutdown.is_cancelled() {
-        let req = pb::SetPresenceRequest {
-            tenant_id: tenant.to_string(),
-            agent_id: agent.to_string(),
-            connected: false,
-            channels: Vec::new(),
-            logout: false,
-        };
-        if let Err(e) = state.router.clone().set_presence(req).await {
-            tracing::warn!(%agent, error = %e, "cannot mark the agent inactive");
-        }
     }
 }

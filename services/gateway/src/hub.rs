@@ -1,165 +1,76 @@
-//! WebSocket fan-out. Every gateway replica subscribes to the tenant events and pushes each
-//! to the sockets of the agent it concerns that are connected to this replica.
+//! Which agents have sockets on this replica, and how far each agent's feed goes.
 //!
-//! A conversation's first message is stored before the conversation has an agent, so its
-//! `message.created` reaches nobody; when `conversation.assigned` arrives, the hub loads the
-//! conversation's messages from session and pushes them after the assignment. (Session and
-//! router lock the conversation row, so a message is either seen by that read or carries
-//! the agent in its own event.)
+//! A socket never receives frames through memory: it learns that the agent's feed grew (the
+//! head, a `watch` value that keeps only the latest) and reads the new frames from Postgres
+//! at its own pace. So a slow socket holds no queue, and one socket never stalls another.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use atende_proto::v1::{self as pb, domain_event::Kind};
-use futures::StreamExt;
-use prost::Message as _;
-use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::frames;
-
-/// A frame before the connection stamps its sequence number.
-#[derive(Clone, Debug)]
-pub struct Push {
-    pub ty: &'static str,
-    pub trace_id: Option<String>,
-    pub data: Value,
-}
-
 type Key = (Uuid, Uuid);
-/// Sockets per (tenant, agent): connection id and its sender.
-type Sockets = HashMap<Key, Vec<(u64, mpsc::UnboundedSender<Push>)>>;
+
+struct Agent {
+    head: watch::Sender<i64>,
+    sockets: usize,
+}
 
 #[derive(Clone, Default)]
 pub struct Hub {
-    conns: Arc<Mutex<Sockets>>,
-    next_id: Arc<AtomicU64>,
+    agents: Arc<Mutex<HashMap<Key, Agent>>>,
 }
 
 impl Hub {
-    /// Registers a socket of `agent`; returns its id and the receiving end.
-    pub fn connect(&self, tenant: Uuid, agent: Uuid) -> (u64, mpsc::UnboundedReceiver<Push>) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.conns
-            .lock()
-            .expect("hub lock")
-            .entry((tenant, agent))
-            .or_default()
-            .push((id, tx));
-        (id, rx)
+    /// Registers a socket of `agent`, whose feed is known to reach at least `head`; the
+    /// receiver sees every later head.
+    pub fn connect(&self, tenant: Uuid, agent: Uuid, head: i64) -> watch::Receiver<i64> {
+        let mut agents = self.agents.lock().expect("hub lock");
+        let entry = agents.entry((tenant, agent)).or_insert_with(|| Agent {
+            head: watch::Sender::new(head),
+            sockets: 0,
+        });
+        entry.sockets += 1;
+        raise(&entry.head, head);
+        entry.head.subscribe()
     }
 
     /// Removes a socket; returns how many sockets the agent still has here.
-    pub fn disconnect(&self, tenant: Uuid, agent: Uuid, id: u64) -> usize {
-        let mut conns = self.conns.lock().expect("hub lock");
-        let left = match conns.get_mut(&(tenant, agent)) {
-            Some(list) => {
-                list.retain(|(i, _)| *i != id);
-                list.len()
-            }
-            None => 0,
+    pub fn disconnect(&self, tenant: Uuid, agent: Uuid) -> usize {
+        let mut agents = self.agents.lock().expect("hub lock");
+        let Some(entry) = agents.get_mut(&(tenant, agent)) else {
+            return 0;
         };
+        entry.sockets = entry.sockets.saturating_sub(1);
+        let left = entry.sockets;
         if left == 0 {
-            conns.remove(&(tenant, agent));
+            agents.remove(&(tenant, agent));
         }
         left
     }
 
-    pub fn send(&self, tenant: Uuid, agent: Uuid, push: Push) -> usize {
-        let conns = self.conns.lock().expect("hub lock");
-        conns.get(&(tenant, agent)).map_or(0, |list| {
-            list.iter().filter(|(_, tx)| tx.send(push.clone()).is_ok()).count()
-        })
+    /// The agent's feed reaches `head` (never moves back).
+    pub fn advance(&self, tenant: Uuid, agent: Uuid, head: i64) {
+        if let Some(entry) = self.agents.lock().expect("hub lock").get(&(tenant, agent)) {
+            raise(&entry.head, head);
+        }
     }
 
-    pub fn connected(&self, tenant: Uuid, agent: Uuid) -> bool {
-        self.conns.lock().expect("hub lock").contains_key(&(tenant, agent))
+    /// The agents with a socket here.
+    pub fn connected(&self) -> Vec<Key> {
+        self.agents.lock().expect("hub lock").keys().copied().collect()
     }
 }
 
-/// Reads events from NATS until shutdown and pushes them to connected agents.
-pub async fn pump(
-    hub: Hub,
-    mut subscriber: async_nats::Subscriber,
-    session: crate::SessionClient,
-    shutdown: CancellationToken,
-) -> atende_runtime::Result<()> {
-    loop {
-        let msg = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            m = subscriber.next() => m,
-        };
-        let Some(msg) = msg else { break };
-        let Ok(event) = pb::DomainEvent::decode(msg.payload.as_ref()) else {
-            tracing::warn!(subject = %msg.subject, "undecodable event ignored");
-            continue;
-        };
-        let span = tracing::info_span!("push", subject = %msg.subject);
-        if let Some(h) = msg.headers.as_ref() {
-            atende_telemetry::propagation::set_parent(&span, atende_telemetry::propagation::extract_nats(h));
+fn raise(head: &watch::Sender<i64>, to: i64) {
+    head.send_if_modified(|h| {
+        let higher = to > *h;
+        if higher {
+            *h = to;
         }
-        deliver(&hub, &session, event).instrument(span).await;
-    }
-    let _ = subscriber.unsubscribe().await;
-    Ok(())
-}
-
-async fn deliver(hub: &Hub, session: &crate::SessionClient, event: pb::DomainEvent) {
-    let Some((ty, agent, data)) = frames::route(&event) else {
-        return;
-    };
-    let (Ok(tenant), Ok(agent)) = (Uuid::parse_str(&event.tenant_id), Uuid::parse_str(&agent)) else {
-        return;
-    };
-    if !hub.connected(tenant, agent) {
-        return;
-    }
-    let trace_id = atende_telemetry::current_trace_id();
-    hub.send(
-        tenant,
-        agent,
-        Push {
-            ty,
-            trace_id: trace_id.clone(),
-            data,
-        },
-    );
-    if let Some(Kind::ConversationAssigned(a)) = &event.kind {
-        let Some(c) = a.conversation.as_ref() else { return };
-        match session
-            .clone()
-            .list_messages(pb::ListMessagesRequest {
-                tenant_id: event.tenant_id.clone(),
-                conversation_id: c.id.clone(),
-                page_size: 100,
-                page_token: String::new(),
-            })
-            .await
-        {
-            Ok(resp) => {
-                for m in resp.into_inner().messages {
-                    let data = serde_json::json!({ "message": frames::message(&m), "backfill": true });
-                    hub.send(
-                        tenant,
-                        agent,
-                        Push {
-                            ty: "message.created",
-                            trace_id: trace_id.clone(),
-                            data,
-                        },
-                    );
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, conversation_id = %c.id, "cannot load messages for the new assignment")
-            }
-        }
-    }
+        higher
+    });
 }
 
 #[cfg(test)]
@@ -167,20 +78,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_push_reaches_every_socket_of_the_agent_and_only_them() {
+    fn every_socket_of_the_agent_sees_its_head_rise_and_never_fall() {
         let hub = Hub::default();
         let (t, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let (_, mut r1) = hub.connect(t, a);
-        let (id2, mut r2) = hub.connect(t, a);
-        let (_, mut r3) = hub.connect(t, b);
-        let push = Push {
-            ty: "x",
-            trace_id: None,
-            data: Value::Null,
-        };
-        assert_eq!(hub.send(t, a, push), 2);
-        assert!(r1.try_recv().is_ok() && r2.try_recv().is_ok());
-        assert!(r3.try_recv().is_err());
-        assert_eq!(hub.disconnect(t, a, id2), 1);
+        let mut r1 = hub.connect(t, a, 3);
+        let mut r2 = hub.connect(t, a, 2);
+        let r3 = hub.connect(t, b, 0);
+        hub.advance(t, a, 7);
+        assert!(r1.has_changed().unwrap() && r2.has_changed().unwrap());
+        assert_eq!((*r1.borrow_and_update(), *r2.borrow_and_update()), (7, 7));
+        hub.advance(t, a, 5);
+        assert!(!r1.has_changed().unwrap(), "a lower head changes nothing");
+        assert_eq!(*r3.borrow(), 0, "another agent's head is his own");
+        assert_eq!(hub.disconnect(t, a), 1);
+        assert_eq!(hub.disconnect(t, a), 0);
+        assert_eq!(hub.connected(), vec![(t, b)]);
     }
 }

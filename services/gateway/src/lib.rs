@@ -5,14 +5,19 @@
 //! - [`login`] login, silent renewal with rotating refresh tokens, logout, WebSocket tickets;
 //! - [`api`] the HTTP API: presence, conversations, history, replies, offer acceptance;
 //! - [`workspace`] the agent's workspace and the supervisor's bulk actions over `SessionService`;
-//! - [`hub`] WebSocket connections per agent, fed by the platform's NATS events;
+//! - [`feed`] the platform's events as numbered per-agent frames in Postgres (a durable
+//!   consumer), pokes between replicas, and the periodic head check;
+//! - [`hub`] which agents have sockets here and how far their feeds go;
+//! - [`socket`] the agent's WebSocket, resuming from the client's last frame number;
 //! - [`frames`] events as the JSON frames agents receive.
 
 pub mod api;
 pub mod auth;
+pub mod feed;
 pub mod frames;
 pub mod hub;
 pub mod login;
+pub mod socket;
 pub mod workspace;
 
 use std::sync::Arc;
@@ -31,13 +36,23 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
     let grpc_addr = atende_runtime::spawn_health_grpc(&mut tasks, cfg.gateway.grpc_addr, cfg, shutdown.clone()).await?;
 
     let hub = hub::Hub::default();
-    let subscriber = bus
-        .client
-        .subscribe(bus.subjects.stream_filter(atende_bus::StreamKind::Events))
-        .await
-        .map_err(atende_bus::BusError::from)?;
     let session = atende_runtime::clients::session(cfg)?;
-    tasks.spawn(hub::pump(hub.clone(), subscriber, session.clone(), shutdown.clone()));
+    tasks.spawn(feed::run_writer(
+        bus.clone(),
+        pool.clone(),
+        hub.clone(),
+        session.clone(),
+        atende_runtime::redelivery(cfg),
+        shutdown.clone(),
+    ));
+    tasks.spawn(feed::run_pokes(bus.clone(), hub.clone(), shutdown.clone()));
+    tasks.spawn(feed::run_sweep(
+        pool.clone(),
+        hub.clone(),
+        std::time::Duration::from_millis(cfg.gateway.feed_sweep_ms),
+        std::time::Duration::from_secs(cfg.gateway.feed_retention_secs),
+        shutdown.clone(),
+    ));
 
     let state = api::AppState {
         pool,
@@ -66,6 +81,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         redis_keys: atende_capacity::Keys::new(&cfg.namespace.prefix),
         refresh_ttl: time::Duration::seconds(i64::try_from(cfg.gateway.refresh_ttl_secs).unwrap_or(i64::MAX)),
         ws_ticket_ttl_secs: cfg.gateway.ws_ticket_ttl_secs,
+        socket_write_timeout: std::time::Duration::from_millis(cfg.gateway.socket_write_timeout_ms),
     };
     let (http_addr, http_server) = atende_runtime::http_api::serve(
         cfg.gateway.http_addr,

@@ -1,0 +1,267 @@
+//! The agent's WebSocket: the agent's feed, frame by frame, from where the client left off.
+//!
+//! Frames are `{"type", "seq", "trace_id", "data"}`; `seq` is the agent's feed number, the
+//! same on every socket of the agent and on every replica. The first frame is `hello`, whose
+//! `seq` is where the socket starts: `?last_seq=N` (the last number the client saw) resumes
+//! right after N, so a reconnecting client gets exactly what it missed, in order, then live
+//! frames; without it the socket starts at the feed's current end. When N is too old (its
+//! frames were pruned) or unknown, a `resync` frame follows `hello`: reload, then go on live.
+//!
+//! A socket that cannot take a frame within `gateway.socket_write_timeout_ms` is closed (code
+//! 4008) so it holds nothing up; the client reconnects with its last `seq` and misses nothing.
+//! When the agent's last socket here closes, he becomes Inactive (the connection dropped)
+//! until a socket comes back, which restores his channel logins.
+
+use atende_domain::ErrorCode;
+use atende_proto::v1 as pb;
+use atende_runtime::http_api::error;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::api::{bearer, AppState};
+use crate::auth::Claims;
+
+/// Frames read from Postgres per catch-up step.
+const BATCH: i64 = 200;
+/// The close code of a socket that fell behind.
+const TOO_SLOW: u16 = 4008;
+
+#[derive(Deserialize)]
+pub(crate) struct WsQuery {
+    ticket: Option<String>,
+    last_seq: Option<i64>,
+}
+
+/// The agent's socket, authenticated by a single-use ticket (`?ticket=`, from
+/// `POST /api/v1/ws/ticket`) or, for clients that can set headers, the bearer token.
+pub(crate) async fn websocket(
+    State(state): State<AppState>,
+    headers: http::HeaderMap,
+    q: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(ErrorCode::InvalidArgument, "expected ?ticket=&last_seq=<integer>").into_response();
+    };
+    let claims = match q.ticket {
+        Some(ticket) => match crate::login::redeem_ticket(&state, &ticket).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return error(ErrorCode::Unauthenticated, "unknown, used or expired ticket").into_response(),
+            Err(r) => return r,
+        },
+        None => match bearer(&headers, &state) {
+            Ok(c) => c,
+            Err(r) => return r.into_response(),
+        },
+    };
+    let Ok(ws) = ws else {
+        return error(ErrorCode::InvalidArgument, "expected a WebSocket upgrade").into_response();
+    };
+    let last_seq = q.last_seq;
+    ws.on_upgrade(move |socket| agent_socket(state, claims, socket, last_seq))
+}
+
+/// Where a socket starts: the number after which it sends, and whether the client must reload.
+fn start_at(resume: Option<i64>, head: i64, first_kept: Option<i64>) -> (i64, bool) {
+    match resume {
+        None => (head, false),
+        // Ahead of the feed, or negative: not ours.
+        Some(n) if n > head || n < 0 => (head, true),
+        Some(n) if n == head => (n, false),
+        // Behind: resumable only while the frame after n is still kept.
+        Some(n) => match first_kept {
+            Some(first) if first <= n + 1 => (n, false),
+            _ => (head, true),
+        },
+    }
+}
+
+fn frame(ty: &str, seq: i64, trace_id: Option<&str>, data: Value) -> WsMessage {
+    let f = json!({ "type": ty, "seq": seq, "trace_id": trace_id, "data": data });
+    WsMessage::Text(f.to_string().into())
+}
+
+/// Why a socket stopped.
+enum End {
+    /// The client left, or the server is shutting down.
+    Closed,
+    /// The client did not take a frame in time.
+    TooSlow,
+    /// The feed could not be read.
+    Unavailable,
+}
+
+async fn agent_socket(state: AppState, claims: Claims, socket: WebSocket, resume: Option<i64>) {
+    let (tenant, agent) = (claims.tenant, claims.sub);
+    let (mut sink, stream) = socket.split();
+    let (head, first_kept) = match atende_store::feed::bounds(&state.pool, tenant, agent).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = &e as &dyn std::error::Error, "cannot read the agent's feed");
+            let _ = sink.send(close(1011, "feed unavailable, reconnect")).await;
+            return;
+        }
+    };
+    let (last, resync) = start_at(resume, head, first_kept);
+    let mut heads = state.hub.connect(tenant, agent, head);
+    let hello = json!({ "agent_id": agent, "tenant_id": tenant, "head": head });
+    let mut greeted = sink.send(frame("hello", last, None, hello)).await.is_ok();
+    if greeted && resync {
+        let data = json!({ "reason": "the frames after last_seq are no longer kept: reload", "head": head });
+        greeted = sink.send(frame("resync", last, None, data)).await.is_ok();
+    }
+    let end = if greeted {
+        restore_after_reconnect(&state, tenant, agent).await;
+        pump(&state, tenant, agent, last, &mut heads, &mut sink, stream).await
+    } else {
+        End::Closed
+    };
+    match end {
+        End::TooSlow => {
+            tracing::info!(%agent, "socket too slow for its feed, closed");
+            let _ = sink.send(close(TOO_SLOW, "too slow: reconnect with last_seq")).await;
+        }
+        End::Unavailable => {
+            let _ = sink
+                .send(close(1011, "feed unavailable, reconnect with last_seq"))
+                .await;
+        }
+        End::Closed => {
+            let _ = sink.send(WsMessage::Close(None)).await;
+        }
+    }
+    let left = state.hub.disconnect(tenant, agent);
+    if left == 0 && !state.shutdown.is_cancelled() {
+        let req = pb::SetPresenceRequest {
+            tenant_id: tenant.to_string(),
+            agent_id: agent.to_string(),
+            connected: false,
+            channels: Vec::new(),
+            logout: false,
+        };
+        if let Err(e) = state.router.clone().set_presence(req).await {
+            tracing::warn!(%agent, error = %e, "cannot mark the agent inactive");
+        }
+    }
+}
+
+fn close(code: u16, reason: &'static str) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+type Sink = futures::stream::SplitSink<WebSocket, WsMessage>;
+type Stream = futures::stream::SplitStream<WebSocket>;
+
+/// Sends the feed after `last` as it grows, until the client leaves or falls behind.
+async fn pump(
+    state: &AppState,
+    tenant: Uuid,
+    agent: Uuid,
+    mut last: i64,
+    heads: &mut tokio::sync::watch::Receiver<i64>,
+    sink: &mut Sink,
+    mut stream: Stream,
+) -> End {
+    loop {
+        let head = *heads.borrow_and_update();
+        while last < head {
+            let frames = match atende_store::feed::read(&state.pool, tenant, agent, last, BATCH).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(error = &e as &dyn std::error::Error, "cannot read the agent's feed");
+                    return End::Unavailable;
+                }
+            };
+            match frames.first() {
+                None => break, // pruned under our feet; the next head moves on
+                Some(f) if f.seq != last + 1 => {
+                    // Frames between were pruned while this socket lagged: reload.
+                    let data = json!({ "reason": "frames were missed and are no longer kept: reload", "head": head });
+                    if sink.send(frame("resync", last, None, data)).await.is_err() {
+                        return End::Closed;
+                    }
+                }
+                Some(_) => {}
+            }
+            for f in frames {
+                let msg = frame(&f.ty, f.seq, f.trace_id.as_deref(), f.data);
+                match tokio::time::timeout(state.socket_write_timeout, sink.send(msg)).await {
+                    Ok(Ok(())) => last = f.seq,
+                    Ok(Err(_)) => return End::Closed,
+                    Err(_) => return End::TooSlow,
+                }
+            }
+        }
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return End::Closed,
+            changed = heads.changed() => {
+                if changed.is_err() {
+                    return End::Closed;
+                }
+            }
+            incoming = stream.next() => match incoming {
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return End::Closed,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// An agent whose connection dropped (Inactive, logins kept) is back: restore the channel
+/// logins he had, so he does not have to log into them again.
+async fn restore_after_reconnect(state: &AppState, tenant: Uuid, agent: Uuid) {
+    let req = pb::GetPresenceRequest {
+        tenant_id: tenant.to_string(),
+        agent_id: agent.to_string(),
+    };
+    let Ok(presence) = state.router.clone().get_presence(req).await else {
+        return;
+    };
+    let Some(p) = presence.into_inner().presence else {
+        return;
+    };
+    if p.status != pb::AgentStatus::Inactive as i32 || p.channels.is_empty() {
+        return;
+    }
+    let req = pb::SetPresenceRequest {
+        tenant_id: tenant.to_string(),
+        agent_id: agent.to_string(),
+        connected: true,
+        channels: p.channels,
+        logout: false,
+    };
+    if let Err(e) = state.router.clone().set_presence(req).await {
+        tracing::warn!(%agent, error = %e, "cannot restore the agent's channels after reconnecting");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::start_at;
+
+    #[test]
+    fn a_socket_starts_where_the_client_left_off_while_the_frames_are_kept() {
+        // No resume: live from the end.
+        assert_eq!(start_at(None, 10, Some(1)), (10, false));
+        // Resume inside the kept window, at the end, and right before the first kept frame.
+        assert_eq!(start_at(Some(4), 10, Some(1)), (4, false));
+        assert_eq!(start_at(Some(10), 10, Some(1)), (10, false));
+        assert_eq!(start_at(Some(4), 10, Some(5)), (4, false));
+        // Older than what is kept, or everything pruned: reload.
+        assert_eq!(start_at(Some(3), 10, Some(5)), (10, true));
+        assert_eq!(start_at(Some(3), 10, None), (10, true));
+        // Not a number this feed gave (ahead of it, negative): reload.
+        assert_eq!(start_at(Some(11), 10, Some(1)), (10, true));
+        assert_eq!(start_at(Some(-1), 10, Some(1)), (10, true));
+        // A new agent resuming at 0 with nothing yet.
+        assert_eq!(start_at(Some(0), 0, None), (0, false));
+    }
+}
