@@ -151,6 +151,17 @@ impl Platform {
         }
     }
 
+    /// Starts another gateway replica beside the platform's (stopped with the platform);
+    /// its base URL.
+    pub async fn extra_gateway(&mut self) -> String {
+        let started = roles::start(&self.edge, &[Role::Gateway], self.shutdown.child_token())
+            .await
+            .expect("gateway replica starts");
+        let addr = started[0].http_addr.expect("gateway http");
+        self.started.extend(started);
+        format!("http://127.0.0.1:{}", addr.port())
+    }
+
     /// Starts a gateway again (on a new port, which `gateway` then names).
     pub async fn start_gateway(&mut self) {
         self.gateway_stop = self.shutdown.child_token();
@@ -357,11 +368,17 @@ impl Platform {
 
     /// The agent's WebSocket resuming after the feed number `last_seq` (None: live).
     pub async fn socket_after(&self, token: &str, last_seq: Option<u64>) -> AgentSocket {
+        self.socket_on(&self.gateway, token, last_seq).await
+    }
+
+    /// The agent's WebSocket on the gateway at `gateway` (the ticket comes from the
+    /// platform's gateway: any replica redeems it).
+    pub async fn socket_on(&self, gateway: &str, token: &str, last_seq: Option<u64>) -> AgentSocket {
         let ticket = self.ws_ticket(token).await;
         let resume = last_seq.map(|n| format!("&last_seq={n}")).unwrap_or_default();
         let url = format!(
             "{}/api/v1/ws?ticket={ticket}{resume}",
-            self.gateway.replace("http://", "ws://")
+            gateway.replace("http://", "ws://")
         );
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
         let mut s = AgentSocket { ws, seen: Vec::new() };

@@ -47,6 +47,26 @@ impl Keys {
         }
     }
 
+    /// Sorted set: the agent's open sockets on every gateway replica, socket id → the time
+    /// (ms) its heartbeat lapses. The agent is connected while one has not lapsed.
+    pub fn sockets(&self, tenant: TenantId, agent: AgentId) -> String {
+        self.tenant(tenant, &format!("sockets:{agent}"))
+    }
+
+    /// Sorted set: the tenant's agents whose connection must be checked, agent id → when (ms).
+    pub fn socket_watch(&self, tenant: TenantId) -> String {
+        self.tenant(tenant, "socket_watch")
+    }
+
+    /// Set: tenants with a `socket_watch` (what every gateway replica's sweep walks).
+    pub fn socket_watch_tenants(&self) -> String {
+        if self.prefix.is_empty() {
+            "atende:{presence}:tenants".to_string()
+        } else {
+            format!("{}:atende:{{presence}}:tenants", self.prefix)
+        }
+    }
+
     /// Hash: live state of an agent (status, channel logins, max, assigned, offered,
     /// idle_since, connected).
     pub fn agent(&self, tenant: TenantId, agent: AgentId) -> String {

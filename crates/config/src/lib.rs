@@ -241,6 +241,8 @@ pub struct Gateway {
     pub feed_sweep_ms: u64,
     /// Longest wait for a socket to take one frame.
     pub socket_write_timeout_ms: u64,
+    /// How long an agent stays connected with no live socket.
+    pub presence_grace_ms: u64,
     /// Base URL printed for humans (the demo help); not used for binding.
     pub public_url: String,
 }
@@ -405,6 +407,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "gateway.feed_retention_secs",
                 reason: "must be at least 86400 (a day of absence resumes without a reload)".into(),
+            });
+        }
+        if self.gateway.presence_grace_ms < 300 {
+            return Err(ConfigError::Invalid {
+                key: "gateway.presence_grace_ms",
+                reason: "must be at least 300".into(),
             });
         }
         if self.gateway.feed_sweep_ms == 0 || self.gateway.socket_write_timeout_ms == 0 {

@@ -40,6 +40,7 @@ pub struct AppState {
     pub ws_ticket_ttl_secs: u64,
     /// Longest wait for a socket to take one frame.
     pub socket_write_timeout: std::time::Duration,
+    pub presence: crate::presence::Presence,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -8,6 +8,7 @@
 //! - [`feed`] the platform's events as numbered per-agent frames in Postgres (a durable
 //!   consumer), pokes between replicas, and the periodic head check;
 //! - [`hub`] which agents have sockets here and how far their feeds go;
+//! - [`presence`] whether an agent has a live socket on any replica (Redis heartbeats);
 //! - [`socket`] the agent's WebSocket, resuming from the client's last frame number;
 //! - [`frames`] events as the JSON frames agents receive.
 
@@ -17,6 +18,7 @@ pub mod feed;
 pub mod frames;
 pub mod hub;
 pub mod login;
+pub mod presence;
 pub mod socket;
 pub mod workspace;
 
@@ -54,6 +56,15 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         shutdown.clone(),
     ));
 
+    let redis = atende_runtime::redis(cfg).await?;
+    let redis_keys = atende_capacity::Keys::new(&cfg.namespace.prefix);
+    let presence = presence::Presence::new(
+        redis.clone(),
+        redis_keys.clone(),
+        std::time::Duration::from_millis(cfg.gateway.presence_grace_ms),
+    );
+    let router = atende_runtime::clients::router(cfg)?;
+    tasks.spawn(presence::run(presence.clone(), router.clone(), shutdown.clone()));
     let state = api::AppState {
         pool,
         hub,
@@ -70,18 +81,19 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
             cfg.gateway.token_ttl_secs,
         )),
         session,
-        router: atende_runtime::clients::router(cfg)?,
+        router,
         shutdown: shutdown.clone(),
         login_limits: Arc::new(login::LoginLimits {
             per_ip: atende_runtime::limits::KeyedLimit::per_minute(cfg.limits.login_per_ip_per_min),
             per_account_per_min: cfg.limits.login_per_account_per_min,
             trust_forwarded_for: cfg.limits.trust_forwarded_for,
         }),
-        redis: atende_runtime::redis(cfg).await?,
-        redis_keys: atende_capacity::Keys::new(&cfg.namespace.prefix),
+        redis,
+        redis_keys,
         refresh_ttl: time::Duration::seconds(i64::try_from(cfg.gateway.refresh_ttl_secs).unwrap_or(i64::MAX)),
         ws_ticket_ttl_secs: cfg.gateway.ws_ticket_ttl_secs,
         socket_write_timeout: std::time::Duration::from_millis(cfg.gateway.socket_write_timeout_ms),
+        presence,
     };
     let (http_addr, http_server) = atende_runtime::http_api::serve(
         cfg.gateway.http_addr,

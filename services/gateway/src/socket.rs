@@ -9,7 +9,8 @@
 //!
 //! A socket that cannot take a frame within `gateway.socket_write_timeout_ms` is closed (code
 //! 4008) so it holds nothing up; the client reconnects with its last `seq` and misses nothing.
-//! When the agent's last socket here closes, he becomes Inactive (the connection dropped)
+//! Each socket counts toward the agent's presence across replicas (`presence`): when no
+//! socket of his is left anywhere for the grace, he becomes Inactive (the connection dropped)
 //! until a socket comes back, which restores his channel logins.
 
 use atende_domain::ErrorCode;
@@ -109,6 +110,7 @@ async fn agent_socket(state: AppState, claims: Claims, socket: WebSocket, resume
     };
     let (last, resync) = start_at(resume, head, first_kept);
     let mut heads = state.hub.connect(tenant, agent, head);
+    let socket_id = state.presence.open(tenant, agent).await;
     let hello = json!({ "agent_id": agent, "tenant_id": tenant, "head": head });
     let mut greeted = sink.send(frame("hello", last, None, hello)).await.is_ok();
     if greeted && resync {
@@ -135,19 +137,8 @@ async fn agent_socket(state: AppState, claims: Claims, socket: WebSocket, resume
             let _ = sink.send(WsMessage::Close(None)).await;
         }
     }
-    let left = state.hub.disconnect(tenant, agent);
-    if left == 0 && !state.shutdown.is_cancelled() {
-        let req = pb::SetPresenceRequest {
-            tenant_id: tenant.to_string(),
-            agent_id: agent.to_string(),
-            connected: false,
-            channels: Vec::new(),
-            logout: false,
-        };
-        if let Err(e) = state.router.clone().set_presence(req).await {
-            tracing::warn!(%agent, error = %e, "cannot mark the agent inactive");
-        }
-    }
+    state.hub.disconnect(tenant, agent);
+    state.presence.close(socket_id).await;
 }
 
 fn close(code: u16, reason: &'static str) -> WsMessage {
