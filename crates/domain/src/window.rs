@@ -74,6 +74,19 @@ pub fn expiry_band(left: Duration) -> ExpiryBand {
     }
 }
 
+/// What the agent's card shows of the customer window: when it closes and its band. `None`
+/// when the channel has no window or the customer never wrote (nothing is ticking).
+pub fn window_status(
+    kind: ChannelKind,
+    last_inbound: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<(Timestamp, ExpiryBand)> {
+    let window = free_form_window(kind)?;
+    let opened = last_inbound?;
+    let closes = Timestamp(opened.0.saturating_add(window.as_millis() as i64));
+    Some((closes, expiry_band(closes.since(now))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +134,23 @@ mod tests {
         assert_eq!(expiry_band(h(3)), ExpiryBand::Red);
         assert_eq!(expiry_band(h(2)), ExpiryBand::Black);
         assert_eq!(expiry_band(Duration::ZERO), ExpiryBand::Black);
+    }
+
+    #[test]
+    fn a_cards_window_closes_a_window_after_the_customers_last_message() {
+        let now = Timestamp(100 * HOUR);
+        let wrote = Timestamp(now.0 - 10 * HOUR);
+        assert_eq!(
+            window_status(ChannelKind::Whatsapp, Some(wrote), now),
+            Some((Timestamp(now.0 + 14 * HOUR), ExpiryBand::Yellow))
+        );
+        assert_eq!(
+            window_status(ChannelKind::Whatsapp, Some(Timestamp(now.0 - 30 * HOUR)), now).map(|w| w.1),
+            Some(ExpiryBand::Black),
+            "closed: black"
+        );
+        assert_eq!(window_status(ChannelKind::Whatsapp, None, now), None);
+        assert_eq!(window_status(ChannelKind::Webchat, Some(wrote), now), None);
     }
 
     proptest! {

@@ -13,6 +13,7 @@ pub struct Tenant {
     pub slug: String,
     pub allow_simultaneous_conversations: bool,
     pub require_external_protocol: bool,
+    pub show_expiry_bands: bool,
     /// SMTP settings (see the `tenants.mail` column), without the password.
     pub mail: Option<serde_json::Value>,
     pub mail_password: Option<Sealed>,
@@ -79,7 +80,7 @@ pub struct Agent {
 }
 
 const TENANT_COLS: &str =
-    "id, name, slug, allow_simultaneous_conversations, require_external_protocol, mail, mail_password";
+    "id, name, slug, allow_simultaneous_conversations, require_external_protocol, show_expiry_bands, mail, mail_password";
 
 /// Sets the tenant's SMTP settings; `None` keeps the stored password.
 pub async fn set_tenant_mail(
@@ -98,10 +99,16 @@ pub async fn set_tenant_mail(
 }
 
 /// Sets the tenant's finish options.
-pub async fn set_tenant_options(db: impl PgExecutor<'_>, tenant: Uuid, require_external_protocol: bool) -> Result<()> {
-    sqlx::query("UPDATE tenants SET require_external_protocol = $2 WHERE id = $1")
+pub async fn set_tenant_options(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    require_external_protocol: bool,
+    show_expiry_bands: bool,
+) -> Result<()> {
+    sqlx::query("UPDATE tenants SET require_external_protocol = $2, show_expiry_bands = $3 WHERE id = $1")
         .bind(tenant)
         .bind(require_external_protocol)
+        .bind(show_expiry_bands)
         .execute(db)
         .await?;
     Ok(())

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod conversations;
+pub mod desk;
 pub mod feed;
 pub mod legs;
 pub mod mail;

@@ -50,7 +50,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/auth/logout", post(crate::login::logout))
         .route("/api/v1/ws/ticket", post(crate::login::ws_ticket))
         .route("/api/v1/me/presence", put(set_presence).get(get_presence))
-        .route("/api/v1/me/conversations", get(my_conversations))
         .route(
             "/api/v1/conversations/{id}/messages",
             get(list_messages).post(send_message),
@@ -177,17 +176,6 @@ async fn get_presence(State(state): State<AppState>, Agent(claims): Agent) -> Re
     };
     match state.router.clone().get_presence(req).await {
         Ok(r) => Json(presence_json(r.into_inner().presence)).into_response(),
-        Err(s) => from_status(&s).into_response(),
-    }
-}
-
-async fn my_conversations(State(state): State<AppState>, Agent(claims): Agent) -> Response {
-    let req = pb::ListAgentConversationsRequest {
-        tenant_id: claims.tenant.to_string(),
-        agent_id: claims.sub.to_string(),
-    };
-    match state.session.clone().list_agent_conversations(req).await {
-        Ok(r) => Json(json!({ "conversations": r.into_inner().conversations.iter().map(crate::frames::conversation).collect::<Vec<_>>() })).into_response(),
         Err(s) => from_status(&s).into_response(),
     }
 }

@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/conversations/{id}/tags/{tag}",
             put(attach_tag).delete(detach_tag),
         )
+        .route("/api/v1/me/conversations", get(desk))
         .route("/api/v1/me/drafts", get(drafts))
         .route("/api/v1/me/unread", get(unread))
         .route("/api/v1/canned-responses", get(canned_responses))
@@ -149,6 +150,56 @@ async fn detail(State(state): State<AppState>, Agent(claims): Agent, Path(id): P
         .into_response(),
         (Err(s), _) | (_, Err(s)) => from_status(&s).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+struct DeskQuery {
+    search: Option<String>,
+    service_id: Option<String>,
+    channel_kind: Option<String>,
+    tag_id: Option<String>,
+    /// tta_desc (default) or tta_asc.
+    sort: Option<String>,
+    page_size: Option<i32>,
+    page_token: Option<String>,
+}
+
+/// The agent's open conversations as cards (seed 004): 10 at a time, `next_page_token` for
+/// "Mostrar mais"; each is the conversation with what its card shows.
+async fn desk(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    q: Result<Query<DeskQuery>, QueryRejection>,
+) -> Response {
+    let q = try_or_answer!(query(
+        q,
+        "?search=&service_id=&channel_kind=&tag_id=&sort=tta_desc|tta_asc&page_size=&page_token="
+    ));
+    let req = pb::ListAgentDeskRequest {
+        tenant_id: claims.tenant.to_string(),
+        agent_id: claims.sub.to_string(),
+        search: q.search.unwrap_or_default(),
+        service_id: q.service_id.unwrap_or_default(),
+        channel_kind: q.channel_kind.unwrap_or_default(),
+        tag_id: q.tag_id.unwrap_or_default(),
+        sort: q.sort.unwrap_or_default(),
+        page_size: q.page_size.unwrap_or_default(),
+        page_token: q.page_token.unwrap_or_default(),
+    };
+    answer(StatusCode::OK, state.session.clone().list_agent_desk(req).await, |r| {
+        let cards: Vec<Value> = r
+            .items
+            .iter()
+            .map(|i| {
+                let mut card = conversation(i.conversation.as_ref());
+                if let (Value::Object(card), Value::Object(extra)) = (&mut card, to_json(i)) {
+                    card.extend(extra.into_iter().filter(|(k, _)| k != "conversation"));
+                }
+                card
+            })
+            .collect();
+        json!({ "conversations": cards, "next_page_token": r.next_page_token })
+    })
 }
 
 #[derive(Deserialize)]

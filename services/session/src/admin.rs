@@ -133,6 +133,7 @@ fn tenant_pb(t: store::Tenant) -> pb::Tenant {
         slug: t.slug,
         allow_simultaneous_conversations: t.allow_simultaneous_conversations,
         require_external_protocol: t.require_external_protocol,
+        show_expiry_bands: t.show_expiry_bands,
         mail: mail.map(|m| pb::MailSettings {
             host: m.host,
             port: u32::from(m.port),
@@ -340,11 +341,12 @@ impl AdminService for AdminApi {
         let mut t = store::create_tenant(&self.pool, id, name, slug, r.allow_simultaneous_conversations)
             .await
             .map_err(|e| conflict(e, "a tenant with this slug exists"))?;
-        if r.require_external_protocol != t.require_external_protocol {
-            store::set_tenant_options(&self.pool, t.id, r.require_external_protocol)
+        if r.require_external_protocol != t.require_external_protocol || r.show_expiry_bands != t.show_expiry_bands {
+            store::set_tenant_options(&self.pool, t.id, r.require_external_protocol, r.show_expiry_bands)
                 .await
                 .map_err(store_status)?;
             t.require_external_protocol = r.require_external_protocol;
+            t.show_expiry_bands = r.show_expiry_bands;
         }
         if let Some(m) = &r.mail {
             let settings = crate::mail::Settings {

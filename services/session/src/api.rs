@@ -375,6 +375,16 @@ impl SessionService for SessionApi {
         }))
     }
 
+    async fn list_agent_desk(
+        &self,
+        request: Request<pb::ListAgentDeskRequest>,
+    ) -> Result<Response<pb::ListAgentDeskResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            crate::desk::list(&self.pool, tenant, request.into_inner()).await?,
+        ))
+    }
+
     async fn finish_conversation(
         &self,
         request: Request<pb::FinishConversationRequest>,

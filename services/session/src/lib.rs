@@ -26,6 +26,7 @@ pub mod api;
 pub mod bot;
 pub mod convert;
 pub mod dead_letters;
+pub mod desk;
 pub mod inbound;
 pub mod lifecycle;
 pub mod mail;

@@ -181,13 +181,19 @@ pub async fn tagged_open(api: &SessionApi, tenant: Uuid, tag: Uuid) -> Result<Ve
 }
 
 /// History page tokens are `h<opened_at µs>_<id>`: the keyset of the last row returned.
-fn history_cursor(token: &str) -> Result<Option<(time::OffsetDateTime, Uuid)>> {
+/// A keyset page token `<prefix><µs>_<id>`: continue after (time, id).
+pub(crate) fn time_id_token(prefix: char, at: time::OffsetDateTime, id: Uuid) -> String {
+    format!("{prefix}{}_{id}", at.unix_timestamp_nanos() / 1000)
+}
+
+/// Reads a [`time_id_token`] of `prefix`; empty: the first page.
+pub(crate) fn time_id_cursor(prefix: char, token: &str) -> Result<Option<(time::OffsetDateTime, Uuid)>> {
     if token.is_empty() {
         return Ok(None);
     }
     let bad = || status(ErrorCode::InvalidArgument, "invalid page_token", Some("page_token"));
     let (at, id) = token
-        .strip_prefix('h')
+        .strip_prefix(prefix)
         .and_then(|t| t.split_once('_'))
         .ok_or_else(bad)?;
     let micros: i128 = at.parse().map_err(|_| bad())?;
@@ -229,7 +235,7 @@ pub async fn contact_history(
             ))
         }
     };
-    let after = history_cursor(&r.page_token)?;
+    let after = time_id_cursor('h', &r.page_token)?;
     let rows = store::contact_history(
         &api.pool,
         tenant,
@@ -257,7 +263,7 @@ pub async fn contact_history(
         });
     }
     let next_page_token = match (more, rows.last()) {
-        (true, Some((id, at, _))) => format!("h{}_{id}", at.unix_timestamp_nanos() / 1000),
+        (true, Some((id, at, _))) => time_id_token('h', *at, *id),
         _ => String::new(),
     };
     Ok(pb::ListContactHistoryResponse {
