@@ -200,6 +200,8 @@ pub struct AgentLive {
     pub assigned: u32,
     pub offered: u32,
     pub idle_since: Timestamp,
+    /// When the status last changed (0: never recorded).
+    pub status_since: Timestamp,
 }
 
 /// What [`Presence::load_agents`] returns per agent: routing's view.
@@ -355,6 +357,7 @@ impl Presence {
                 "assigned",
                 "offered",
                 "idle_since",
+                "status_since",
             ])
             .query_async(&mut self.conn.clone())
             .await?;
@@ -370,6 +373,7 @@ impl Presence {
             assigned: num(get(4).as_ref()),
             offered: num(get(5).as_ref()),
             idle_since: Timestamp(num(get(6).as_ref())),
+            status_since: Timestamp(num(get(7).as_ref())),
         })
     }
 

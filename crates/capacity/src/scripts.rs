@@ -358,7 +358,8 @@ return due
 /// ARGV: agent id, status, receiving kinds (comma list), logins (kind:paused list),
 ///       connected (0|1), max, now, then (service, policy code, initial rotation) × n
 ///
-/// Replies the previous status. idle_since restarts when the agent becomes Available. The
+/// Replies the previous status. idle_since restarts when the agent becomes Available, and
+/// status_since whenever the status changes (a supervisor's "time in status"). The
 /// agent's services are recorded (with their policies, for the candidate index) and his
 /// missing rotation places seeded.
 pub static SET_PRESENCE: LazyLock<Script> = LazyLock::new(|| {
@@ -376,6 +377,9 @@ redis.call('HSET', KEYS[1], 'status', ARGV[2], 'kinds', ARGV[3], 'logins', ARGV[
   'connected', ARGV[5], 'max', ARGV[6], 'svcs', table.concat(svcs, ','))
 if ARGV[2] == 'available' and prev ~= 'available' then
   redis.call('HSET', KEYS[1], 'idle_since', ARGV[7])
+end
+if ARGV[2] ~= prev or redis.call('HEXISTS', KEYS[1], 'status_since') == 0 then
+  redis.call('HSET', KEYS[1], 'status_since', ARGV[7])
 end
 -- services the agent left: drop him from their index
 if old ~= '' then

@@ -2,6 +2,7 @@
 //! credential and the trace context. Roles reach each other only through these.
 
 use atende_config::Config;
+use atende_proto::v1::admin_service_client::AdminServiceClient;
 use atende_proto::v1::router_service_client::RouterServiceClient;
 use atende_proto::v1::session_service_client::SessionServiceClient;
 
@@ -10,6 +11,7 @@ use crate::Result;
 
 pub type RouterClient = RouterServiceClient<AuthedChannel>;
 pub type SessionClient = SessionServiceClient<AuthedChannel>;
+pub type AdminClient = AdminServiceClient<AuthedChannel>;
 
 pub fn router(cfg: &Config) -> Result<RouterClient> {
     Ok(RouterServiceClient::new(channel(
@@ -20,6 +22,14 @@ pub fn router(cfg: &Config) -> Result<RouterClient> {
 
 pub fn session(cfg: &Config) -> Result<SessionClient> {
     Ok(SessionServiceClient::new(channel(
+        &cfg.clients.session_url,
+        ClientAuth::internal(cfg),
+    )?))
+}
+
+/// AdminService is served beside SessionService.
+pub fn admin(cfg: &Config) -> Result<AdminClient> {
+    Ok(AdminServiceClient::new(channel(
         &cfg.clients.session_url,
         ClientAuth::internal(cfg),
     )?))

@@ -41,6 +41,9 @@ pub struct AppState {
     /// Longest wait for a socket to take one frame.
     pub socket_write_timeout: std::time::Duration,
     pub presence: crate::presence::Presence,
+    pub admin: atende_runtime::clients::AdminClient,
+    /// How often the supervisor's stream sends the counters.
+    pub counters_every: std::time::Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -58,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/conversations/{id}/claim", post(claim))
         .route("/api/v1/ws", get(crate::socket::websocket))
         .merge(crate::workspace::routes())
+        .merge(crate::supervisor::routes())
         .with_state(state)
 }
 

@@ -7,6 +7,7 @@
 //! - [`workspace`] the agent's workspace and the supervisor's bulk actions over `SessionService`;
 //! - [`feed`] the platform's events as numbered per-agent frames in Postgres (a durable
 //!   consumer), pokes between replicas, and the periodic head check;
+//! - [`supervisor`] the supervisor's board: agents, queues, assignment, bulk finish, stream;
 //! - [`hub`] which agents have sockets here and how far their feeds go;
 //! - [`presence`] whether an agent has a live socket on any replica (Redis heartbeats);
 //! - [`socket`] the agent's WebSocket, resuming from the client's last frame number;
@@ -20,6 +21,7 @@ pub mod hub;
 pub mod login;
 pub mod presence;
 pub mod socket;
+pub mod supervisor;
 pub mod workspace;
 
 use std::sync::Arc;
@@ -94,6 +96,8 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         ws_ticket_ttl_secs: cfg.gateway.ws_ticket_ttl_secs,
         socket_write_timeout: std::time::Duration::from_millis(cfg.gateway.socket_write_timeout_ms),
         presence,
+        admin: atende_runtime::clients::admin(cfg)?,
+        counters_every: std::time::Duration::from_millis(cfg.gateway.feed_sweep_ms),
     };
     let (http_addr, http_server) = atende_runtime::http_api::serve(
         cfg.gateway.http_addr,

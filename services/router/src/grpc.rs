@@ -35,6 +35,10 @@ fn status_pb(s: AgentStatus) -> pb::AgentStatus {
 }
 
 fn presence_pb(agent: AgentId, live: &AgentLive, max: u32) -> pb::AgentPresence {
+    presence_named(agent, live, max, String::new())
+}
+
+fn presence_named(agent: AgentId, live: &AgentLive, max: u32, name: String) -> pb::AgentPresence {
     pb::AgentPresence {
         agent_id: agent.to_string(),
         status: status_pb(live.status) as i32,
@@ -49,6 +53,8 @@ fn presence_pb(agent: AgentId, live: &AgentLive, max: u32) -> pb::AgentPresence 
         assigned: live.assigned,
         offered: live.offered,
         max_concurrent: max,
+        status_since_ms: live.status_since.as_millis(),
+        name,
     }
 }
 
@@ -98,6 +104,42 @@ impl RouterService for RouterGrpc {
         let (live, max) = self.router.presence(tenant, agent).await?;
         Ok(Response::new(pb::GetPresenceResponse {
             presence: Some(presence_pb(agent, &live, max)),
+        }))
+    }
+
+    async fn list_agent_presences(
+        &self,
+        request: Request<pb::ListAgentPresencesRequest>,
+    ) -> Result<Response<pb::ListAgentPresencesResponse>, Status> {
+        let tenant: TenantId = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        let r = request.into_inner();
+        let limit = match r.page_size {
+            0 => 1000,
+            n if (1..=1000).contains(&n) => i64::from(n),
+            _ => {
+                return Err(atende_runtime::status(
+                    ErrorCode::InvalidArgument,
+                    "page_size must be 1 to 1000",
+                    Some("page_size"),
+                ))
+            }
+        };
+        let after: Option<uuid::Uuid> = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(parse_id("page_token", &r.page_token)?)
+        };
+        let (rows, more) = self.router.presences(tenant, after, limit).await?;
+        let next_page_token = match (more, rows.last()) {
+            (true, Some((a, ..))) => a.id.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListAgentPresencesResponse {
+            presences: rows
+                .into_iter()
+                .map(|(a, live)| presence_named(AgentId(a.id), &live, a.max_concurrent.max(0) as u32, a.name))
+                .collect(),
+            next_page_token,
         }))
     }
 

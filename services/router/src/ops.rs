@@ -89,6 +89,22 @@ impl Router {
         Ok((self.presence.agent(tenant, agent).await?, max))
     }
 
+    /// A page of the tenant's agents (by id, after `after`) with their live presence, and
+    /// whether more follow.
+    pub async fn presences(
+        &self,
+        tenant: TenantId,
+        after: Option<uuid::Uuid>,
+        limit: i64,
+    ) -> Result<(Vec<(admin::Agent, AgentLive)>, bool), RouterError> {
+        let mut rows = admin::list_agents(&self.pool, tenant.0, after, limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let lives =
+            futures::future::try_join_all(rows.iter().map(|a| self.presence.agent(tenant, AgentId(a.id)))).await?;
+        Ok((rows.into_iter().zip(lives).collect(), more))
+    }
+
     pub async fn presence(&self, tenant: TenantId, agent: AgentId) -> Result<(AgentLive, u32), RouterError> {
         let row = admin::get_agent(&self.pool, tenant.0, agent.0)
             .await?

@@ -1,0 +1,417 @@
+//! The supervisor's board (seed 001): agents by status with their conversations in progress
+//! ("Sessões Ativas") and time in status, the queues with their waiting counts and oldest
+//! wait, handing a queued conversation to an agent, finishing many at once with an outcome
+//! per item, the routing decisions behind a conversation, and a live stream of the counters.
+//! Supervisors only: every route answers PERMISSION_DENIED to an agent.
+
+use std::convert::Infallible;
+
+use atende_domain::ErrorCode;
+use atende_proto::v1 as pb;
+use atende_runtime::http_api::{error, from_status, ErrorResponse};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::api::{bearer, path_id, AppState};
+use crate::auth::Claims;
+use crate::frames;
+
+/// Most conversations one bulk finish may name.
+const MAX_BULK: usize = 500;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/supervisor/agents", get(agents))
+        .route("/api/v1/supervisor/queues", get(queues))
+        .route("/api/v1/supervisor/stream", get(stream))
+        .route("/api/v1/supervisor/conversations/{id}/assign", post(assign))
+        .route("/api/v1/supervisor/conversations/{id}/explain", get(explain))
+        .route("/api/v1/supervisor/bulk-finish", post(bulk_finish))
+}
+
+/// The supervisor behind a request (bearer token), or the refusal.
+fn supervisor(headers: &http::HeaderMap, state: &AppState) -> Result<Claims, ErrorResponse> {
+    let claims = bearer(headers, state)?;
+    if claims.supervisor {
+        Ok(claims)
+    } else {
+        Err(error(ErrorCode::PermissionDenied, "supervisors only"))
+    }
+}
+
+fn status_name(status: i32) -> String {
+    pb::AgentStatus::try_from(status)
+        .map(|s| s.as_str_name())
+        .unwrap_or("AGENT_STATUS_UNSPECIFIED")
+        .trim_start_matches("AGENT_STATUS_")
+        .to_ascii_lowercase()
+}
+
+fn now_ms() -> i64 {
+    atende_store::to_millis(time::OffsetDateTime::now_utc())
+}
+
+/// Every agent of the tenant with his presence.
+async fn presences(state: &AppState, tenant: Uuid) -> Result<Vec<pb::AgentPresence>, tonic::Status> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = state
+            .router
+            .clone()
+            .list_agent_presences(pb::ListAgentPresencesRequest {
+                tenant_id: tenant.to_string(),
+                page_size: 0,
+                page_token,
+            })
+            .await?
+            .into_inner();
+        all.extend(page.presences);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+fn presence_json(p: &pb::AgentPresence, now: i64) -> Value {
+    json!({
+        "agent_id": p.agent_id,
+        "name": p.name,
+        "status": status_name(p.status),
+        "status_since_ms": p.status_since_ms,
+        "time_in_status_ms": if p.status_since_ms > 0 { (now - p.status_since_ms).max(0) } else { 0 },
+        "channels": p.channels.iter().map(|c| json!({"channel_kind": c.channel_kind, "paused": c.paused})).collect::<Vec<_>>(),
+        "assigned": p.assigned,
+        "offered": p.offered,
+        "max_concurrent": p.max_concurrent,
+    })
+}
+
+/// Agents by status, each with his conversations in progress.
+async fn agents(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
+    let claims = match supervisor(&headers, &state) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let list = match presences(&state, claims.tenant).await {
+        Ok(l) => l,
+        Err(s) => return from_status(&s).into_response(),
+    };
+    let now = now_ms();
+    let sessions = futures::future::join_all(list.iter().map(|p| {
+        let mut session = state.session.clone();
+        let req = pb::ListAgentConversationsRequest {
+            tenant_id: claims.tenant.to_string(),
+            agent_id: p.agent_id.clone(),
+        };
+        async move {
+            if p.assigned + p.offered == 0 {
+                return Ok(Vec::new());
+            }
+            session
+                .list_agent_conversations(req)
+                .await
+                .map(|r| r.into_inner().conversations)
+        }
+    }))
+    .await;
+    let mut agents = Vec::with_capacity(list.len());
+    for (p, conversations) in list.iter().zip(sessions) {
+        let conversations = match conversations {
+            Ok(c) => c,
+            Err(s) => return from_status(&s).into_response(),
+        };
+        let mut a = presence_json(p, now);
+        a["conversations"] = conversations.iter().map(frames::conversation).collect();
+        agents.push(a);
+    }
+    Json(json!({ "agents": agents, "counts": counts(&list) })).into_response()
+}
+
+fn counts(list: &[pb::AgentPresence]) -> Value {
+    let of = |s: pb::AgentStatus| list.iter().filter(|p| p.status == s as i32).count();
+    json!({
+        "available": of(pb::AgentStatus::Available),
+        "paused": of(pb::AgentStatus::Paused),
+        "inactive": of(pb::AgentStatus::Inactive),
+        "offline": of(pb::AgentStatus::Offline),
+    })
+}
+
+/// Each service's queue, and the tenant's "Aguardando" list.
+async fn queue_board(state: &AppState, tenant: Uuid) -> Result<Value, tonic::Status> {
+    let mut services = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = state
+            .admin
+            .clone()
+            .list_services(pb::ListServicesRequest {
+                tenant_id: tenant.to_string(),
+                page_size: 0,
+                page_token,
+            })
+            .await?
+            .into_inner();
+        services.extend(page.services);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let stats = futures::future::try_join_all(services.iter().map(|s| {
+        let mut router = state.router.clone();
+        let req = pb::GetQueueStatsRequest {
+            tenant_id: tenant.to_string(),
+            service_id: s.id.clone(),
+        };
+        async move { router.get_queue_stats(req).await.map(|r| r.into_inner()) }
+    }))
+    .await?;
+    let waiting = state
+        .session
+        .clone()
+        .list_waiting(pb::ListWaitingRequest {
+            tenant_id: tenant.to_string(),
+        })
+        .await?
+        .into_inner()
+        .conversations;
+    let now = now_ms();
+    let oldest_waiting = waiting.iter().map(|c| c.opened_at_ms).min();
+    Ok(json!({
+        "queues": services.iter().zip(stats).map(|(s, q)| json!({
+            "service_id": s.id,
+            "name": s.name,
+            "policy": s.policy,
+            "waiting": q.waiting,
+            "oldest_wait_ms": q.oldest_wait_ms,
+            "offered": q.offered,
+            "agents": {
+                "available": q.agents_available,
+                "paused": q.agents_paused,
+                "inactive": q.agents_inactive,
+                "offline": q.agents_offline,
+            },
+        })).collect::<Vec<_>>(),
+        "aguardando": {
+            "waiting": waiting.len(),
+            "oldest_wait_ms": oldest_waiting.map(|at| (now - at).max(0)).unwrap_or(0),
+        },
+    }))
+}
+
+async fn queues(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
+    let claims = match supervisor(&headers, &state) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    match queue_board(&state, claims.tenant).await {
+        Ok(board) => Json(board).into_response(),
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    ticket: Option<String>,
+}
+
+/// Server-sent events: a `counters` event (agents by status, the queues) now and every
+/// `gateway.feed_sweep_ms`. Browsers' EventSource cannot set headers: `?ticket=` as for the
+/// WebSocket, or the bearer token for other clients.
+async fn stream(State(state): State<AppState>, headers: http::HeaderMap, q: Query<StreamQuery>) -> Response {
+    let claims = match q.0.ticket {
+        Some(ticket) => match crate::login::redeem_ticket(&state, &ticket).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return error(ErrorCode::Unauthenticated, "unknown, used or expired ticket").into_response(),
+            Err(r) => return r,
+        },
+        None => match bearer(&headers, &state) {
+            Ok(c) => c,
+            Err(e) => return e.into_response(),
+        },
+    };
+    if !claims.supervisor {
+        return error(ErrorCode::PermissionDenied, "supervisors only").into_response();
+    }
+    Sse::new(counters(state, claims.tenant))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn counters(state: AppState, tenant: Uuid) -> impl Stream<Item = Result<Event, Infallible>> {
+    let every = state.counters_every;
+    futures::stream::unfold((state, true), move |(state, first)| async move {
+        if !first {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+        let snapshot = match (presences(&state, tenant).await, queue_board(&state, tenant).await) {
+            (Ok(agents), Ok(board)) => json!({ "at_ms": now_ms(), "agents": counts(&agents), "board": board }),
+            (Err(s), _) | (_, Err(s)) => json!({ "at_ms": now_ms(), "error": s.message() }),
+        };
+        let event = Event::default().event("counters").data(snapshot.to_string());
+        Some((Ok(event), (state, false)))
+    })
+}
+
+#[derive(Deserialize)]
+struct AssignBody {
+    agent_id: String,
+}
+
+/// Hands a queued conversation to the chosen agent (capacity still applies).
+async fn assign(
+    State(state): State<AppState>,
+    headers: http::HeaderMap,
+    Path(id): Path<String>,
+    b: Result<Json<AssignBody>, JsonRejection>,
+) -> Response {
+    let claims = match supervisor(&headers, &state) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(Json(b)) = b else {
+        return error(ErrorCode::MalformedPayload, "expected {agent_id}").into_response();
+    };
+    let id = match path_id(&id) {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let req = pb::AssignConversationRequest {
+        tenant_id: claims.tenant.to_string(),
+        conversation_id: id.to_string(),
+        agent_id: b.agent_id,
+        supervisor_id: claims.sub.to_string(),
+        directed: false,
+    };
+    match state.router.clone().assign_conversation(req).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+/// Why each agent got (or did not get) the conversation: the router's decision log.
+async fn explain(State(state): State<AppState>, headers: http::HeaderMap, Path(id): Path<String>) -> Response {
+    let claims = match supervisor(&headers, &state) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let id = match path_id(&id) {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let req = pb::ExplainConversationRequest {
+        tenant_id: claims.tenant.to_string(),
+        conversation_id: id.to_string(),
+    };
+    match state.router.clone().explain_conversation(req).await {
+        Ok(r) => {
+            let decisions: Vec<Value> = r
+                .into_inner()
+                .decisions
+                .iter()
+                .map(|d| {
+                    json!({
+                        "at_ms": d.at_ms,
+                        "decision": d.decision,
+                        "agent_id": d.agent_id,
+                        "rule": d.rule,
+                        "explanation": serde_json::from_str::<Value>(&d.explanation_json).unwrap_or(Value::Null),
+                    })
+                })
+                .collect();
+            Json(json!({ "decisions": decisions })).into_response()
+        }
+        Err(s) => from_status(&s).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct BulkFinishBody {
+    conversation_ids: Vec<String>,
+    #[serde(default)]
+    qualification: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    external_protocol: String,
+}
+
+/// Finishes each named conversation as the supervisor; one outcome per item, in order.
+async fn bulk_finish(
+    State(state): State<AppState>,
+    headers: http::HeaderMap,
+    b: Result<Json<BulkFinishBody>, JsonRejection>,
+) -> Response {
+    let claims = match supervisor(&headers, &state) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(Json(b)) = b else {
+        return error(
+            ErrorCode::MalformedPayload,
+            "expected {conversation_ids, qualification, description?, external_protocol?}",
+        )
+        .into_response();
+    };
+    if b.conversation_ids.is_empty() || b.conversation_ids.len() > MAX_BULK {
+        return error(ErrorCode::InvalidArgument, "name 1 to 500 conversations").into_response();
+    }
+    let requests: Vec<pb::FinishConversationRequest> = b
+        .conversation_ids
+        .into_iter()
+        .map(|id| pb::FinishConversationRequest {
+            tenant_id: claims.tenant.to_string(),
+            conversation_id: id,
+            agent_id: claims.sub.to_string(),
+            qualification: b.qualification.clone(),
+            description: b.description.clone(),
+            external_protocol: b.external_protocol.clone(),
+            transcript_email: String::new(),
+        })
+        .collect();
+    let finishes = requests.into_iter().map(|req| {
+        let mut session = state.session.clone();
+        async move { (req.conversation_id.clone(), session.finish_conversation(req).await) }
+    });
+    // A few at a time, in order: one supervisor's click must not flood the session role.
+    let done: Vec<_> =
+        futures::StreamExt::collect(futures::StreamExt::buffered(futures::stream::iter(finishes), 8)).await;
+    let outcomes: Vec<Value> = done
+        .into_iter()
+        .map(|(id, r)| match r {
+            Ok(done) => json!({
+                "conversation_id": id,
+                "finished": true,
+                "protocol": done.into_inner().protocol.map(|p| p.number).unwrap_or_default(),
+            }),
+            Err(s) => {
+                let code = atende_runtime::errors::detail_of(&s)
+                    .and_then(|d| ErrorCode::parse(&d.code))
+                    .unwrap_or(ErrorCode::Internal);
+                json!({
+                    "conversation_id": id,
+                    "finished": false,
+                    "error_code": code.as_str(),
+                    "message_en": code.message_en(),
+                    "message_pt_br": code.message_pt_br(),
+                })
+            }
+        })
+        .collect();
+    Json(json!({ "outcomes": outcomes })).into_response()
+}
