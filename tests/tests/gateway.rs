@@ -732,3 +732,98 @@ async fn health_and_readiness_answer_200_while_running() {
     }
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_limits_bodies_and_rates_per_agent_and_tenant_answers_cors_and_sends_security_headers() {
+    // Arrange: three requests a minute per agent, five per tenant, 1 KiB bodies, one origin.
+    let p = Platform::start_configured(|cfg| {
+        cfg.limits.api_per_user_per_min = 3;
+        cfg.limits.api_per_tenant_per_min = 5;
+        cfg.gateway.body_limit_bytes = 1024;
+        cfg.gateway.cors_allowed_origins = "https://console.acme.test".into();
+    })
+    .await;
+    let a = p.seed().await;
+    let b = p.add_agent(&a, "Bruno", "bruno@acme.test", "battery staple").await;
+    let (token_a, token_b) = (p.login(&a).await, p.login(&b).await);
+
+    // Per agent: the fourth request of A in the minute is refused...
+    for _ in 0..3 {
+        assert_eq!(
+            call(&p, Method::GET, "/api/v1/me/presence", Auth::Bearer(&token_a), None)
+                .await
+                .0,
+            200
+        );
+    }
+    let resp = p
+        .http
+        .get(format!("{}/api/v1/me/presence", p.gateway))
+        .bearer_auth(&token_a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let wait: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(wait >= 1);
+    assert_error(&(429, resp.json().await.unwrap()), 429, "RATE_LIMITED");
+    // ...per tenant: B has two of the tenant's five left.
+    for _ in 0..2 {
+        assert_eq!(
+            call(&p, Method::GET, "/api/v1/me/presence", Auth::Bearer(&token_b), None)
+                .await
+                .0,
+            200
+        );
+    }
+    let got = call(&p, Method::GET, "/api/v1/me/presence", Auth::Bearer(&token_b), None).await;
+    assert_error(&got, 429, "RATE_LIMITED");
+
+    // A body over the limit: 413 before anything runs.
+    let big = json!({ "text": "x".repeat(2000) });
+    let got = call(
+        &p,
+        Method::POST,
+        &format!("/api/v1/conversations/{}/notes", uuid::Uuid::new_v4()),
+        Auth::None,
+        Some(big),
+    )
+    .await;
+    assert_error(&got, 413, "PAYLOAD_TOO_LARGE");
+
+    // CORS: the configured origin may call; another gets no allowance.
+    let preflight = |origin: &'static str| {
+        p.http
+            .request(Method::OPTIONS, format!("{}/api/v1/me/presence", p.gateway))
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    let ok = preflight("https://console.acme.test").await.unwrap();
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://console.acme.test");
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // Every answer, refusals included, carries the security headers.
+    let resp = p
+        .http
+        .get(format!("{}/api/v1/me/presence", p.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(resp.headers()[name], value, "{name}");
+    }
+    assert!(resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    p.stop().await;
+}

@@ -81,6 +81,8 @@ pub struct Limits {
     pub unknown_channel_cache_secs: u64,
     pub login_per_ip_per_min: u32,
     pub login_per_account_per_min: u32,
+    pub api_per_user_per_min: u32,
+    pub api_per_tenant_per_min: u32,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -243,6 +245,9 @@ pub struct Gateway {
     pub socket_write_timeout_ms: u64,
     /// How long an agent stays connected with no live socket.
     pub presence_grace_ms: u64,
+    pub body_limit_bytes: usize,
+    /// Comma-separated origins allowed by CORS.
+    pub cors_allowed_origins: String,
     /// Base URL printed for humans (the demo help); not used for binding.
     pub public_url: String,
 }

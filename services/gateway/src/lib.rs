@@ -5,6 +5,7 @@
 //! - [`login`] login, silent renewal with rotating refresh tokens, logout, WebSocket tickets;
 //! - [`api`] the HTTP API: presence, conversations, history, replies, offer acceptance;
 //! - [`workspace`] the agent's workspace and the supervisor's bulk actions over `SessionService`;
+//! - [`guard`] body size, per-agent and per-tenant rate limits, CORS, security headers;
 //! - [`feed`] the platform's events as numbered per-agent frames in Postgres (a durable
 //!   consumer), pokes between replicas, and the periodic head check;
 //! - [`supervisor`] the supervisor's board: agents, queues, assignment, bulk finish, stream;
@@ -17,6 +18,7 @@ pub mod api;
 pub mod auth;
 pub mod feed;
 pub mod frames;
+pub mod guard;
 pub mod hub;
 pub mod login;
 pub mod presence;
@@ -99,13 +101,20 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         admin: atende_runtime::clients::admin(cfg)?,
         counters_every: std::time::Duration::from_millis(cfg.gateway.feed_sweep_ms),
     };
-    let (http_addr, http_server) = atende_runtime::http_api::serve(
-        cfg.gateway.http_addr,
-        api::router(state),
-        atende_runtime::grace(cfg),
-        shutdown,
-    )
-    .await?;
+    let guard = Arc::new(guard::Guard {
+        keys: state.keys.clone(),
+        body_limit: cfg.gateway.body_limit_bytes,
+        per_user: atende_runtime::limits::KeyedLimit::per_minute(cfg.limits.api_per_user_per_min),
+        per_tenant: atende_runtime::limits::KeyedLimit::per_minute(cfg.limits.api_per_tenant_per_min),
+    });
+    // Outermost last: the security headers go on every answer, limits' refusals included.
+    let app = api::router(state)
+        .layer(axum::middleware::from_fn_with_state(guard, guard::limits))
+        .layer(axum::extract::DefaultBodyLimit::max(cfg.gateway.body_limit_bytes))
+        .layer(guard::cors(&cfg.gateway.cors_allowed_origins))
+        .layer(axum::middleware::from_fn(guard::headers));
+    let (http_addr, http_server) =
+        atende_runtime::http_api::serve(cfg.gateway.http_addr, app, atende_runtime::grace(cfg), shutdown).await?;
     tasks.spawn(http_server);
     tracing::info!(%http_addr, %grpc_addr, "gateway started");
     Ok(Started {
