@@ -12,6 +12,10 @@
 //! with a delay, the others move on. Poison messages (that can never succeed) are terminated
 //! and recorded in `dead_letters`, never skipped silently; an operator lists and replays them.
 //! Shutdown stops fetching, finishes (or hands back) the message in hand, and returns.
+//!
+//! Lanes: the messages of one outbox partition (one ordering key: a conversation, a channel's
+//! customer) always go to the same lane, where they are handled one at a time in order, while
+//! other lanes go on — so one conversation's retry holds up its own lane, not the stream.
 
 use std::future::Future;
 use std::time::Duration;
@@ -55,7 +59,19 @@ pub struct ConsumerSpec {
     /// Filter inside the stream (defaults to the whole stream).
     pub filter: Option<String>,
     pub redelivery: Redelivery,
+    /// Messages of different partitions (the outbox's hash of the ordering key, carried in
+    /// the [`PARTITION_HEADER`]) are handled on this many lanes at once; one partition always
+    /// goes to the same lane, where its messages are handled one at a time, in order. 1: the
+    /// whole stream one message at a time.
+    pub lanes: usize,
 }
+
+/// The header in which the relay carries a message's outbox partition.
+pub const PARTITION_HEADER: &str = "Atende-Partition";
+
+/// Messages waiting per lane: a lane that is retrying holds the fetcher back once full, so
+/// what was fetched stays within a few messages of being handled.
+const LANE_DEPTH: usize = 16;
 
 /// When JetStream hands a message out again.
 #[derive(Clone, Copy, Debug)]
@@ -126,107 +142,163 @@ where
             .map_err(|e| BusError::Consumer(format!("update consumer {}: {e}", spec.durable)))?;
     }
 
-    while !shutdown.is_cancelled() {
-        let batch = consumer
-            .fetch()
-            .max_messages(64)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await;
-        let mut batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(consumer = spec.durable, error = %e, "fetch failed, retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
-                }
-            }
-        };
-        loop {
-            // Finish the message in hand on shutdown; take no new one.
-            let next = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => None,
-                m = batch.next() => m,
-            };
-            let Some(msg) = next else { break };
-            let msg = match msg {
-                Ok(m) => m,
+    let lanes = spec.lanes.max(1);
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes)
+        .map(|_| tokio::sync::mpsc::channel::<jetstream::Message>(LANE_DEPTH))
+        .unzip();
+    let fetcher = async {
+        // Owned here: when the fetcher ends, the lanes end once they are empty.
+        let senders = senders;
+        while !shutdown.is_cancelled() {
+            let batch = consumer
+                .fetch()
+                .max_messages(64)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(b) => b,
                 Err(e) => {
-                    tracing::warn!(consumer = spec.durable, error = %e, "bad message from fetch");
-                    continue;
+                    tracing::warn!(consumer = spec.durable, error = %e, "fetch failed, retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
                 }
             };
-            let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
-            let span = tracing::info_span!("consume", consumer = spec.durable, subject = %msg.subject, delivered);
-            if let Some(h) = msg.headers.as_ref() {
-                atende_telemetry::propagation::set_parent(&span, atende_telemetry::propagation::extract_nats(h));
-            }
-            let mut attempt = 0;
-            let outcome = loop {
-                let delivery = Delivery {
-                    subject: msg.subject.to_string(),
-                    payload: msg.payload.clone(),
-                    delivered: delivered + attempt,
+            loop {
+                // Take no new message on shutdown.
+                let next = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => None,
+                    m = batch.next() => m,
                 };
-                let outcome = handler(delivery).instrument(span.clone()).await;
-                let max = spec.redelivery.max_backoff;
-                let delay = match outcome {
-                    Outcome::Ack => break Some(Settled::Ack),
-                    Outcome::Defer(delay, reason) => break Some(Settled::Defer(delay, reason)),
-                    Outcome::Poison(reason) => break Some(Settled::Poison(reason)),
-                    Outcome::Retry(reason) => {
-                        let delay = backoff(delivered + attempt, max);
-                        tracing::warn!(parent: &span, reason = %reason, delay_ms = delay.as_millis() as u64, "transient failure, retrying in place");
-                        delay
-                    }
-                    Outcome::RetryAfter(hint, reason) => {
-                        let delay = hint.max(backoff(delivered + attempt, max));
-                        tracing::warn!(parent: &span, reason = %reason, delay_ms = delay.as_millis() as u64, "asked to retry later, retrying in place");
-                        delay
-                    }
-                };
-                attempt += 1;
-                if !hold(&msg, delay, spec.redelivery.ack_wait, &shutdown).await {
-                    break None; // handed back on shutdown
-                }
-            };
-            let Some(settled) = outcome else { break };
-            let _enter = span.enter();
-            let ack = match settled {
-                Settled::Ack => msg.ack().await,
-                Settled::Defer(delay, reason) => {
-                    tracing::info!(reason = %reason, delay_ms = delay.as_millis() as u64, "deferred behind later messages");
-                    msg.ack_with(AckKind::Nak(Some(delay))).await
-                }
-                Settled::Poison(reason) => {
-                    tracing::error!(reason = %reason, "poison message terminated");
-                    let tenant = bus.subjects.tenant_of(&msg.subject);
-                    if let Err(e) = atende_store::outbox::dead_letter(
-                        &pool,
-                        spec.durable,
-                        &msg.subject,
-                        tenant,
-                        &msg.payload,
-                        &reason,
-                    )
-                    .await
-                    {
-                        // Not recorded: leave it for redelivery rather than lose it silently.
-                        tracing::error!(error = %e, "cannot record dead letter, leaving message for redelivery");
+                let Some(msg) = next else { break };
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(consumer = spec.durable, error = %e, "bad message from fetch");
                         continue;
                     }
-                    msg.ack_with(AckKind::Term).await
+                };
+                let lane = lane_of(&msg, lanes);
+                if senders[lane].send(msg).await.is_err() {
+                    return;
                 }
-            };
-            if let Err(e) = ack {
-                // The effect is committed; a redelivery will be recognised as a duplicate.
-                tracing::warn!(error = %e, "ack failed");
             }
         }
-    }
+    };
+    let workers = receivers
+        .into_iter()
+        .map(|rx| lane(rx, &bus, &pool, &spec, &shutdown, &handler));
+    futures::future::join(fetcher, futures::future::join_all(workers)).await;
     Ok(())
+}
+
+/// The lane of a message: its partition's, or the first for a message without one.
+fn lane_of(msg: &jetstream::Message, lanes: usize) -> usize {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(PARTITION_HEADER))
+        .and_then(|v| v.as_str().parse::<usize>().ok())
+        .map_or(0, |p| p % lanes)
+}
+
+/// Handles a lane's messages one at a time until the fetcher is done; after shutdown, what is
+/// still queued is handed back for immediate redelivery.
+async fn lane<F, Fut>(
+    mut rx: tokio::sync::mpsc::Receiver<jetstream::Message>,
+    bus: &Bus,
+    pool: &PgPool,
+    spec: &ConsumerSpec,
+    shutdown: &CancellationToken,
+    handler: &F,
+) where
+    F: Fn(Delivery) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    while let Some(msg) = rx.recv().await {
+        if shutdown.is_cancelled() {
+            if let Err(e) = msg.ack_with(AckKind::Nak(None)).await {
+                tracing::debug!(error = %e, "cannot hand a queued message back; it returns after ack_wait");
+            }
+            continue;
+        }
+        handle_one(msg, bus, pool, spec, shutdown, handler).await;
+    }
+}
+
+/// One message: the handler, retried in place while it fails transiently, then settled.
+async fn handle_one<F, Fut>(
+    msg: jetstream::Message,
+    bus: &Bus,
+    pool: &PgPool,
+    spec: &ConsumerSpec,
+    shutdown: &CancellationToken,
+    handler: &F,
+) where
+    F: Fn(Delivery) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+    let span = tracing::info_span!("consume", consumer = spec.durable, subject = %msg.subject, delivered);
+    if let Some(h) = msg.headers.as_ref() {
+        atende_telemetry::propagation::set_parent(&span, atende_telemetry::propagation::extract_nats(h));
+    }
+    let mut attempt = 0;
+    let outcome = loop {
+        let delivery = Delivery {
+            subject: msg.subject.to_string(),
+            payload: msg.payload.clone(),
+            delivered: delivered + attempt,
+        };
+        let outcome = handler(delivery).instrument(span.clone()).await;
+        let max = spec.redelivery.max_backoff;
+        let delay = match outcome {
+            Outcome::Ack => break Some(Settled::Ack),
+            Outcome::Defer(delay, reason) => break Some(Settled::Defer(delay, reason)),
+            Outcome::Poison(reason) => break Some(Settled::Poison(reason)),
+            Outcome::Retry(reason) => {
+                let delay = backoff(delivered + attempt, max);
+                tracing::warn!(parent: &span, reason = %reason, delay_ms = delay.as_millis() as u64, "transient failure, retrying in place");
+                delay
+            }
+            Outcome::RetryAfter(hint, reason) => {
+                let delay = hint.max(backoff(delivered + attempt, max));
+                tracing::warn!(parent: &span, reason = %reason, delay_ms = delay.as_millis() as u64, "asked to retry later, retrying in place");
+                delay
+            }
+        };
+        attempt += 1;
+        if !hold(&msg, delay, spec.redelivery.ack_wait, shutdown).await {
+            break None; // handed back on shutdown
+        }
+    };
+    let Some(settled) = outcome else { return };
+    let _enter = span.enter();
+    let ack = match settled {
+        Settled::Ack => msg.ack().await,
+        Settled::Defer(delay, reason) => {
+            tracing::info!(reason = %reason, delay_ms = delay.as_millis() as u64, "deferred behind later messages");
+            msg.ack_with(AckKind::Nak(Some(delay))).await
+        }
+        Settled::Poison(reason) => {
+            tracing::error!(reason = %reason, "poison message terminated");
+            let tenant = bus.subjects.tenant_of(&msg.subject);
+            if let Err(e) =
+                atende_store::outbox::dead_letter(pool, spec.durable, &msg.subject, tenant, &msg.payload, &reason).await
+            {
+                // Not recorded: leave it for redelivery rather than lose it silently.
+                tracing::error!(error = %e, "cannot record dead letter, leaving message for redelivery");
+                return;
+            }
+            msg.ack_with(AckKind::Term).await
+        }
+    };
+    if let Err(e) = ack {
+        // The effect is committed; a redelivery will be recognised as a duplicate.
+        tracing::warn!(error = %e, "ack failed");
+    }
 }
 
 /// Keeps `msg` for `delay` (progress acks reset JetStream's ack timer) unless shutdown comes

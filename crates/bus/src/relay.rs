@@ -111,6 +111,7 @@ async fn publish_partitions(bus: &Bus, pool: &PgPool, partitions: &[i16]) -> Res
         let span = tracing::info_span!("outbox.publish", subject = %row.subject);
         atende_telemetry::propagation::set_parent(&span, atende_telemetry::propagation::extract_pairs(&row.headers.0));
         let mut headers = HeaderMap::new();
+        headers.insert(crate::consumer::PARTITION_HEADER, row.partition.to_string().as_str());
         let ack = async {
             atende_telemetry::propagation::inject_nats(&mut headers);
             bus.publish_pipelined(row.subject.clone(), &row.msg_id, row.payload.clone().into(), headers)

@@ -34,6 +34,7 @@ fn spec(durable: &'static str) -> ConsumerSpec {
             ack_wait: Duration::from_secs(5),
             max_backoff: Duration::from_millis(5),
         },
+        lanes: 1,
     }
 }
 
@@ -160,5 +161,65 @@ async fn a_poison_message_is_recorded_with_its_tenant_and_a_replay_publishes_it_
         .await
         .unwrap()
         .is_empty());
+    sb.cleanup().await;
+}
+
+#[tokio::test]
+async fn one_partitions_retries_hold_up_only_its_own_lane_and_each_partition_keeps_its_order() {
+    // Arrange: five messages of partition 1 and five of partition 2, interleaved.
+    let sb = Sandbox::new().await;
+    let bus = bus(&sb).await;
+    let subject = bus.subjects.inbound(Uuid::now_v7(), ChannelKind::Whatsapp);
+    for i in 1..=5 {
+        for (key, partition) in [("a", "1"), ("b", "2")] {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(consumer::PARTITION_HEADER, partition);
+            let id = format!("{key}{i}");
+            bus.publish(subject.clone(), &id, id.clone().into(), headers)
+                .await
+                .unwrap();
+        }
+    }
+
+    // Act: a1 fails transiently until every b has been handled; four lanes.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let done = CancellationToken::new();
+    let run = {
+        let (bus, pool, seen, done) = (bus.clone(), sb.pool.clone(), seen.clone(), done.clone());
+        tokio::spawn(async move {
+            let spec = ConsumerSpec {
+                lanes: 4,
+                ..spec("lanes")
+            };
+            consumer::run(bus, pool, spec, done.clone(), move |d| {
+                let (seen, done) = (seen.clone(), done.clone());
+                async move {
+                    let id = String::from_utf8_lossy(&d.payload).to_string();
+                    let mut seen = seen.lock().unwrap();
+                    let bs = seen.iter().filter(|s| s.starts_with('b')).count();
+                    if id == "a1" && bs < 5 {
+                        return Outcome::Retry("a1's dependency is down".into());
+                    }
+                    seen.push(id);
+                    if seen.len() == 10 {
+                        done.cancel();
+                    }
+                    Outcome::Ack
+                }
+            })
+            .await
+        })
+    };
+    tokio::time::timeout(DEADLINE, done.cancelled())
+        .await
+        .expect("a1's retries held up the other partition");
+    run.await.unwrap().unwrap();
+
+    // Assert: every b passed a1 while it retried; each partition in its own order.
+    let seen = seen.lock().unwrap().clone();
+    let of = |k: char| seen.iter().filter(|s| s.starts_with(k)).cloned().collect::<Vec<_>>();
+    assert_eq!(of('a'), ["a1", "a2", "a3", "a4", "a5"]);
+    assert_eq!(of('b'), ["b1", "b2", "b3", "b4", "b5"]);
+    assert_eq!(seen[5], "a1", "a1 went through only after the five b: {seen:?}");
     sb.cleanup().await;
 }

@@ -203,6 +203,8 @@ pub struct Nats {
     pub ack_wait_ms: u64,
     /// Cap of the delay between redeliveries of a message that keeps failing.
     pub retry_backoff_max_ms: u64,
+    /// Concurrent lanes of the session and gateway consumers.
+    pub consumer_lanes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -37,6 +37,8 @@ pub fn partition_of(order_key: &str) -> i16 {
 #[derive(Clone, Debug, FromRow)]
 pub struct OutboxRow {
     pub id: i64,
+    /// The hash of the row's ordering key (consumers' lanes follow it).
+    pub partition: i16,
     pub subject: String,
     pub msg_id: String,
     pub payload: Vec<u8>,
@@ -103,7 +105,7 @@ pub async fn unlock_partitions(conn: &mut PgConnection, partitions: &[i16]) -> R
 /// locks keep other relays away).
 pub async fn pending(db: impl PgExecutor<'_>, partitions: &[i16], limit: i64) -> Result<Vec<OutboxRow>> {
     Ok(sqlx::query_as::<_, OutboxRow>(
-        "SELECT id, subject, msg_id, payload, headers FROM outbox
+        "SELECT id, partition, subject, msg_id, payload, headers FROM outbox
          WHERE published_at IS NULL AND partition = ANY($1) ORDER BY id LIMIT $2",
     )
     .bind(partitions)

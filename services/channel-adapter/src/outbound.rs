@@ -40,6 +40,8 @@ pub async fn run(
             ack_wait: redelivery.ack_wait.max(Duration::from_secs(30)),
             ..redelivery
         },
+        // Sends of one number wait behind its provider throttle, in order.
+        lanes: 1,
     };
     let ctx = (bus.clone(), pool.clone(), graph, keyring);
     consumer::run(bus, pool, spec, shutdown, |d| deliver(&ctx, d)).await?;

@@ -44,6 +44,7 @@ pub async fn run_writer(
     hub: Hub,
     session: crate::SessionClient,
     redelivery: Redelivery,
+    lanes: usize,
     shutdown: CancellationToken,
 ) -> atende_runtime::Result<()> {
     let spec = ConsumerSpec {
@@ -51,6 +52,7 @@ pub async fn run_writer(
         durable: "gateway-feed",
         filter: None,
         redelivery,
+        lanes,
     };
     let writer = Writer {
         pool: pool.clone(),

@@ -49,6 +49,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         hub.clone(),
         session.clone(),
         atende_runtime::redelivery(cfg),
+        cfg.nats.consumer_lanes,
         shutdown.clone(),
     ));
     tasks.spawn(feed::run_pokes(bus.clone(), hub.clone(), shutdown.clone()));

@@ -64,7 +64,12 @@ pub(crate) async fn websocket(
         return error(ErrorCode::InvalidArgument, "expected a WebSocket upgrade").into_response();
     };
     let last_seq = q.last_seq;
-    ws.on_upgrade(move |socket| agent_socket(state, claims, socket, last_seq))
+    // Agents send little (pings, closes) and each frame goes out at once: small buffers keep
+    // a socket at a few KB instead of the library's 128 KiB each way.
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| agent_socket(state, claims, socket, last_seq))
 }
 
 /// Where a socket starts: the number after which it sends, and whether the client must reload.

@@ -124,6 +124,8 @@ pub async fn build_with_clock(
                 durable: "router",
                 filter: None,
                 redelivery,
+                // Decisions of one service are serialised by its lease anyway.
+                lanes: 1,
             };
             consumer::run(bus, pool, spec, shutdown, move |delivery| {
                 let router = router.clone();

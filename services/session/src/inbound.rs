@@ -29,6 +29,7 @@ pub async fn run(
     bus: Bus,
     pool: PgPool,
     redelivery: Redelivery,
+    lanes: usize,
     shutdown: CancellationToken,
 ) -> atende_runtime::Result<()> {
     let spec = ConsumerSpec {
@@ -36,6 +37,7 @@ pub async fn run(
         durable: "session",
         filter: None,
         redelivery,
+        lanes,
     };
     let ctx = (pool.clone(), bus.subjects.clone());
     consumer::run(bus, pool, spec, shutdown, |d| handle(&ctx, d)).await?;

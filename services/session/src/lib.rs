@@ -80,6 +80,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         bus.clone(),
         pool.clone(),
         atende_runtime::redelivery(cfg),
+        cfg.nats.consumer_lanes,
         shutdown.clone(),
     ));
     tasks.spawn(bot::run(
