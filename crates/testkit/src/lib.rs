@@ -43,3 +43,17 @@ where
         delay = (delay * 2).min(Duration::from_millis(200));
     }
 }
+
+/// The grpcurl binary tests read gRPC refusals with, as an outside client would:
+/// `ATENDE_TEST_GRPCURL` (written by `deploy/local/infra.sh up`), else the checkout's
+/// `.infra/venv`, else `grpcurl` on PATH.
+pub fn grpcurl() -> String {
+    if let Ok(p) = std::env::var("ATENDE_TEST_GRPCURL") {
+        return p;
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.infra/venv/bin/grpcurl");
+    if std::path::Path::new(venv).exists() {
+        return venv.into();
+    }
+    "grpcurl".into()
+}

@@ -460,3 +460,67 @@ async fn a_service_keeps_its_accepted_channels_and_business_hours_and_bad_ones_a
     assert_invalid(bad_kind, "accepted_channels");
     a.stop().await;
 }
+
+#[tokio::test]
+async fn grpcurl_reads_a_refusal_with_its_code_and_both_messages() {
+    // Arrange: a request AdminService refuses (a slug with capitals), as an outside client
+    // sends it, through reflection, with the roles' credential.
+    use secrecy::ExposeSecret;
+    let admin = Admin::start().await;
+    let addr = format!("127.0.0.1:{}", admin.role.started.grpc_addr.port());
+    let auth = format!(
+        "authorization: Bearer {}",
+        admin.sandbox.config.grpc.internal_token.expose_secret()
+    );
+
+    // Act
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(atende_testkit::grpcurl())
+            .args([
+                "-plaintext",
+                "-format-error",
+                "-H",
+                &auth,
+                "-d",
+                r#"{"name": "Acme", "slug": "Not A Slug"}"#,
+            ])
+            .arg(&addr)
+            .arg("atende.v1.AdminService/CreateTenant")
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("grpcurl runs");
+
+    // Assert: grpcurl decodes google.rpc.Status: the code, the stable reason, both languages.
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(!text.contains("malformed"), "{text}");
+    let status: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(status["code"], 3, "INVALID_ARGUMENT: {text}");
+    let details = status["details"].as_array().expect("details");
+    let info = details
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
+        .expect("ErrorInfo");
+    assert_eq!(info["reason"], "INVALID_ARGUMENT", "{text}");
+    assert_eq!(info["domain"], "atende.v1");
+    let messages: Vec<(&str, &str)> = details
+        .iter()
+        .filter(|d| d["@type"] == "type.googleapis.com/google.rpc.LocalizedMessage")
+        .map(|d| (d["locale"].as_str().unwrap(), d["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            ("en", ErrorCode::InvalidArgument.message_en()),
+            ("pt-BR", ErrorCode::InvalidArgument.message_pt_br())
+        ]
+    );
+    let violation = details
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+        .expect("BadRequest");
+    assert_eq!(violation["fieldViolations"][0]["field"], "slug");
+    admin.stop().await;
+}
