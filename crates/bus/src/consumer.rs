@@ -275,7 +275,13 @@ async fn handle_one<F, Fut>(
         }
     };
     let Some(settled) = outcome else { return };
-    let _enter = span.enter();
+    // The span covers the settling only while it is polled (never `enter()` across an await:
+    // the task would leave it current on its thread, and unrelated tasks' logs and spans
+    // there would join this message's trace).
+    settle(msg, settled, bus, pool, spec).instrument(span).await;
+}
+
+async fn settle(msg: jetstream::Message, settled: Settled, bus: &Bus, pool: &PgPool, spec: &ConsumerSpec) {
     let ack = match settled {
         Settled::Ack => msg.ack().await,
         Settled::Defer(delay, reason) => {

@@ -223,3 +223,65 @@ async fn one_partitions_retries_hold_up_only_its_own_lane_and_each_partition_kee
     assert_eq!(seen[5], "a1", "a1 went through only after the five b: {seen:?}");
     sb.cleanup().await;
 }
+
+/// Runs on one thread, so the consumer and a watcher task share it: while messages are
+/// handled and settled, the watcher never finds a message's `consume` span current — a span
+/// entered across an await would leak into every task polled meanwhile (their logs and
+/// spans would join that message's trace).
+#[test]
+fn a_messages_span_never_becomes_current_in_another_task() {
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Arrange: twenty messages.
+        let sb = Sandbox::new().await;
+        let bus = bus(&sb).await;
+        let subject = bus.subjects.inbound(Uuid::now_v7(), ChannelKind::Whatsapp);
+        for i in 0..20 {
+            let id = format!("m{i}");
+            bus.publish(subject.clone(), &id, id.clone().into(), Default::default())
+                .await
+                .unwrap();
+        }
+        let done = CancellationToken::new();
+        let leaked = Arc::new(AtomicI64::new(0));
+        let watcher = {
+            let (done, leaked) = (done.clone(), leaked.clone());
+            tokio::spawn(async move {
+                while !done.is_cancelled() {
+                    if tracing::Span::current().metadata().map(|m| m.name()) == Some("consume") {
+                        leaked.fetch_add(1, Ordering::SeqCst);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+
+        // Act: consume them all; each is poison, so settling it awaits the dead-letter insert
+        // in Postgres (the task yields there, with the message's span in hand).
+        let handled = Arc::new(AtomicI64::new(0));
+        let stop = done.clone();
+        let run = consumer::run(bus, sb.pool.clone(), spec("spans"), done.clone(), move |_| {
+            let (handled, stop) = (handled.clone(), stop.clone());
+            async move {
+                if handled.fetch_add(1, Ordering::SeqCst) + 1 == 20 {
+                    stop.cancel();
+                }
+                Outcome::Poison("a test message that can never succeed".into())
+            }
+        });
+        tokio::time::timeout(DEADLINE, run).await.unwrap().unwrap();
+        watcher.await.unwrap();
+
+        // Assert
+        assert_eq!(
+            leaked.load(Ordering::SeqCst),
+            0,
+            "a consume span was current in the watcher"
+        );
+        sb.cleanup().await;
+    });
+}
