@@ -104,3 +104,60 @@ async fn a_websocket_ticket_opens_one_socket_once() {
     assert_eq!(hello["data"]["agent_id"], t.agent_id.as_str());
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokens_carry_the_role_and_permissions_and_routes_enforce_them() {
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    let nurse = p
+        .create_agent(
+            &t,
+            atende_proto::v1::CreateAgentRequest {
+                name: "Clara".into(),
+                email: "clara@acme.test".into(),
+                password: "correct horse".into(),
+                max_concurrent: 2,
+                service_ids: vec![t.service_id.clone()],
+                can_attend_in_person: true,
+                ..Default::default()
+            },
+        )
+        .await;
+
+    // The answer says what the token allows.
+    let plain = login(&p, &t).await;
+    assert_eq!(
+        (plain["role"].clone(), plain["permissions"].clone()),
+        (json!("agent"), json!([]))
+    );
+    let allowed = login(&p, &nurse).await;
+    assert_eq!(allowed["permissions"], json!(["in_person"]));
+
+    // In-person attendance needs the permission: refused up front without it.
+    let body = json!({ "service_id": t.service_id, "contact_name": "Dona Rosa", "description": "no balcão" });
+    let token = plain["access_token"].as_str().unwrap();
+    let refused = call(
+        &p,
+        Method::POST,
+        "/api/v1/in-person",
+        Auth::Bearer(token),
+        Some(body.clone()),
+    )
+    .await;
+    assert_error(&refused, 403, "PERMISSION_DENIED");
+    let token = allowed["access_token"].as_str().unwrap();
+    let (status, done) = call(&p, Method::POST, "/api/v1/in-person", Auth::Bearer(token), Some(body)).await;
+    assert_eq!(status, 201, "{done}");
+    assert!(!done["protocol"].as_str().unwrap().is_empty());
+    // Bulk actions are the supervisors'.
+    let bulk = call(
+        &p,
+        Method::POST,
+        "/api/v1/supervisor/bulk-transfer",
+        Auth::Bearer(token),
+        Some(json!({ "conversation_ids": [], "service_id": t.service_id })),
+    )
+    .await;
+    assert_error(&bulk, 403, "PERMISSION_DENIED");
+    p.stop().await;
+}

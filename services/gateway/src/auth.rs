@@ -15,9 +15,40 @@ pub struct Claims {
     pub sub: Uuid,
     pub tenant: Uuid,
     pub supervisor: bool,
+    /// What the agent may do beyond his own conversations: `in_person` (register in-person
+    /// attendances), `bulk` (act on many conversations at once).
+    #[serde(default)]
+    pub perms: Vec<String>,
     /// The session (refresh-token family) the token was issued for; logout revokes it.
     pub sid: Uuid,
     pub exp: u64,
+}
+
+impl Claims {
+    /// `supervisor` or `agent`.
+    pub fn role(&self) -> &'static str {
+        if self.supervisor {
+            "supervisor"
+        } else {
+            "agent"
+        }
+    }
+
+    pub fn may(&self, perm: &str) -> bool {
+        self.perms.iter().any(|p| p == perm)
+    }
+}
+
+/// The permissions of an agent's tokens, from his record.
+pub fn permissions(supervisor: bool, in_person: bool) -> Vec<String> {
+    let mut perms = Vec::new();
+    if in_person {
+        perms.push("in_person".to_string());
+    }
+    if supervisor {
+        perms.push("bulk".to_string());
+    }
+    perms
 }
 
 /// The signing key, plus earlier keys still accepted while a rotation's tokens expire.
@@ -49,6 +80,7 @@ impl Keys {
         agent: Uuid,
         tenant: Uuid,
         supervisor: bool,
+        perms: Vec<String>,
         sid: Uuid,
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let exp = jsonwebtoken::get_current_timestamp() + self.ttl_secs;
@@ -58,6 +90,7 @@ impl Keys {
                 sub: agent,
                 tenant,
                 supervisor,
+                perms,
                 sid,
                 exp,
             },
@@ -107,7 +140,7 @@ mod tests {
     fn a_token_verifies_with_its_key_and_not_with_another() {
         let keys = Keys::new(b"0123456789abcdef0123456789abcdef", 60);
         let (a, t) = (Uuid::new_v4(), Uuid::new_v4());
-        let token = keys.issue(a, t, false, Uuid::new_v4()).unwrap();
+        let token = keys.issue(a, t, false, Vec::new(), Uuid::new_v4()).unwrap();
         assert_eq!(keys.verify(&token).unwrap().sub, a);
         let other = Keys::new(b"fedcba9876543210fedcba9876543210", 60);
         assert!(other.verify(&token).is_none());
@@ -118,12 +151,12 @@ mod tests {
     fn during_a_rotation_tokens_of_the_previous_key_still_verify_and_new_ones_use_the_new_key() {
         let (old, new) = (b"0123456789abcdef0123456789abcdef", b"fedcba9876543210fedcba9876543210");
         let issued_before = Keys::new(old, 60)
-            .issue(Uuid::new_v4(), Uuid::new_v4(), false, Uuid::new_v4())
+            .issue(Uuid::new_v4(), Uuid::new_v4(), false, Vec::new(), Uuid::new_v4())
             .unwrap();
         let rotating = Keys::rotating(new, &[old], 60);
         assert!(rotating.verify(&issued_before).is_some());
         let issued_after = rotating
-            .issue(Uuid::new_v4(), Uuid::new_v4(), false, Uuid::new_v4())
+            .issue(Uuid::new_v4(), Uuid::new_v4(), false, Vec::new(), Uuid::new_v4())
             .unwrap();
         assert!(Keys::new(new, 60).verify(&issued_after).is_some());
         assert!(Keys::new(old, 60).verify(&issued_after).is_none());
@@ -138,6 +171,7 @@ mod tests {
             sub: Uuid::new_v4(),
             tenant: Uuid::new_v4(),
             supervisor: false,
+            perms: Vec::new(),
             sid: Uuid::new_v4(),
             exp: 1,
         };

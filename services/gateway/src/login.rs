@@ -92,7 +92,11 @@ pub(crate) struct LoginBody {
 
 /// The answer of login and refresh: a new access token and a new refresh token.
 fn token_pair(state: &AppState, agent: &atende_store::admin::Agent, sid: Uuid, refresh: &Opaque) -> Response {
-    let Ok(access) = state.keys.issue(agent.id, agent.tenant_id, agent.supervisor, sid) else {
+    let perms = crate::auth::permissions(agent.supervisor, agent.can_attend_in_person);
+    let Ok(access) = state
+        .keys
+        .issue(agent.id, agent.tenant_id, agent.supervisor, perms.clone(), sid)
+    else {
         return error(ErrorCode::Internal, "").into_response();
     };
     Json(json!({
@@ -105,6 +109,8 @@ fn token_pair(state: &AppState, agent: &atende_store::admin::Agent, sid: Uuid, r
         "tenant_id": agent.tenant_id,
         "name": agent.name,
         "supervisor": agent.supervisor,
+        "role": if agent.supervisor { "supervisor" } else { "agent" },
+        "permissions": perms,
     }))
     .into_response()
 }
@@ -247,6 +253,8 @@ struct Ticket {
     agent: Uuid,
     tenant: Uuid,
     supervisor: bool,
+    #[serde(default)]
+    perms: Vec<String>,
     sid: Uuid,
 }
 
@@ -257,6 +265,7 @@ pub(crate) async fn ws_ticket(State(state): State<AppState>, Agent(claims): Agen
         agent: claims.sub,
         tenant: claims.tenant,
         supervisor: claims.supervisor,
+        perms: claims.perms.clone(),
         sid: claims.sid,
     })
     .to_string();
@@ -293,6 +302,7 @@ pub(crate) async fn redeem_ticket(state: &AppState, presented: &str) -> Result<O
             sub: t.agent,
             tenant: t.tenant,
             supervisor: t.supervisor,
+            perms: t.perms,
             sid: t.sid,
             exp: 0,
         }))

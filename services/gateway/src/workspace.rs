@@ -112,8 +112,9 @@ macro_rules! try_or_answer {
     };
 }
 
+/// Bulk actions: supervisors hold the `bulk` permission.
 fn supervisor_only(claims: &Claims) -> Result<(), ErrorResponse> {
-    if claims.supervisor {
+    if claims.supervisor && claims.may("bulk") {
         Ok(())
     } else {
         Err(error(ErrorCode::PermissionDenied, "supervisors only"))
@@ -616,6 +617,9 @@ async fn in_person(
     Agent(claims): Agent,
     b: Result<Json<InPersonBody>, JsonRejection>,
 ) -> Response {
+    if !claims.may("in_person") {
+        return error(ErrorCode::PermissionDenied, "needs the in_person permission").into_response();
+    }
     let b = try_or_answer!(body(
         b,
         "{service_id, contact_id? | contact_name, contact_phone?, contact_email?, description?}"
