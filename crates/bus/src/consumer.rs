@@ -240,6 +240,7 @@ async fn handle_one<F, Fut>(
     F: Fn(Delivery) -> Fut,
     Fut: Future<Output = Outcome>,
 {
+    let started = std::time::Instant::now();
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
     let span = tracing::info_span!("consume", consumer = spec.durable, subject = %msg.subject, delivered);
     if let Some(h) = msg.headers.as_ref() {
@@ -275,6 +276,12 @@ async fn handle_one<F, Fut>(
         }
     };
     let Some(settled) = outcome else { return };
+    let outcome = match &settled {
+        Settled::Ack => "ack",
+        Settled::Defer(..) => "defer",
+        Settled::Poison(_) => "poison",
+    };
+    atende_telemetry::metrics::consumed(spec.durable, outcome, started.elapsed());
     // The span covers the settling only while it is polled (never `enter()` across an await:
     // the task would leave it current on its thread, and unrelated tasks' logs and spans
     // there would join this message's trace).

@@ -141,6 +141,7 @@ async fn publish_partitions(bus: &Bus, pool: &PgPool, partitions: &[i16]) -> Res
     }
     if !published.is_empty() {
         outbox::mark_published(pool, &published).await?;
+        atende_telemetry::metrics::published("outbox", published.len() as u64);
     }
     match failure {
         Some(e) => Err(e.into()),

@@ -119,6 +119,9 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
         pool.close().await;
     }
     let started = start(cfg, roles, shutdown.clone()).await?;
+    if !cfg.telemetry.metrics_addr.is_empty() {
+        serve_metrics(&cfg.telemetry.metrics_addr, shutdown.clone()).await?;
+    }
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -145,6 +148,36 @@ pub async fn run(cfg: &Config, roles: &[Role]) -> anyhow::Result<()> {
     tracing::info!("stopped");
     guard.shutdown();
     failure.map_or(Ok(()), Err)
+}
+
+/// `GET /metrics`: the process's Prometheus metrics as OpenMetrics text.
+async fn serve_metrics(addr: &str, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind telemetry.metrics_addr {addr}"))?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            (
+                [(
+                    http::header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                atende_telemetry::metrics::render(),
+            )
+        }),
+    );
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "metrics server stopped");
+        }
+    });
+    tracing::info!(metrics = %bound, "metrics ready");
+    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -219,6 +219,8 @@ pub struct Telemetry {
     pub log_level: String,
     pub log_format: String,
     pub service_name: String,
+    /// Where `/metrics` listens; empty: nowhere.
+    pub metrics_addr: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]

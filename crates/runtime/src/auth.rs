@@ -230,14 +230,12 @@ impl<S, B> tower::Service<http::Request<B>> for Auth<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
     B: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = futures_util::future::Either<
-        S::Future,
-        std::future::Ready<Result<http::Response<tonic::body::Body>, S::Error>>,
-    >;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -248,7 +246,9 @@ where
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        match self.credentials.check(req.uri().path(), authorization) {
+        let path = req.uri().path().to_string();
+        let started = std::time::Instant::now();
+        let answer = match self.credentials.check(&path, authorization) {
             Ok(caller) => {
                 if let Some(caller) = caller {
                     req.extensions_mut().insert(Caller::clone(&caller));
@@ -256,7 +256,21 @@ where
                 futures_util::future::Either::Left(self.inner.call(req))
             }
             Err(status) => futures_util::future::Either::Right(std::future::ready(Ok(status.into_http()))),
-        }
+        };
+        Box::pin(async move {
+            let resp = answer.await;
+            if let Ok(r) = &resp {
+                // A refusal travels in the headers (trailers-only); success in the trailers.
+                let code = r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0")
+                    .to_string();
+                atende_telemetry::metrics::grpc_request(&path, &code, started.elapsed());
+            }
+            resp
+        })
     }
 }
 

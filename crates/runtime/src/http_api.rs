@@ -39,6 +39,7 @@ pub async fn serve(
                 }
             }),
         )
+        .layer(axum::middleware::from_fn(record))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(atende_telemetry::propagation::ServerSpan));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -90,4 +91,17 @@ pub fn from_status(s: &tonic::Status) -> ErrorResponse {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => error(ErrorCode::Unavailable, ""),
         _ => error(ErrorCode::Internal, ""),
     }
+}
+
+/// Rate, errors and duration per route (the route's pattern, never the raw path with ids).
+async fn record(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    atende_telemetry::metrics::http_request(&route, &method, resp.status().as_u16(), started.elapsed());
+    resp
 }

@@ -9,6 +9,7 @@
 //! - [`json`] the log line format.
 
 pub mod json;
+pub mod metrics;
 pub mod propagation;
 
 use atende_config::Telemetry as TelemetryConfig;
@@ -66,6 +67,7 @@ pub fn init_for_tests() {
             log_level: std::env::var("ATENDE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             log_format: "json".into(),
             service_name: "atende-test".into(),
+            metrics_addr: String::new(),
         };
         if let Ok((provider, subscriber)) = build(&cfg) {
             let _ = subscriber.try_init();

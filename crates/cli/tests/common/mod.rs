@@ -57,6 +57,7 @@ pub fn spawn_role_with(sb: &Sandbox, role: &str, extra: &[(&str, &str)]) -> Chil
         "ROUTER__GRPC_ADDR",
         "BROADCAST__GRPC_ADDR",
         "SCHEDULER__GRPC_ADDR",
+        "TELEMETRY__METRICS_ADDR",
     ] {
         cmd.env(format!("ATENDE__{key}"), "127.0.0.1:0");
     }
@@ -79,6 +80,17 @@ pub fn ready_roles(child: &mut Child) -> Vec<Ready> {
 
 /// Reads the JSON log until `n` roles logged "role ready".
 pub fn ready_count(child: &mut Child, n: usize) -> Vec<Ready> {
+    ready_until(child, n, false).0
+}
+
+/// Every role ready, and the address `/metrics` listens on.
+#[allow(dead_code)] // not every test binary scrapes
+pub fn ready_with_metrics(child: &mut Child) -> (Vec<Ready>, String) {
+    let (ready, metrics) = ready_until(child, ROLES.len(), true);
+    (ready, metrics.expect("metrics ready"))
+}
+
+fn ready_until(child: &mut Child, n: usize, metrics: bool) -> (Vec<Ready>, Option<String>) {
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -89,13 +101,17 @@ pub fn ready_count(child: &mut Child, n: usize) -> Vec<Ready> {
         }
     });
     let mut ready = Vec::new();
-    while ready.len() < n {
+    let mut metrics_addr = None;
+    while ready.len() < n || (metrics && metrics_addr.is_none()) {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("role ready log lines within 60 s");
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
+        if v["message"] == "metrics ready" {
+            metrics_addr = v["fields"]["metrics"].as_str().map(str::to_string);
+        }
         if v["message"] == "role ready" {
             let f = &v["fields"];
             let http = f["http"]
@@ -111,5 +127,5 @@ pub fn ready_count(child: &mut Child, n: usize) -> Vec<Ready> {
     }
     // Keep draining so the child never blocks on a full pipe.
     std::thread::spawn(move || while rx.recv().is_ok() {});
-    ready
+    (ready, metrics_addr)
 }
