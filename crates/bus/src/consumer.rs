@@ -242,7 +242,15 @@ async fn handle_one<F, Fut>(
 {
     let started = std::time::Instant::now();
     let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
-    let span = tracing::info_span!("consume", consumer = spec.durable, subject = %msg.subject, delivered);
+    let span = tracing::info_span!(
+        "consume",
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.operation = "process",
+        messaging.destination.name = %msg.subject,
+        messaging.consumer.group.name = spec.durable,
+        delivered,
+    );
     if let Some(h) = msg.headers.as_ref() {
         atende_telemetry::propagation::set_parent(&span, atende_telemetry::propagation::extract_nats(h));
     }

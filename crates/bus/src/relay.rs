@@ -108,7 +108,13 @@ async fn publish_partitions(bus: &Bus, pool: &PgPool, partitions: &[i16]) -> Res
     let mut sent = Vec::with_capacity(rows.len());
     let mut failure = None;
     for row in &rows {
-        let span = tracing::info_span!("outbox.publish", subject = %row.subject);
+        let span = tracing::info_span!(
+            "outbox.publish",
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.operation = "publish",
+            messaging.destination.name = %row.subject,
+        );
         atende_telemetry::propagation::set_parent(&span, atende_telemetry::propagation::extract_pairs(&row.headers.0));
         let mut headers = HeaderMap::new();
         headers.insert(crate::consumer::PARTITION_HEADER, row.partition.to_string().as_str());

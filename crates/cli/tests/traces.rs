@@ -1,7 +1,8 @@
 //! OTLP export: `atende all` with `telemetry.otlp_endpoint` set sends its spans to an
 //! OTLP/gRPC receiver (here, one in the test), and the spans of one webhook — the adapter's
 //! HTTP request, the outbox relay's publish, session's consume — share the trace id the
-//! webhook's `traceparent` carried.
+//! webhook's `traceparent` carried, with OpenTelemetry's semantic-convention attributes, and
+//! no attribute holds the customer's number, the message's text or a secret.
 
 mod common;
 
@@ -16,9 +17,23 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 
+/// (trace id, span name, attributes as text).
+type Exported = (String, String, Vec<(String, String)>);
+
 #[derive(Clone, Default)]
 struct Receiver {
-    spans: Arc<Mutex<Vec<(String, String)>>>,
+    spans: Arc<Mutex<Vec<Exported>>>,
+}
+
+fn text_of(v: &opentelemetry_proto::tonic::common::v1::AnyValue) -> String {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match &v.value {
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::DoubleValue(d)) => d.to_string(),
+        other => format!("{other:?}"),
+    }
 }
 
 #[tonic::async_trait]
@@ -32,7 +47,12 @@ impl TraceService for Receiver {
             for ss in rs.scope_spans {
                 for span in ss.spans {
                     let trace: String = span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
-                    spans.push((trace, span.name));
+                    let attributes = span
+                        .attributes
+                        .iter()
+                        .map(|kv| (kv.key.clone(), kv.value.as_ref().map(text_of).unwrap_or_default()))
+                        .collect();
+                    spans.push((trace, span.name, attributes));
                 }
             }
         }
@@ -74,7 +94,7 @@ async fn spans_of_one_webhook_are_exported_over_otlp_in_one_trace() {
         "5511987654321",
         "Maria",
         "wamid.TRACE1",
-        "oi",
+        "segredo-do-cliente-42",
         1_763_700_000,
     );
     let resp = reqwest::Client::new()
@@ -99,6 +119,21 @@ async fn spans_of_one_webhook_are_exported_over_otlp_in_one_trace() {
         (n == 1).then_some(())
     })
     .await;
+    // A gRPC call in the same trace.
+    let session = ready.iter().find(|r| r.role == "session").unwrap().grpc.clone();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{session}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let mut check = tonic::Request::new(tonic_health::pb::HealthCheckRequest { service: String::new() });
+    check.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-c7ad6b7169203332-01").parse().unwrap(),
+    );
+    health.check(check).await.unwrap();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -110,19 +145,46 @@ async fn spans_of_one_webhook_are_exported_over_otlp_in_one_trace() {
     assert!(exit.success());
 
     // Assert: the receiver got spans of every hop under the webhook's trace id.
-    let names: HashSet<String> = receiver
-        .spans
-        .lock()
-        .unwrap()
+    let spans = receiver.spans.lock().unwrap().clone();
+    let names: HashSet<String> = spans
         .iter()
-        .filter(|(t, _)| t == TRACE_ID)
-        .map(|(_, n)| n.clone())
+        .filter(|(t, ..)| t == TRACE_ID)
+        .map(|(_, n, _)| n.clone())
         .collect();
-    for expected in ["request", "outbox.publish", "consume"] {
+    for expected in ["request", "outbox.publish", "consume", "grpc.health.v1.Health/Check"] {
         assert!(
             names.contains(expected),
             "no `{expected}` span in trace {TRACE_ID}; got {names:?}"
         );
+    }
+    let attrs = |name: &str| -> std::collections::HashMap<String, String> {
+        spans
+            .iter()
+            .find(|(t, n, _)| t == TRACE_ID && n == name)
+            .map(|(_, _, a)| a.iter().cloned().collect())
+            .unwrap()
+    };
+    let request = attrs("request");
+    assert_eq!(request["http.request.method"], "POST", "{request:?}");
+    assert_eq!(request["http.route"], "/webhooks/whatsapp/{channel_id}");
+    assert_eq!(request["http.response.status_code"], "200");
+    for name in ["outbox.publish", "consume"] {
+        let a = attrs(name);
+        assert_eq!(a["messaging.system"], "nats", "{name}: {a:?}");
+        assert!(a["messaging.destination.name"].contains(".atende."), "{name}: {a:?}");
+    }
+    let rpc = attrs("grpc.health.v1.Health/Check");
+    assert_eq!(
+        (rpc["rpc.system"].as_str(), rpc["rpc.service"].as_str()),
+        ("grpc", "grpc.health.v1.Health")
+    );
+    // Nothing of the customer's or of the channel's secrets in any attribute of any span.
+    for (_, name, attributes) in &spans {
+        for (key, value) in attributes {
+            for secret in ["5511987654321", "segredo-do-cliente", "trace-secret"] {
+                assert!(!value.contains(secret), "{name}.{key} = {value}");
+            }
+        }
     }
     sb.cleanup().await;
 }

@@ -101,7 +101,10 @@ async fn record(req: axum::extract::Request, next: axum::middleware::Next) -> ax
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = req.method().to_string();
     let started = std::time::Instant::now();
+    let span = tracing::Span::current();
+    span.record("http.route", route.as_str());
     let resp = next.run(req).await;
+    span.record("http.response.status_code", resp.status().as_u16());
     atende_telemetry::metrics::http_request(&route, &method, resp.status().as_u16(), started.elapsed());
     resp
 }

@@ -126,17 +126,41 @@ pub fn set_parent(span: &Span, cx: Context) {
 }
 
 /// `make_span_with` for tower-http's TraceLayer, on axum and tonic servers alike: one span
-/// per request, child of the caller's trace when it sent a `traceparent`.
+/// per request, child of the caller's trace when it sent a `traceparent`, with OpenTelemetry's
+/// semantic-convention attributes — `rpc.*` for gRPC calls, `http.*` and `url.path` for HTTP
+/// (`http.route` and the status are recorded once routing and the answer are known). Never a
+/// query string, header or body: they may hold tokens or customers' data.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ServerSpan;
 
 impl<B> tower_http::trace::MakeSpan<B> for ServerSpan {
     fn make_span(&mut self, request: &http::Request<B>) -> Span {
-        let span = tracing::info_span!(
-            "request",
-            method = %request.method(),
-            path = %request.uri().path(),
-        );
+        let grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc"));
+        let span = if grpc {
+            let path = request.uri().path().trim_start_matches('/');
+            let (service, method) = path.split_once('/').unwrap_or((path, ""));
+            tracing::info_span!(
+                "rpc",
+                otel.name = %path,
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+            )
+        } else {
+            tracing::info_span!(
+                "request",
+                otel.kind = "server",
+                http.request.method = %request.method(),
+                url.path = %request.uri().path(),
+                http.route = tracing::field::Empty,
+                http.response.status_code = tracing::field::Empty,
+            )
+        };
         set_parent(&span, extract_http(request.headers()));
         span
     }
