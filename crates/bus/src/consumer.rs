@@ -142,6 +142,7 @@ where
             .map_err(|e| BusError::Consumer(format!("update consumer {}: {e}", spec.durable)))?;
     }
 
+    atende_telemetry::metrics::consumer_started(spec.durable);
     let lanes = spec.lanes.max(1);
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes)
         .map(|_| tokio::sync::mpsc::channel::<jetstream::Message>(LANE_DEPTH))

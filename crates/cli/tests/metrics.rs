@@ -1,7 +1,8 @@
 //! Prometheus metrics: `atende all` serves `/metrics` for every role it runs; after one signed
 //! webhook and one gRPC call, the exposition parses (every sample of a declared family, every
 //! value a number, `# EOF` last) and shows the webhook's route, session's consumer, the
-//! outbox relay and the gRPC call.
+//! outbox relay and the gRPC call. The Grafana dashboard and the alert rules in `deploy/` only
+//! query series the process declares.
 
 mod common;
 
@@ -10,6 +11,68 @@ use std::process::Command;
 use std::time::Duration;
 
 use atende_testkit::fixtures::{self, ChannelSpec};
+
+/// The series names the exposition declares (from its TYPE lines): a counter `x` is
+/// `x_total`, a histogram `x_bucket`, `x_sum` and `x_count`, a gauge `x`.
+fn declared(text: &str) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut parts = rest.split(' ');
+        let (family, kind) = (parts.next().unwrap(), parts.next().unwrap_or(""));
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            _ => &[""],
+        };
+        names.extend(suffixes.iter().map(|s| format!("{family}{s}")));
+    }
+    names
+}
+
+/// Every `atende_…` metric name an expression mentions.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("atende_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        out.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// The PromQL of the dashboard's panels and of the alert rules.
+fn queries() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("grafana/atende.json")).unwrap()).unwrap();
+    let mut out = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            out.push((
+                format!("panel {}", panel["title"]),
+                target["expr"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    let rules = std::fs::read_to_string(root.join("prometheus/alerts.yaml")).unwrap();
+    let mut alert = String::new();
+    for line in rules.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("- alert: ") {
+            alert = name.to_string();
+        }
+        if let Some(expr) = line.strip_prefix("expr: ") {
+            out.push((format!("alert {alert}"), expr.to_string()));
+        }
+    }
+    out
+}
 
 /// `name{labels}` → value, after checking the OpenMetrics text's shape.
 fn parse(text: &str) -> HashMap<String, f64> {
@@ -109,17 +172,31 @@ async fn every_role_of_the_process_is_measured_and_the_exposition_parses() {
             .to_str()
             .unwrap()
             .starts_with("application/openmetrics-text"));
-        parse(&resp.text().await.unwrap())
+        resp.text().await.unwrap()
     };
-    let samples = atende_testkit::wait_until("session's ack counted", Duration::from_secs(20), || async {
-        let s = scrape().await;
+    let (samples, text) = atende_testkit::wait_until("session's ack counted", Duration::from_secs(20), || async {
+        let text = scrape().await;
+        let s = parse(&text);
         (s.get(r#"atende_consumer_messages_total{consumer="session",outcome="ack"}"#)
             .copied()
             .unwrap_or(0.0)
             >= 1.0)
-            .then_some(s)
+            .then_some((s, text))
     })
     .await;
+    let names = declared(&text);
+    let queries = queries();
+    assert!(queries.len() >= 10, "{queries:?}");
+    for (what, expr) in &queries {
+        let used = metric_names(expr);
+        assert!(!used.is_empty(), "{what} queries no atende metric: {expr}");
+        for name in used {
+            assert!(
+                names.contains(&name),
+                "{what} queries {name}, which no role exports; exported: {names:?}"
+            );
+        }
+    }
     for (series, at_least) in [
         (
             r#"atende_http_requests_total{route="/webhooks/whatsapp/{channel_id}",method="POST",status="200"}"#,

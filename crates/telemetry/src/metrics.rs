@@ -115,6 +115,20 @@ pub fn grpc_request(path: &str, code: &str, took: Duration) {
     METRICS.grpc_duration.get_or_create(&labels).observe(took.as_secs_f64());
 }
 
+/// A consumer started: its series exist at zero from now on, so rates and alerts see them
+/// before the first message (a series that appears only with its first dead letter would
+/// hide the first increase).
+pub fn consumer_started(consumer: &str) {
+    for outcome in ["ack", "defer", "poison"] {
+        let labels = vec![("consumer", consumer.to_string()), ("outcome", outcome.to_string())];
+        METRICS.consumed.get_or_create(&labels).inc_by(0);
+    }
+    METRICS
+        .dead_letters
+        .get_or_create(&vec![("consumer", consumer.to_string())])
+        .inc_by(0);
+}
+
 /// A message settled by a consumer: `ack`, `defer` or `poison`.
 pub fn consumed(consumer: &str, outcome: &str, took: Duration) {
     let consumer_label = vec![("consumer", consumer.to_string())];
