@@ -196,3 +196,106 @@ async fn a_supervisor_sees_agents_and_queues_assigns_explains_finishes_in_bulk_a
     bruno_ws.close().await;
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_supervisors_notice_reaches_the_agents_sockets_once_and_survives_a_reconnect() {
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    let sara = p
+        .create_agent(
+            &t,
+            pb::CreateAgentRequest {
+                name: "Sara".into(),
+                email: "sara@acme.test".into(),
+                password: "correct horse".into(),
+                max_concurrent: 1,
+                supervisor: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    let sara_token = p.login(&sara).await;
+    let (ana_token, mut ana_ws) = p.online(&t).await;
+
+    // To everyone (Ana and Sara), then the same notice again (a client's retry).
+    let notice_id = uuid::Uuid::now_v7();
+    let body = json!({ "text": "Reunião às 15h", "notice_id": notice_id });
+    let (s, sent) = call(
+        &p,
+        Method::POST,
+        "/api/v1/supervisor/notices",
+        Auth::Bearer(&sara_token),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(s, 200, "{sent}");
+    assert_eq!(
+        (sent["agents"].clone(), sent["delivered"].clone()),
+        (json!(2), json!(2))
+    );
+    let (_, again) = call(
+        &p,
+        Method::POST,
+        "/api/v1/supervisor/notices",
+        Auth::Bearer(&sara_token),
+        Some(body),
+    )
+    .await;
+    assert_eq!(again["delivered"], 0, "a retry tells no one twice: {again}");
+    let frame = ana_ws.next_of("supervisor.notice").await;
+    assert_eq!(frame["data"]["text"], "Reunião às 15h");
+    assert_eq!(frame["data"]["from"], sara.agent_id.as_str());
+    let seq = frame["seq"].as_u64().unwrap();
+    ana_ws.close().await;
+
+    // Reconnecting from before it: the notice is there, once.
+    let mut back = p.socket_after(&ana_token, Some(seq - 1)).await;
+    let replayed = back.next_of("supervisor.notice").await;
+    assert_eq!(
+        (replayed["seq"].as_u64(), replayed["data"]["notice_id"].clone()),
+        (Some(seq), json!(notice_id))
+    );
+    back.close().await;
+
+    // Agents cannot send notices; a stranger's id and an empty text are refused.
+    let body = json!({ "text": "oi" });
+    assert_error(
+        &call(
+            &p,
+            Method::POST,
+            "/api/v1/supervisor/notices",
+            Auth::Bearer(&ana_token),
+            Some(body),
+        )
+        .await,
+        403,
+        "PERMISSION_DENIED",
+    );
+    let body = json!({ "text": "oi", "agent_ids": [uuid::Uuid::now_v7()] });
+    assert_error(
+        &call(
+            &p,
+            Method::POST,
+            "/api/v1/supervisor/notices",
+            Auth::Bearer(&sara_token),
+            Some(body),
+        )
+        .await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    let body = json!({ "text": "  " });
+    assert_error(
+        &call(
+            &p,
+            Method::POST,
+            "/api/v1/supervisor/notices",
+            Auth::Bearer(&sara_token),
+            Some(body),
+        )
+        .await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    p.stop().await;
+}

@@ -41,6 +41,7 @@ pub struct AppState {
     /// Longest wait for a socket to take one frame.
     pub socket_write_timeout: std::time::Duration,
     pub presence: crate::presence::Presence,
+    pub bus: atende_bus::Bus,
     pub admin: atende_runtime::clients::AdminClient,
     /// How often the supervisor's stream sends the counters.
     pub counters_every: std::time::Duration,

@@ -97,16 +97,22 @@ async fn write(w: &Writer, d: Delivery) -> Outcome {
         .collect();
     match feed::append(&w.pool, tenant, agent, event_id, &frames).await {
         Ok(Appended::Written { head }) => {
-            w.hub.advance(tenant, agent, head);
-            let poke = w.bus.subjects.feed_poke(tenant, agent);
-            if let Err(e) = w.bus.client.publish(poke, head.to_string().into()).await {
-                tracing::debug!(error = %e, "feed poke not published; replicas catch up on their sweep");
-            }
+            announce(&w.hub, &w.bus, tenant, agent, head).await;
             Outcome::Ack
         }
         Ok(Appended::Duplicate) => Outcome::Ack,
         Err(e) if e.is_transient() => Outcome::Retry(format!("feed append: {e}")),
         Err(e) => Outcome::Poison(format!("feed append: {e}")),
+    }
+}
+
+/// The agent's feed grew to `head`: this replica's sockets and, through a poke, every other
+/// replica's read the new frames.
+pub async fn announce(hub: &Hub, bus: &Bus, tenant: Uuid, agent: Uuid, head: i64) {
+    hub.advance(tenant, agent, head);
+    let poke = bus.subjects.feed_poke(tenant, agent);
+    if let Err(e) = bus.client.publish(poke, head.to_string().into()).await {
+        tracing::debug!(error = %e, "feed poke not published; replicas catch up on their sweep");
     }
 }
 

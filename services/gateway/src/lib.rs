@@ -99,6 +99,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         ws_ticket_ttl_secs: cfg.gateway.ws_ticket_ttl_secs,
         socket_write_timeout: std::time::Duration::from_millis(cfg.gateway.socket_write_timeout_ms),
         presence,
+        bus: bus.clone(),
         admin: atende_runtime::clients::admin(cfg)?,
         counters_every: std::time::Duration::from_millis(cfg.gateway.feed_sweep_ms),
     };

@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/supervisor/conversations/{id}/assign", post(assign))
         .route("/api/v1/supervisor/conversations/{id}/explain", get(explain))
         .route("/api/v1/supervisor/bulk-finish", post(bulk_finish))
+        .route("/api/v1/supervisor/notices", post(notice))
 }
 
 /// The supervisor behind a request (bearer token), or the refusal.
@@ -338,6 +339,77 @@ async fn explain(State(state): State<AppState>, headers: http::HeaderMap, Path(i
         }
         Err(s) => from_status(&s).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+struct NoticeBody {
+    text: String,
+    /// The agents to tell; empty or absent: every agent of the tenant.
+    #[serde(default)]
+    agent_ids: Vec<Uuid>,
+    /// Chosen by the client: a retry with the same id tells no one twice.
+    notice_id: Option<Uuid>,
+}
+
+/// A supervisor's notice (seed 001's supervisor notices): a `supervisor.notice` frame in each
+/// named agent's feed, so it reaches every socket and survives a reconnect like any frame.
+async fn notice(
+    State(state): State<AppState>,
+    headers: http::HeaderMap,
+    b: Result<Json<NoticeBody>, JsonRejection>,
+) -> Response {
+    let claims = match supervisor(&headers, &state) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(Json(b)) = b else {
+        return error(ErrorCode::MalformedPayload, "expected {text, agent_ids?, notice_id?}").into_response();
+    };
+    let text = b.text.trim();
+    if text.is_empty() || text.chars().count() > 1000 {
+        return error(ErrorCode::InvalidArgument, "text is 1 to 1000 characters").into_response();
+    }
+    let everyone = match presences(&state, claims.tenant).await {
+        Ok(p) => p,
+        Err(s) => return from_status(&s).into_response(),
+    };
+    let tenant_agents: Vec<Uuid> = everyone
+        .iter()
+        .filter_map(|p| Uuid::parse_str(&p.agent_id).ok())
+        .collect();
+    let targets = if b.agent_ids.is_empty() {
+        tenant_agents
+    } else if let Some(stranger) = b.agent_ids.iter().find(|a| !tenant_agents.contains(a)) {
+        return error(
+            ErrorCode::InvalidArgument,
+            &format!("no agent {stranger} in this tenant"),
+        )
+        .into_response();
+    } else {
+        b.agent_ids
+    };
+    let notice_id = b.notice_id.unwrap_or_else(Uuid::now_v7);
+    let data = json!({ "notice_id": notice_id, "from": claims.sub, "text": text, "at_ms": now_ms() });
+    let frame = [atende_store::feed::NewFrame {
+        ty: "supervisor.notice",
+        data: &data,
+        trace_id: None,
+    }];
+    let mut delivered = 0;
+    for agent in &targets {
+        match atende_store::feed::append(&state.pool, claims.tenant, *agent, notice_id, &frame).await {
+            Ok(atende_store::feed::Appended::Written { head }) => {
+                delivered += 1;
+                crate::feed::announce(&state.hub, &state.bus, claims.tenant, *agent, head).await;
+            }
+            Ok(atende_store::feed::Appended::Duplicate) => {}
+            Err(e) => {
+                tracing::warn!(error = &e as &dyn std::error::Error, "cannot write a notice");
+                return error(ErrorCode::Unavailable, "").into_response();
+            }
+        }
+    }
+    Json(json!({ "notice_id": notice_id, "agents": targets.len(), "delivered": delivered })).into_response()
 }
 
 #[derive(Deserialize)]
