@@ -53,7 +53,7 @@ pub struct Config {
     pub session: GrpcOnly,
     pub router: Router,
     pub broadcast: GrpcOnly,
-    pub scheduler: GrpcOnly,
+    pub scheduler: Scheduler,
     pub clients: Clients,
     pub security: Security,
     pub grpc: Grpc,
@@ -271,6 +271,15 @@ pub struct ChannelAdapter {
 #[derive(Clone, Debug, Deserialize)]
 pub struct GrpcOnly {
     pub grpc_addr: SocketAddr,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Scheduler {
+    pub grpc_addr: SocketAddr,
+    /// Period of the due-timer pass.
+    pub tick_ms: u64,
+    /// Most timers fired per pass.
+    pub batch: i64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

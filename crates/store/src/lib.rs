@@ -20,6 +20,7 @@ pub mod report;
 pub mod routing;
 pub mod sealed;
 pub mod sessions;
+pub mod timers;
 pub mod workspace;
 
 use std::time::Duration;
