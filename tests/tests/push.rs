@@ -118,3 +118,52 @@ async fn a_number_the_feed_cannot_resume_from_gets_a_resync_and_then_live_frames
     old.close().await;
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_windows_band_changes_reach_the_agent_when_their_timers_fire() {
+    // Arrange: Ana has the customer's conversation; the customer wrote just now.
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    let (_token, mut socket) = p.online(&t).await;
+    customer_writes(&p, &t, 0).await;
+    let assigned = socket.next_of("conversation.assigned").await;
+    let conversation = assigned["data"]["conversation"]["id"].as_str().unwrap().to_string();
+
+    // The three band changes are timers 8, 16 and 22 hours after the customer's message.
+    let due: Vec<(String, f64)> = wait_until("the band timers", DEADLINE, || async {
+        let rows: Vec<(String, f64)> = sqlx::query_as(
+            "SELECT t.key, extract(epoch FROM t.due_at - c.last_inbound_at)::float8 / 3600
+               FROM timers t JOIN conversations c ON c.id = $1::uuid
+              WHERE t.kind = 'window_band' AND t.fired_at IS NULL ORDER BY t.due_at",
+        )
+        .bind(&conversation)
+        .fetch_all(&p.sandbox.pool)
+        .await
+        .unwrap();
+        (rows.len() == 3).then_some(rows)
+    })
+    .await;
+    let hours: Vec<f64> = due.iter().map(|(_, h)| h.round()).collect();
+    assert_eq!(hours, [8.0, 16.0, 22.0], "{due:?}");
+    assert!(due[0].0.ends_with(":yellow") && due[2].0.ends_with(":black"), "{due:?}");
+
+    // Act: time passes for the first one (its due moment is moved to now).
+    sqlx::query("UPDATE timers SET due_at = now() WHERE key = $1")
+        .bind(&due[0].0)
+        .execute(&p.sandbox.pool)
+        .await
+        .unwrap();
+
+    // Assert: the agent's socket shows the new band, and the next ones still wait.
+    let frame = socket.next_of("conversation.window").await;
+    assert_eq!(frame["data"]["conversation_id"], conversation.as_str());
+    assert_eq!(frame["data"]["band"], "yellow");
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM timers WHERE kind = 'window_band' AND fired_at IS NULL")
+            .fetch_one(&p.sandbox.pool)
+            .await
+            .unwrap();
+    assert_eq!(pending, 2);
+    socket.close().await;
+    p.stop().await;
+}

@@ -64,6 +64,17 @@ pub enum ExpiryBand {
     Black,
 }
 
+impl ExpiryBand {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpiryBand::Green => "green",
+            ExpiryBand::Yellow => "yellow",
+            ExpiryBand::Red => "red",
+            ExpiryBand::Black => "black",
+        }
+    }
+}
+
 pub fn expiry_band(left: Duration) -> ExpiryBand {
     const H: u64 = 3600;
     match left.as_secs() {
@@ -72,6 +83,21 @@ pub fn expiry_band(left: Duration) -> ExpiryBand {
         s if s > 2 * H => ExpiryBand::Red,
         _ => ExpiryBand::Black,
     }
+}
+
+/// When the band of a window the customer opened at `last_inbound` changes, and to what:
+/// yellow 16 h before it closes, red 8 h before, black 2 h before. Empty for a channel
+/// without a window.
+pub fn band_changes(kind: ChannelKind, last_inbound: Timestamp) -> Vec<(Timestamp, ExpiryBand)> {
+    let Some(window) = free_form_window(kind) else {
+        return Vec::new();
+    };
+    const H: i64 = 3_600_000;
+    let closes = last_inbound.0.saturating_add(window.as_millis() as i64);
+    [(16, ExpiryBand::Yellow), (8, ExpiryBand::Red), (2, ExpiryBand::Black)]
+        .into_iter()
+        .map(|(hours, band)| (Timestamp(closes - hours * H), band))
+        .collect()
 }
 
 /// What the agent's card shows of the customer window: when it closes and its band. `None`
@@ -151,6 +177,25 @@ mod tests {
         );
         assert_eq!(window_status(ChannelKind::Whatsapp, None, now), None);
         assert_eq!(window_status(ChannelKind::Webchat, Some(wrote), now), None);
+    }
+
+    #[test]
+    fn a_whatsapp_window_turns_yellow_red_and_black_at_8_16_and_22_hours() {
+        let wrote = Timestamp(100 * HOUR);
+        let changes = band_changes(ChannelKind::Whatsapp, wrote);
+        assert_eq!(
+            changes,
+            [
+                (Timestamp(108 * HOUR), ExpiryBand::Yellow),
+                (Timestamp(116 * HOUR), ExpiryBand::Red),
+                (Timestamp(122 * HOUR), ExpiryBand::Black),
+            ]
+        );
+        // Each change is the band the card shows from that moment on.
+        for (at, band) in &changes {
+            assert_eq!(window_status(ChannelKind::Whatsapp, Some(wrote), *at).unwrap().1, *band);
+        }
+        assert!(band_changes(ChannelKind::Webchat, wrote).is_empty());
     }
 
     proptest! {

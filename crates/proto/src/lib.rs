@@ -29,6 +29,7 @@ impl v1::domain_event::Kind {
                 .map(|m| m.conversation_id.as_str())
                 .unwrap_or_default(),
             Kind::MessageStatusChanged(e) => &e.conversation_id,
+            Kind::WindowBandChanged(e) => &e.conversation_id,
         }
     }
 }

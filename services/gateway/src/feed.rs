@@ -69,7 +69,14 @@ async fn write(w: &Writer, d: Delivery) -> Outcome {
         Ok(e) => e,
         Err(e) => return Outcome::Poison(format!("undecodable event: {e}")),
     };
-    let Some((ty, agent, data)) = frames::route(&event) else {
+    let routed = match &event.kind {
+        Some(Kind::WindowBandChanged(b)) => match window_band(&w.session, &event.tenant_id, b).await {
+            Ok(r) => r,
+            Err(s) => return Outcome::Retry(format!("cannot look the conversation up: {s}")),
+        },
+        _ => frames::route(&event),
+    };
+    let Some((ty, agent, data)) = routed else {
         return Outcome::Ack; // no agent is concerned
     };
     let (Ok(tenant), Ok(agent), Ok(event_id)) = (
@@ -114,6 +121,36 @@ pub async fn announce(hub: &Hub, bus: &Bus, tenant: Uuid, agent: Uuid, head: i64
     if let Err(e) = bus.client.publish(poke, head.to_string().into()).await {
         tracing::debug!(error = %e, "feed poke not published; replicas catch up on their sweep");
     }
+}
+
+/// A band change goes to whoever has the conversation when the timer fires (nobody once it
+/// is closed or while it waits in a queue).
+async fn window_band(
+    session: &crate::SessionClient,
+    tenant: &str,
+    b: &pb::WindowBandChanged,
+) -> Result<Option<(&'static str, String, Value)>, tonic::Status> {
+    let found = session
+        .clone()
+        .get_conversation(pb::GetConversationRequest {
+            tenant_id: tenant.to_string(),
+            conversation_id: b.conversation_id.clone(),
+        })
+        .await;
+    let c = match found {
+        Ok(r) => r.into_inner().conversation.unwrap_or_default(),
+        Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
+        Err(s) => return Err(s),
+    };
+    if c.agent_id.is_empty() || !matches!(c.status.as_str(), "assigned" | "offered") {
+        return Ok(None);
+    }
+    let data = serde_json::json!({
+        "conversation_id": b.conversation_id,
+        "band": b.band,
+        "window_closes_at_ms": b.window_closes_at_ms,
+    });
+    Ok(Some(("conversation.window", c.agent_id, data)))
 }
 
 /// The messages already in a conversation when it is assigned: stored before it had an agent,

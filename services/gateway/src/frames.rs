@@ -78,7 +78,8 @@ pub fn route(event: &pb::DomainEvent) -> Option<(&'static str, String, Value)> {
                 "from_service_id": e.from_service_id,
             }),
         ),
-        Kind::ConversationQueued(_) => return None,
+        // Whose it is is known only when it fires: see `feed::window_band`.
+        Kind::ConversationQueued(_) | Kind::WindowBandChanged(_) => return None,
     };
     (!agent.is_empty()).then_some((ty, agent, data))
 }

@@ -2,7 +2,7 @@
 
 use atende_domain::channel::ChannelKind;
 use atende_domain::clock::Timestamp;
-use atende_domain::window::{window_status, ExpiryBand};
+use atende_domain::window::window_status;
 use atende_domain::ErrorCode;
 use atende_proto::v1 as pb;
 use atende_runtime::errors::store_status;
@@ -97,15 +97,6 @@ pub async fn list(
     })
 }
 
-fn band_name(b: ExpiryBand) -> &'static str {
-    match b {
-        ExpiryBand::Green => "green",
-        ExpiryBand::Yellow => "yellow",
-        ExpiryBand::Red => "red",
-        ExpiryBand::Black => "black",
-    }
-}
-
 fn item(row: DeskItem, agent: Uuid, show_bands: bool, now: Timestamp) -> pb::DeskItem {
     let ms = |t: Option<time::OffsetDateTime>| t.map(atende_store::to_millis).unwrap_or_default();
     let window = ChannelKind::parse(&row.channel_kind).and_then(|kind| {
@@ -144,7 +135,7 @@ fn item(row: DeskItem, agent: Uuid, show_bands: bool, now: Timestamp) -> pb::Des
         has_draft: row.has_draft,
         expiry_band: window
             .filter(|_| show_bands)
-            .map(|(_, b)| band_name(b).to_string())
+            .map(|(_, b)| b.as_str().to_string())
             .unwrap_or_default(),
         window_expires_at_ms: window.map(|(closes, _)| closes.0).unwrap_or_default(),
     }

@@ -132,6 +132,60 @@ fn identities(channel: Uuid, kind: &str, m: &pb::InboundMessage) -> Vec<Identity
     ids
 }
 
+/// The customer just wrote: the window's band changes (yellow, red, black) are timers from
+/// his latest message, set — or moved, when he wrote again — in this transaction.
+async fn schedule_window_bands(
+    tx: &mut sqlx::PgConnection,
+    subjects: &Subjects,
+    tenant: Uuid,
+    conversation: &conv::Conversation,
+    now: time::OffsetDateTime,
+) -> Result<(), StoreError> {
+    let (Some(kind), Some(last)) = (
+        atende_domain::channel::ChannelKind::parse(&conversation.channel_kind),
+        conversation.last_inbound_at,
+    ) else {
+        return Ok(());
+    };
+    let last = atende_domain::Timestamp(atende_store::to_millis(last));
+    let closes = atende_domain::window::window_status(kind, Some(last), last).map(|(closes, _)| closes.0);
+    let subject = subjects.event(tenant, "conversation.window_band");
+    for (at, band) in atende_domain::window::band_changes(kind, last) {
+        let due = atende_store::from_millis(at.0);
+        if due <= now {
+            continue;
+        }
+        let band = band.as_str();
+        let event = pb::DomainEvent {
+            event_id: Uuid::now_v7().to_string(),
+            tenant_id: tenant.to_string(),
+            occurred_at_ms: at.0,
+            kind: Some(domain_event::Kind::WindowBandChanged(pb::WindowBandChanged {
+                conversation_id: conversation.id.to_string(),
+                band: band.to_string(),
+                window_closes_at_ms: closes.unwrap_or_default(),
+            })),
+        };
+        let key = format!("{}:{band}", conversation.id);
+        let payload = event.encode_to_vec();
+        let order_key = conversation.id.to_string();
+        atende_store::timers::schedule(
+            tx,
+            &atende_store::timers::NewTimer {
+                tenant,
+                kind: "window_band",
+                key: &key,
+                due_at: due,
+                subject: &subject,
+                payload: &payload,
+                order_key: &order_key,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 async fn on_message(
     pool: &PgPool,
     subjects: &Subjects,
@@ -243,6 +297,7 @@ async fn on_message(
     let conversation = conv::get_conversation(&mut *tx, tenant, conversation_id)
         .await?
         .ok_or_else(|| HandleError::Poison("conversation vanished".into()))?;
+    schedule_window_bands(&mut tx, subjects, tenant, &conversation, now).await?;
     let in_bot = conversation.status == Status::Bot.as_str();
     if scored.is_some() {
         crate::bot::say(&mut tx, subjects, &conversation, "Obrigado pela sua avaliação!", now).await?;
