@@ -104,8 +104,8 @@ fn parse(text: &str) -> HashMap<String, f64> {
 async fn every_role_of_the_process_is_measured_and_the_exposition_parses() {
     // Arrange
     let sb = atende_testkit::Sandbox::new().await;
-    let mut child = common::spawn_all_with(&sb, &[]);
-    let (ready, metrics) = common::ready_with_metrics(&mut child);
+    let mut child = common::Reaper(Some(common::spawn_all_with(&sb, &[])));
+    let (ready, metrics) = common::ready_with_metrics(child.child());
     let adapter = ready
         .iter()
         .find(|r| r.role == "channel-adapter")
@@ -219,6 +219,7 @@ async fn every_role_of_the_process_is_measured_and_the_exposition_parses() {
             samples.keys().collect::<Vec<_>>()
         );
     }
+    let mut child = child.0.take().unwrap();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -77,8 +77,11 @@ async fn spans_of_one_webhook_are_exported_over_otlp_in_one_trace() {
             .unwrap();
     });
     let sb = atende_testkit::Sandbox::new().await;
-    let mut child = common::spawn_all_with(&sb, &[("ATENDE__TELEMETRY__OTLP_ENDPOINT", &format!("http://{otlp}"))]);
-    let ready = common::ready_roles(&mut child);
+    let mut child = common::Reaper(Some(common::spawn_all_with(
+        &sb,
+        &[("ATENDE__TELEMETRY__OTLP_ENDPOINT", &format!("http://{otlp}"))],
+    )));
+    let ready = common::ready_roles(child.child());
     let adapter = ready
         .iter()
         .find(|r| r.role == "channel-adapter")
@@ -134,6 +137,7 @@ async fn spans_of_one_webhook_are_exported_over_otlp_in_one_trace() {
         format!("00-{TRACE_ID}-c7ad6b7169203332-01").parse().unwrap(),
     );
     health.check(check).await.unwrap();
+    let mut child = child.0.take().unwrap();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

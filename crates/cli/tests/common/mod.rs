@@ -129,3 +129,23 @@ fn ready_until(child: &mut Child, n: usize, metrics: bool) -> (Vec<Ready>, Optio
     std::thread::spawn(move || while rx.recv().is_ok() {});
     (ready, metrics_addr)
 }
+
+/// Kills the process it holds when dropped, so a test that fails half-way leaves no `atende`
+/// running; `take` it back to stop it gracefully.
+#[allow(dead_code)] // not every test binary uses it
+pub struct Reaper(pub Option<Child>);
+
+impl Reaper {
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child still held")
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
