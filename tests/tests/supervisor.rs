@@ -22,24 +22,28 @@ async fn customer_writes(p: &Platform, t: &Tenant, n: u32) {
     assert_eq!(p.post_webhook(t, &body, None).await.status(), 200);
 }
 
+/// Sara, a supervisor of `t`'s tenant.
+async fn supervisor(p: &Platform, t: &Tenant) -> Tenant {
+    p.create_agent(
+        t,
+        pb::CreateAgentRequest {
+            name: "Sara".into(),
+            email: "sara@acme.test".into(),
+            password: "correct horse".into(),
+            max_concurrent: 1,
+            supervisor: true,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_supervisor_sees_agents_and_queues_assigns_explains_finishes_in_bulk_and_streams_counters() {
     // Arrange: Ana (agent) holds two conversations; Sara supervises.
     let p = Platform::start().await;
     let t = p.seed().await;
-    let sara = p
-        .create_agent(
-            &t,
-            pb::CreateAgentRequest {
-                name: "Sara".into(),
-                email: "sara@acme.test".into(),
-                password: "correct horse".into(),
-                max_concurrent: 1,
-                supervisor: true,
-                ..Default::default()
-            },
-        )
-        .await;
+    let sara = supervisor(&p, &t).await;
     let sara_token = p.login(&sara).await;
     let as_sara = Auth::Bearer(&sara_token);
     let (ana_token, mut ana_ws) = p.online(&t).await;
@@ -201,19 +205,7 @@ async fn a_supervisor_sees_agents_and_queues_assigns_explains_finishes_in_bulk_a
 async fn a_supervisors_notice_reaches_the_agents_sockets_once_and_survives_a_reconnect() {
     let p = Platform::start().await;
     let t = p.seed().await;
-    let sara = p
-        .create_agent(
-            &t,
-            pb::CreateAgentRequest {
-                name: "Sara".into(),
-                email: "sara@acme.test".into(),
-                password: "correct horse".into(),
-                max_concurrent: 1,
-                supervisor: true,
-                ..Default::default()
-            },
-        )
-        .await;
+    let sara = supervisor(&p, &t).await;
     let sara_token = p.login(&sara).await;
     let (ana_token, mut ana_ws) = p.online(&t).await;
 

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::Command;
 use std::time::Duration;
 
 use atende_testkit::fixtures::{self, ChannelSpec};
@@ -219,15 +218,6 @@ async fn every_role_of_the_process_is_measured_and_the_exposition_parses() {
             samples.keys().collect::<Vec<_>>()
         );
     }
-    let mut child = child.0.take().unwrap();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(exit.success());
+    assert!(child.stop().await, "atende stops cleanly on SIGTERM");
     sb.cleanup().await;
 }

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -137,16 +136,7 @@ async fn spans_of_one_webhook_are_exported_over_otlp_in_one_trace() {
         format!("00-{TRACE_ID}-c7ad6b7169203332-01").parse().unwrap(),
     );
     health.check(check).await.unwrap();
-    let mut child = child.0.take().unwrap();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(exit.success());
+    assert!(child.stop().await, "atende stops cleanly on SIGTERM");
 
     // Assert: the receiver got spans of every hop under the webhook's trace id.
     let spans = receiver.spans.lock().unwrap().clone();

@@ -110,7 +110,7 @@ pub async fn rotate(
         return Ok(Rotation::Refused);
     }
     if row.spent_at.is_some() {
-        revoke_in(&mut *tx, session.id, "reuse", now).await?;
+        revoke_in(&mut *tx, session.tenant_id, session.id, "reuse", now).await?;
         tx.commit().await?;
         return Ok(Rotation::Reused(session));
     }
@@ -127,11 +127,19 @@ pub async fn rotate(
     Ok(Rotation::Rotated(session))
 }
 
-async fn revoke_in(db: impl PgExecutor<'_>, session: Uuid, reason: &str, now: OffsetDateTime) -> Result<bool> {
+async fn revoke_in(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    session: Uuid,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE agent_sessions SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
+        "UPDATE agent_sessions SET revoked_at = $3, revoked_reason = $4
+          WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL",
     )
     .bind(session)
+    .bind(tenant)
     .bind(now)
     .bind(reason)
     .execute(db)
@@ -141,14 +149,5 @@ async fn revoke_in(db: impl PgExecutor<'_>, session: Uuid, reason: &str, now: Of
 
 /// Revokes a session of `tenant` (logout); true when it was live. Idempotent.
 pub async fn revoke(pool: &PgPool, tenant: Uuid, session: Uuid, now: OffsetDateTime) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE agent_sessions SET revoked_at = $3, revoked_reason = 'logout'
-          WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL",
-    )
-    .bind(session)
-    .bind(tenant)
-    .bind(now)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    revoke_in(pool, tenant, session, "logout", now).await
 }

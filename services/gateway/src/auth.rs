@@ -25,17 +25,41 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// `supervisor` or `agent`.
-    pub fn role(&self) -> &'static str {
-        if self.supervisor {
-            "supervisor"
+    pub fn may(&self, perm: &str) -> bool {
+        self.perms.iter().any(|p| p == perm)
+    }
+
+    /// PERMISSION_DENIED unless the token carries `perm`.
+    pub fn require(&self, perm: &str) -> Result<(), atende_runtime::http_api::ErrorResponse> {
+        if self.may(perm) {
+            Ok(())
         } else {
-            "agent"
+            Err(atende_runtime::http_api::error(
+                atende_domain::ErrorCode::PermissionDenied,
+                &format!("needs the {perm} permission"),
+            ))
         }
     }
 
-    pub fn may(&self, perm: &str) -> bool {
-        self.perms.iter().any(|p| p == perm)
+    /// PERMISSION_DENIED unless the token is a supervisor's.
+    pub fn require_supervisor(&self) -> Result<(), atende_runtime::http_api::ErrorResponse> {
+        if self.supervisor {
+            Ok(())
+        } else {
+            Err(atende_runtime::http_api::error(
+                atende_domain::ErrorCode::PermissionDenied,
+                "supervisors only",
+            ))
+        }
+    }
+}
+
+/// `supervisor` or `agent`, as tokens and the login answer name it.
+pub fn role(supervisor: bool) -> &'static str {
+    if supervisor {
+        "supervisor"
+    } else {
+        "agent"
     }
 }
 

@@ -109,7 +109,7 @@ fn token_pair(state: &AppState, agent: &atende_store::admin::Agent, sid: Uuid, r
         "tenant_id": agent.tenant_id,
         "name": agent.name,
         "supervisor": agent.supervisor,
-        "role": if agent.supervisor { "supervisor" } else { "agent" },
+        "role": crate::auth::role(agent.supervisor),
         "permissions": perms,
     }))
     .into_response()
@@ -284,9 +284,25 @@ pub(crate) async fn ws_ticket(State(state): State<AppState>, Agent(claims): Agen
     Json(json!({ "ticket": ticket.secret, "expires_in": state.ws_ticket_ttl_secs })).into_response()
 }
 
+/// Who opens a long-lived stream (a WebSocket, server-sent events): a single-use ticket from
+/// `?ticket=` — browsers cannot set headers on them — or, for other clients, the bearer token.
+pub(crate) async fn ticket_or_bearer(
+    state: &AppState,
+    ticket: Option<&str>,
+    headers: &http::HeaderMap,
+) -> Result<Claims, Response> {
+    match ticket {
+        Some(ticket) => match redeem_ticket(state, ticket).await? {
+            Some(c) => Ok(c),
+            None => Err(error(ErrorCode::Unauthenticated, "unknown, used or expired ticket").into_response()),
+        },
+        None => crate::api::bearer(headers, state).map_err(IntoResponse::into_response),
+    }
+}
+
 /// Redeems a ticket: its claims the first time, `None` ever after (GETDEL is atomic, so two
 /// replicas racing for one ticket cannot both win) or once it has expired.
-pub(crate) async fn redeem_ticket(state: &AppState, presented: &str) -> Result<Option<Claims>, Response> {
+async fn redeem_ticket(state: &AppState, presented: &str) -> Result<Option<Claims>, Response> {
     let key = state.redis_keys.ws_ticket(&hex::encode(Opaque::digest_of(presented)));
     let value: Option<String> = redis::cmd("GETDEL")
         .arg(&key)

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::api::{bearer, AppState};
+use crate::api::AppState;
 use crate::auth::Claims;
 
 /// Frames read from Postgres per catch-up step.
@@ -49,16 +49,9 @@ pub(crate) async fn websocket(
     let Ok(Query(q)) = q else {
         return error(ErrorCode::InvalidArgument, "expected ?ticket=&last_seq=<integer>").into_response();
     };
-    let claims = match q.ticket {
-        Some(ticket) => match crate::login::redeem_ticket(&state, &ticket).await {
-            Ok(Some(c)) => c,
-            Ok(None) => return error(ErrorCode::Unauthenticated, "unknown, used or expired ticket").into_response(),
-            Err(r) => return r,
-        },
-        None => match bearer(&headers, &state) {
-            Ok(c) => c,
-            Err(r) => return r.into_response(),
-        },
+    let claims = match crate::login::ticket_or_bearer(&state, q.ticket.as_deref(), &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     let Ok(ws) = ws else {
         return error(ErrorCode::InvalidArgument, "expected a WebSocket upgrade").into_response();

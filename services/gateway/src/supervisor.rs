@@ -42,11 +42,8 @@ pub fn routes() -> Router<AppState> {
 /// The supervisor behind a request (bearer token), or the refusal.
 fn supervisor(headers: &http::HeaderMap, state: &AppState) -> Result<Claims, ErrorResponse> {
     let claims = bearer(headers, state)?;
-    if claims.supervisor {
-        Ok(claims)
-    } else {
-        Err(error(ErrorCode::PermissionDenied, "supervisors only"))
-    }
+    claims.require_supervisor()?;
+    Ok(claims)
 }
 
 fn status_name(status: i32) -> String {
@@ -232,19 +229,12 @@ struct StreamQuery {
 /// `gateway.feed_sweep_ms`. Browsers' EventSource cannot set headers: `?ticket=` as for the
 /// WebSocket, or the bearer token for other clients.
 async fn stream(State(state): State<AppState>, headers: http::HeaderMap, q: Query<StreamQuery>) -> Response {
-    let claims = match q.0.ticket {
-        Some(ticket) => match crate::login::redeem_ticket(&state, &ticket).await {
-            Ok(Some(c)) => c,
-            Ok(None) => return error(ErrorCode::Unauthenticated, "unknown, used or expired ticket").into_response(),
-            Err(r) => return r,
-        },
-        None => match bearer(&headers, &state) {
-            Ok(c) => c,
-            Err(e) => return e.into_response(),
-        },
+    let claims = match crate::login::ticket_or_bearer(&state, q.0.ticket.as_deref(), &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
     };
-    if !claims.supervisor {
-        return error(ErrorCode::PermissionDenied, "supervisors only").into_response();
+    if let Err(e) = claims.require_supervisor() {
+        return e.into_response();
     }
     Sse::new(counters(state, claims.tenant))
         .keep_alive(KeepAlive::default())
@@ -262,7 +252,13 @@ fn counters(state: AppState, tenant: Uuid) -> impl Stream<Item = Result<Event, I
         }
         let snapshot = match (presences(&state, tenant).await, queue_board(&state, tenant).await) {
             (Ok(agents), Ok(board)) => json!({ "at_ms": now_ms(), "agents": counts(&agents), "board": board }),
-            (Err(s), _) | (_, Err(s)) => json!({ "at_ms": now_ms(), "error": s.message() }),
+            // The stable code and its messages, as every answer of the API carries them.
+            (Err(s), _) | (_, Err(s)) => {
+                let code = atende_runtime::status_code_of(&s).unwrap_or(ErrorCode::Unavailable);
+                json!({ "at_ms": now_ms(), "error": {
+                    "code": code.as_str(), "message": code.message_en(), "message_pt_br": code.message_pt_br(),
+                } })
+            }
         };
         let event = Event::default().event("counters").data(snapshot.to_string());
         Some((Ok(event), (state, false)))
@@ -440,6 +436,9 @@ async fn bulk_finish(
         )
         .into_response();
     };
+    if let Err(e) = claims.require("bulk") {
+        return e.into_response();
+    }
     if b.conversation_ids.is_empty() || b.conversation_ids.len() > MAX_BULK {
         return error(ErrorCode::InvalidArgument, "name 1 to 500 conversations").into_response();
     }

@@ -112,15 +112,6 @@ macro_rules! try_or_answer {
     };
 }
 
-/// Bulk actions: supervisors hold the `bulk` permission.
-fn supervisor_only(claims: &Claims) -> Result<(), ErrorResponse> {
-    if claims.supervisor && claims.may("bulk") {
-        Ok(())
-    } else {
-        Err(error(ErrorCode::PermissionDenied, "supervisors only"))
-    }
-}
-
 /// The conversation with its indicators (TTA across legs, waiting time, TM1R, TMR) and every
 /// leg's protocol, first contact first.
 async fn detail(State(state): State<AppState>, Agent(claims): Agent, Path(id): Path<String>) -> Response {
@@ -493,7 +484,7 @@ async fn create_tag(
     Agent(claims): Agent,
     b: Result<Json<TagBody>, JsonRejection>,
 ) -> Response {
-    try_or_answer!(supervisor_only(&claims));
+    try_or_answer!(claims.require_supervisor());
     let b = try_or_answer!(body(b, "{name}"));
     let req = pb::CreateTagRequest {
         tenant_id: claims.tenant.to_string(),
@@ -617,9 +608,7 @@ async fn in_person(
     Agent(claims): Agent,
     b: Result<Json<InPersonBody>, JsonRejection>,
 ) -> Response {
-    if !claims.may("in_person") {
-        return error(ErrorCode::PermissionDenied, "needs the in_person permission").into_response();
-    }
+    try_or_answer!(claims.require("in_person"));
     let b = try_or_answer!(body(
         b,
         "{service_id, contact_id? | contact_name, contact_phone?, contact_email?, description?}"
@@ -695,7 +684,7 @@ async fn bulk_transfer(
     Agent(claims): Agent,
     b: Result<Json<BulkBody>, JsonRejection>,
 ) -> Response {
-    try_or_answer!(supervisor_only(&claims));
+    try_or_answer!(claims.require("bulk"));
     let b = try_or_answer!(body(b, "{conversation_ids, service_id}"));
     let req = pb::BulkTransferRequest {
         tenant_id: claims.tenant.to_string(),
@@ -720,7 +709,7 @@ async fn transfer_by_tag(
     Agent(claims): Agent,
     b: Result<Json<ByTagBody>, JsonRejection>,
 ) -> Response {
-    try_or_answer!(supervisor_only(&claims));
+    try_or_answer!(claims.require("bulk"));
     let b = try_or_answer!(body(b, "{tag_id, service_id}"));
     let req = pb::TransferByTagRequest {
         tenant_id: claims.tenant.to_string(),

@@ -139,6 +139,20 @@ impl Reaper {
     pub fn child(&mut self) -> &mut Child {
         self.0.as_mut().expect("child still held")
     }
+
+    /// SIGTERM, then waits: true when the process stopped cleanly (exit 0).
+    pub async fn stop(&mut self) -> bool {
+        let mut child = self.0.take().expect("child still held");
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("wait task")
+            .expect("wait")
+            .success()
+    }
 }
 
 impl Drop for Reaper {
