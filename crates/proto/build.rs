@@ -26,6 +26,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // enums as their numbers); the API documents the shapes it answers.
     tonic_prost_build::configure()
         .type_attribute(".atende.v1", "#[derive(serde::Serialize)]")
+        .type_attribute(
+            ".atende.v1",
+            "#[cfg_attr(feature = \"openapi\", derive(utoipa::ToSchema))]",
+        )
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;

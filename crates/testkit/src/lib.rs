@@ -44,6 +44,19 @@ where
     }
 }
 
+/// The schemathesis CLI the API contract test runs: `ATENDE_TEST_SCHEMATHESIS` (written by
+/// `deploy/local/infra.sh up`), else the checkout's `.infra/venv`, else `schemathesis` on PATH.
+pub fn schemathesis() -> String {
+    if let Ok(p) = std::env::var("ATENDE_TEST_SCHEMATHESIS") {
+        return p;
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.infra/venv/bin/schemathesis");
+    if std::path::Path::new(venv).exists() {
+        return venv.into();
+    }
+    "schemathesis".into()
+}
+
 /// The grpcurl binary tests read gRPC refusals with, as an outside client would:
 /// `ATENDE_TEST_GRPCURL` (written by `deploy/local/infra.sh up`), else the checkout's
 /// `.infra/venv`, else `grpcurl` on PATH.

@@ -12,16 +12,19 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{Claims, Keys};
 use crate::hub::Hub;
+use crate::views::{MessageEnvelope, MessagesPage, PresenceView};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -47,23 +50,40 @@ pub struct AppState {
     pub counters_every: std::time::Duration,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/auth/login", post(crate::login::login))
-        .route("/api/v1/auth/refresh", post(crate::login::refresh))
-        .route("/api/v1/auth/logout", post(crate::login::logout))
-        .route("/api/v1/ws/ticket", post(crate::login::ws_ticket))
-        .route("/api/v1/me/presence", put(set_presence).get(get_presence))
-        .route(
-            "/api/v1/conversations/{id}/messages",
-            get(list_messages).post(send_message),
-        )
-        .route("/api/v1/conversations/{id}/accept", post(accept_offer))
-        .route("/api/v1/conversations/{id}/claim", post(claim))
-        .route("/api/v1/ws", get(crate::socket::websocket))
+/// Every route with its description: the router and `/openapi.json` come from this one list.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(crate::login::login))
+        .routes(routes!(crate::login::refresh))
+        .routes(routes!(crate::login::logout))
+        .routes(routes!(crate::login::ws_ticket))
+        .routes(routes!(set_presence, get_presence))
+        .routes(routes!(list_messages, send_message))
+        .routes(routes!(accept_offer))
+        .routes(routes!(claim))
+        .routes(routes!(crate::socket::websocket))
         .merge(crate::workspace::routes())
         .merge(crate::supervisor::routes())
+}
+
+/// The API, and its OpenAPI document at `/openapi.json`.
+pub fn router(state: AppState) -> Router {
+    let (routes, doc) = routes().split_for_parts();
+    let doc: Arc<str> = crate::openapi::complete(doc)
+        .to_pretty_json()
+        .unwrap_or_default()
+        .into();
+    routes
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(http::header::CONTENT_TYPE, "application/json")], doc.to_string()) }),
+        )
         .with_state(state)
+}
+
+/// The API's OpenAPI document, as `/openapi.json` serves it.
+pub fn document() -> utoipa::openapi::OpenApi {
+    crate::openapi::complete(routes().split_for_parts().1)
 }
 
 /// The authenticated agent: `Authorization: Bearer <token>`, and nothing else (tokens never
@@ -97,27 +117,25 @@ pub(crate) fn bearer(headers: &http::HeaderMap, state: &AppState) -> Result<Clai
         .ok_or_else(|| error(ErrorCode::Unauthenticated, "invalid or expired token"))
 }
 
-#[derive(Deserialize)]
-struct PresenceBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct PresenceBody {
     /// available, paused or offline.
+    #[schema(example = "available")]
     status: String,
-    /// Channel kinds to be logged into; all kinds when absent.
+    /// Channel kinds to be logged into (whatsapp, instagram, messenger, webchat); all kinds
+    /// when absent.
     channels: Option<Vec<String>>,
 }
 
-fn presence_json(p: Option<pb::AgentPresence>) -> serde_json::Value {
-    let p = p.unwrap_or_default();
-    json!({
-        "agent_id": p.agent_id,
-        "status": pb::AgentStatus::try_from(p.status).map(|s| s.as_str_name()).unwrap_or("AGENT_STATUS_UNSPECIFIED").trim_start_matches("AGENT_STATUS_").to_ascii_lowercase(),
-        "channels": p.channels.iter().map(|c| json!({"channel_kind": c.channel_kind, "paused": c.paused})).collect::<Vec<_>>(),
-        "assigned": p.assigned,
-        "offered": p.offered,
-        "max_concurrent": p.max_concurrent,
-    })
+fn presence_view(p: Option<pb::AgentPresence>) -> PresenceView {
+    PresenceView::from(p.unwrap_or_default())
 }
 
-async fn set_presence(
+/// Logs into channels and out of them, pauses and resumes (seed 001). Logging out of every
+/// channel is refused while conversations are in progress.
+#[utoipa::path(put, path = "/api/v1/me/presence", tag = "presence", request_body = PresenceBody,
+    responses((status = 200, description = "The agent's presence now", body = PresenceView)))]
+pub(crate) async fn set_presence(
     State(state): State<AppState>,
     Agent(claims): Agent,
     body: Result<Json<PresenceBody>, axum::extract::rejection::JsonRejection>,
@@ -169,18 +187,20 @@ async fn set_presence(
         logout: false,
     };
     match state.router.clone().set_presence(req).await {
-        Ok(r) => Json(presence_json(r.into_inner().presence)).into_response(),
+        Ok(r) => Json(presence_view(r.into_inner().presence)).into_response(),
         Err(s) => from_status(&s).into_response(),
     }
 }
 
-async fn get_presence(State(state): State<AppState>, Agent(claims): Agent) -> Response {
+#[utoipa::path(get, path = "/api/v1/me/presence", tag = "presence",
+    responses((status = 200, description = "The agent's presence", body = PresenceView)))]
+pub(crate) async fn get_presence(State(state): State<AppState>, Agent(claims): Agent) -> Response {
     let req = pb::GetPresenceRequest {
         tenant_id: claims.tenant.to_string(),
         agent_id: claims.sub.to_string(),
     };
     match state.router.clone().get_presence(req).await {
-        Ok(r) => Json(presence_json(r.into_inner().presence)).into_response(),
+        Ok(r) => Json(presence_view(r.into_inner().presence)).into_response(),
         Err(s) => from_status(&s).into_response(),
     }
 }
@@ -189,13 +209,20 @@ pub(crate) fn path_id(raw: &str) -> Result<Uuid, ErrorResponse> {
     Uuid::parse_str(raw).map_err(|_| error(ErrorCode::InvalidArgument, "conversation id must be a UUID"))
 }
 
-#[derive(Deserialize)]
-struct PageQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// From `next_page_token` of the previous page.
     page_token: Option<String>,
+    /// 50 when absent.
     page_size: Option<i32>,
 }
 
-async fn list_messages(
+/// The conversation's messages, newest page first.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The conversation"), PageQuery),
+    responses((status = 200, description = "A page of messages", body = MessagesPage)))]
+pub(crate) async fn list_messages(
     State(state): State<AppState>,
     Agent(claims): Agent,
     Path(id): Path<String>,
@@ -220,20 +247,31 @@ async fn list_messages(
     match state.session.clone().list_messages(req).await {
         Ok(r) => {
             let r = r.into_inner();
-            Json(json!({ "messages": r.messages.iter().map(crate::frames::message).collect::<Vec<_>>(), "next_page_token": r.next_page_token })).into_response()
+            Json(MessagesPage {
+                messages: r.messages.iter().map(crate::frames::message).collect(),
+                next_page_token: r.next_page_token,
+            })
+            .into_response()
         }
         Err(s) => from_status(&s).into_response(),
     }
 }
 
-#[derive(Deserialize)]
-struct SendBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct SendBody {
+    #[schema(example = "Olá, Maria! Como posso ajudar?")]
     text: String,
+    /// Chosen by the client: a retry with the same id sends nothing twice.
     client_message_id: Option<String>,
+    /// The message this reply quotes.
     reply_to_message_id: Option<String>,
 }
 
-async fn send_message(
+/// A reply to the customer on the conversation's channel.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The conversation")), request_body = SendBody,
+    responses((status = 201, description = "The message, queued for the provider", body = MessageEnvelope)))]
+pub(crate) async fn send_message(
     State(state): State<AppState>,
     Agent(claims): Agent,
     Path(id): Path<String>,
@@ -257,14 +295,24 @@ async fn send_message(
     match state.session.clone().send_message(req).await {
         Ok(r) => (
             StatusCode::CREATED,
-            Json(json!({ "message": r.into_inner().message.as_ref().map(crate::frames::message) })),
+            Json(MessageEnvelope {
+                message: crate::views::message(r.into_inner().message.as_ref()),
+            }),
         )
             .into_response(),
         Err(s) => from_status(&s).into_response(),
     }
 }
 
-async fn accept_offer(State(state): State<AppState>, Agent(claims): Agent, Path(id): Path<String>) -> Response {
+/// Accepts the conversation offered to the agent.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/accept", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The conversation offered")),
+    responses((status = 204, description = "The conversation is the agent's")))]
+pub(crate) async fn accept_offer(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path(id): Path<String>,
+) -> Response {
     let id = match path_id(&id) {
         Ok(i) => i,
         Err(r) => return r.into_response(),
@@ -280,7 +328,11 @@ async fn accept_offer(State(state): State<AppState>, Agent(claims): Agent, Path(
     }
 }
 
-async fn claim(State(state): State<AppState>, Agent(claims): Agent, Path(id): Path<String>) -> Response {
+/// Takes a conversation from one of the agent's service queues (manual pick).
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/claim", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The queued conversation")),
+    responses((status = 204, description = "The conversation is the agent's")))]
+pub(crate) async fn claim(State(state): State<AppState>, Agent(claims): Agent, Path(id): Path<String>) -> Response {
     let id = match path_id(&id) {
         Ok(i) => i,
         Err(r) => return r.into_response(),

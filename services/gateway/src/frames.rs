@@ -3,35 +3,14 @@
 use atende_proto::v1::{self as pb, domain_event::Kind};
 use serde_json::{json, Value};
 
-pub fn conversation(c: &pb::Conversation) -> Value {
-    json!({
-        "id": c.id,
-        "contact_id": c.contact_id,
-        "contact_name": c.contact_name,
-        "channel_id": c.channel_id,
-        "channel_kind": pb::ChannelKind::try_from(c.channel_kind).map(|k| k.as_str_name()).unwrap_or("CHANNEL_KIND_UNSPECIFIED").trim_start_matches("CHANNEL_KIND_").to_ascii_lowercase(),
-        "service_id": c.service_id,
-        "protocol": c.protocol,
-        "status": c.status,
-        "agent_id": c.agent_id,
-        "opened_at_ms": c.opened_at_ms,
-    })
+use crate::views::{ConversationView, MessageView};
+
+pub fn conversation(c: &pb::Conversation) -> ConversationView {
+    ConversationView::from(c)
 }
 
-pub fn message(m: &pb::Message) -> Value {
-    json!({
-        "id": m.id,
-        "conversation_id": m.conversation_id,
-        "direction": m.direction,
-        "kind": m.kind,
-        "text": m.text,
-        "status": m.status,
-        "agent_id": m.agent_id,
-        "provider_message_id": m.provider_message_id,
-        "reply_to_provider_message_id": m.reply_to_provider_message_id,
-        "created_at_ms": m.created_at_ms,
-        "seq": m.seq,
-    })
+pub fn message(m: &pb::Message) -> MessageView {
+    MessageView::from(m)
 }
 
 /// (frame type, agent to receive it, data) for an event; None when no agent is concerned.

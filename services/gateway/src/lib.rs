@@ -12,7 +12,8 @@
 //! - [`hub`] which agents have sockets here and how far their feeds go;
 //! - [`presence`] whether an agent has a live socket on any replica (Redis heartbeats);
 //! - [`socket`] the agent's WebSocket, resuming from the client's last frame number;
-//! - [`frames`] events as the JSON frames agents receive.
+//! - [`frames`] events as the JSON frames agents receive;
+//! - [`views`] the JSON the API answers, as types, and [`openapi`] the document describing it.
 
 pub mod api;
 pub mod auth;
@@ -21,9 +22,11 @@ pub mod frames;
 pub mod guard;
 pub mod hub;
 pub mod login;
+pub mod openapi;
 pub mod presence;
 pub mod socket;
 pub mod supervisor;
+pub mod views;
 pub mod workspace;
 
 use std::sync::Arc;

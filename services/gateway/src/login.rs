@@ -22,10 +22,12 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::{Agent, AppState};
 use crate::auth::{Claims, Opaque};
+use crate::views::{TokenPair, WsTicket};
 
 /// Login is the one door open to anyone: limited per client address (this replica) and per
 /// account (every replica, through Redis), before any password work.
@@ -82,11 +84,14 @@ impl LoginLimits {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct LoginBody {
     /// The tenant's slug.
+    #[schema(example = "acme")]
     tenant: String,
+    #[schema(example = "ana@acme.test")]
     email: String,
+    #[schema(example = "a long passphrase")]
     password: String,
 }
 
@@ -99,22 +104,26 @@ fn token_pair(state: &AppState, agent: &atende_store::admin::Agent, sid: Uuid, r
     else {
         return error(ErrorCode::Internal, "").into_response();
     };
-    Json(json!({
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": state.keys.ttl_secs,
-        "refresh_token": refresh.secret,
-        "refresh_expires_in": state.refresh_ttl.whole_seconds(),
-        "agent_id": agent.id,
-        "tenant_id": agent.tenant_id,
-        "name": agent.name,
-        "supervisor": agent.supervisor,
-        "role": crate::auth::role(agent.supervisor),
-        "permissions": perms,
-    }))
+    Json(TokenPair {
+        access_token: access,
+        token_type: "Bearer".into(),
+        expires_in: state.keys.ttl_secs,
+        refresh_token: refresh.secret.clone(),
+        refresh_expires_in: state.refresh_ttl.whole_seconds(),
+        agent_id: agent.id,
+        tenant_id: agent.tenant_id,
+        name: agent.name.clone(),
+        supervisor: agent.supervisor,
+        role: crate::auth::role(agent.supervisor).into(),
+        permissions: perms,
+    })
     .into_response()
 }
 
+/// Password login: an access token for 15 minutes and a refresh token. Limited per client
+/// address and per account; wrong tenant, e-mail or password answer alike.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", security(()), request_body = LoginBody,
+    responses((status = 200, description = "Signed in", body = TokenPair)))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
@@ -178,13 +187,15 @@ pub(crate) async fn login(
     token_pair(&state, &agent, session.id, &refresh)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub(crate) struct RefreshBody {
     refresh_token: String,
 }
 
 /// Spends the refresh token and answers a new pair. Needs no access token: the access token
 /// may well have expired already.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", security(()), request_body = RefreshBody,
+    responses((status = 200, description = "A new pair; the presented refresh token is spent", body = TokenPair)))]
 pub(crate) async fn refresh(
     State(state): State<AppState>,
     body: Result<Json<RefreshBody>, axum::extract::rejection::JsonRejection>,
@@ -227,6 +238,8 @@ pub(crate) async fn refresh(
 
 /// The platform logout: every channel logged out (refused while conversations are in
 /// progress, with the seed's message), then the session revoked so its refresh token is dead.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "Logged out of every channel; the session is revoked")))]
 pub(crate) async fn logout(State(state): State<AppState>, Agent(claims): Agent) -> Response {
     let req = pb::SetPresenceRequest {
         tenant_id: claims.tenant.to_string(),
@@ -259,6 +272,8 @@ struct Ticket {
 }
 
 /// Trades the bearer token for a single-use WebSocket ticket.
+#[utoipa::path(post, path = "/api/v1/ws/ticket", tag = "auth",
+    responses((status = 200, description = "A ticket for `/api/v1/ws?ticket=` or the supervisor's stream", body = WsTicket)))]
 pub(crate) async fn ws_ticket(State(state): State<AppState>, Agent(claims): Agent) -> Response {
     let ticket = Opaque::generate();
     let value = json!(Ticket {
@@ -281,7 +296,11 @@ pub(crate) async fn ws_ticket(State(state): State<AppState>, Agent(claims): Agen
         tracing::warn!(error = &e as &dyn std::error::Error, "cannot store a websocket ticket");
         return error(ErrorCode::Unavailable, "").into_response();
     }
-    Json(json!({ "ticket": ticket.secret, "expires_in": state.ws_ticket_ttl_secs })).into_response()
+    Json(WsTicket {
+        ticket: ticket.secret,
+        expires_in: state.ws_ticket_ttl_secs,
+    })
+    .into_response()
 }
 
 /// Who opens a long-lived stream (a WebSocket, server-sent events): a single-use ticket from

@@ -32,14 +32,24 @@ const BATCH: i64 = 200;
 /// The close code of a socket that fell behind.
 const TOO_SLOW: u16 = 4008;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct WsQuery {
+    /// A single-use ticket from `POST /api/v1/ws/ticket` (browsers cannot set headers).
     ticket: Option<String>,
+    /// The last frame number the client saw: the socket resumes right after it.
     last_seq: Option<i64>,
 }
 
 /// The agent's socket, authenticated by a single-use ticket (`?ticket=`, from
 /// `POST /api/v1/ws/ticket`) or, for clients that can set headers, the bearer token.
+#[utoipa::path(get, path = "/api/v1/ws", tag = "push", params(WsQuery),
+    description = "Frames are `{\"type\", \"seq\", \"trace_id\", \"data\"}`: `hello` first (its `seq` is where the \
+socket starts), then `resync` when `last_seq` is too old or unknown, then the agent's feed: \
+`conversation.offered`, `conversation.assigned`, `offer.withdrawn`, `message.created`, \
+`message.status`, `conversation.transferred`, `conversation.closed`, `conversation.window`, \
+`supervisor.notice`. A socket too slow to take a frame is closed with code 4008.",
+    responses((status = 101, description = "Switching to the WebSocket protocol")))]
 pub(crate) async fn websocket(
     State(state): State<AppState>,
     headers: http::HeaderMap,

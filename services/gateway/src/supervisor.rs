@@ -14,29 +14,35 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::api::{bearer, path_id, AppState};
 use crate::auth::Claims;
 use crate::frames;
+use crate::views::{
+    status_name, AgentBoard, AgentView, Counters, DecisionView, Decisions, ErrorDetail, FinishOutcome, FinishOutcomes,
+    NoticeSent, QueueBoard, QueueView, StatusCounts, WaitingSummary,
+};
 
 /// Most conversations one bulk finish may name.
 const MAX_BULK: usize = 500;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/supervisor/agents", get(agents))
-        .route("/api/v1/supervisor/queues", get(queues))
-        .route("/api/v1/supervisor/stream", get(stream))
-        .route("/api/v1/supervisor/conversations/{id}/assign", post(assign))
-        .route("/api/v1/supervisor/conversations/{id}/explain", get(explain))
-        .route("/api/v1/supervisor/bulk-finish", post(bulk_finish))
-        .route("/api/v1/supervisor/notices", post(notice))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(agents))
+        .routes(routes!(queues))
+        .routes(routes!(stream))
+        .routes(routes!(assign))
+        .routes(routes!(explain))
+        .routes(routes!(bulk_finish))
+        .routes(routes!(notice))
 }
 
 /// The supervisor behind a request (bearer token), or the refusal.
@@ -44,14 +50,6 @@ fn supervisor(headers: &http::HeaderMap, state: &AppState) -> Result<Claims, Err
     let claims = bearer(headers, state)?;
     claims.require_supervisor()?;
     Ok(claims)
-}
-
-fn status_name(status: i32) -> String {
-    pb::AgentStatus::try_from(status)
-        .map(|s| s.as_str_name())
-        .unwrap_or("AGENT_STATUS_UNSPECIFIED")
-        .trim_start_matches("AGENT_STATUS_")
-        .to_ascii_lowercase()
 }
 
 fn now_ms() -> i64 {
@@ -81,21 +79,28 @@ async fn presences(state: &AppState, tenant: Uuid) -> Result<Vec<pb::AgentPresen
     }
 }
 
-fn presence_json(p: &pb::AgentPresence, now: i64) -> Value {
-    json!({
-        "agent_id": p.agent_id,
-        "name": p.name,
-        "status": status_name(p.status),
-        "status_since_ms": p.status_since_ms,
-        "time_in_status_ms": if p.status_since_ms > 0 { (now - p.status_since_ms).max(0) } else { 0 },
-        "channels": p.channels.iter().map(|c| json!({"channel_kind": c.channel_kind, "paused": c.paused})).collect::<Vec<_>>(),
-        "assigned": p.assigned,
-        "offered": p.offered,
-        "max_concurrent": p.max_concurrent,
-    })
+fn agent_view(p: &pb::AgentPresence, now: i64, conversations: &[pb::Conversation]) -> AgentView {
+    AgentView {
+        agent_id: p.agent_id.clone(),
+        name: p.name.clone(),
+        status: status_name(p.status),
+        status_since_ms: p.status_since_ms,
+        time_in_status_ms: if p.status_since_ms > 0 {
+            (now - p.status_since_ms).max(0)
+        } else {
+            0
+        },
+        channels: p.channels.clone(),
+        assigned: p.assigned,
+        offered: p.offered,
+        max_concurrent: p.max_concurrent,
+        conversations: conversations.iter().map(frames::conversation).collect(),
+    }
 }
 
-/// Agents by status, each with his conversations in progress.
+/// Agents by status, each with his conversations in progress ("Sessões Ativas").
+#[utoipa::path(get, path = "/api/v1/supervisor/agents", tag = "supervisor",
+    responses((status = 200, description = "The tenant's agents", body = AgentBoard)))]
 async fn agents(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
     let claims = match supervisor(&headers, &state) {
         Ok(c) => c,
@@ -129,25 +134,27 @@ async fn agents(State(state): State<AppState>, headers: http::HeaderMap) -> Resp
             Ok(c) => c,
             Err(s) => return from_status(&s).into_response(),
         };
-        let mut a = presence_json(p, now);
-        a["conversations"] = conversations.iter().map(frames::conversation).collect();
-        agents.push(a);
+        agents.push(agent_view(p, now, &conversations));
     }
-    Json(json!({ "agents": agents, "counts": counts(&list) })).into_response()
+    Json(AgentBoard {
+        agents,
+        counts: counts(&list),
+    })
+    .into_response()
 }
 
-fn counts(list: &[pb::AgentPresence]) -> Value {
+fn counts(list: &[pb::AgentPresence]) -> StatusCounts {
     let of = |s: pb::AgentStatus| list.iter().filter(|p| p.status == s as i32).count();
-    json!({
-        "available": of(pb::AgentStatus::Available),
-        "paused": of(pb::AgentStatus::Paused),
-        "inactive": of(pb::AgentStatus::Inactive),
-        "offline": of(pb::AgentStatus::Offline),
-    })
+    StatusCounts {
+        available: of(pb::AgentStatus::Available),
+        paused: of(pb::AgentStatus::Paused),
+        inactive: of(pb::AgentStatus::Inactive),
+        offline: of(pb::AgentStatus::Offline),
+    }
 }
 
 /// Each service's queue, and the tenant's "Aguardando" list.
-async fn queue_board(state: &AppState, tenant: Uuid) -> Result<Value, tonic::Status> {
+async fn queue_board(state: &AppState, tenant: Uuid) -> Result<QueueBoard, tonic::Status> {
     let mut services = Vec::new();
     let mut page_token = String::new();
     loop {
@@ -187,28 +194,36 @@ async fn queue_board(state: &AppState, tenant: Uuid) -> Result<Value, tonic::Sta
         .conversations;
     let now = now_ms();
     let oldest_waiting = waiting.iter().map(|c| c.opened_at_ms).min();
-    Ok(json!({
-        "queues": services.iter().zip(stats).map(|(s, q)| json!({
-            "service_id": s.id,
-            "name": s.name,
-            "policy": s.policy,
-            "waiting": q.waiting,
-            "oldest_wait_ms": q.oldest_wait_ms,
-            "offered": q.offered,
-            "agents": {
-                "available": q.agents_available,
-                "paused": q.agents_paused,
-                "inactive": q.agents_inactive,
-                "offline": q.agents_offline,
-            },
-        })).collect::<Vec<_>>(),
-        "aguardando": {
-            "waiting": waiting.len(),
-            "oldest_wait_ms": oldest_waiting.map(|at| (now - at).max(0)).unwrap_or(0),
+    let count = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+    Ok(QueueBoard {
+        queues: services
+            .iter()
+            .zip(stats)
+            .map(|(s, q)| QueueView {
+                service_id: s.id.clone(),
+                name: s.name.clone(),
+                policy: s.policy.clone(),
+                waiting: q.waiting,
+                oldest_wait_ms: q.oldest_wait_ms,
+                offered: q.offered,
+                agents: StatusCounts {
+                    available: count(q.agents_available),
+                    paused: count(q.agents_paused),
+                    inactive: count(q.agents_inactive),
+                    offline: count(q.agents_offline),
+                },
+            })
+            .collect(),
+        aguardando: WaitingSummary {
+            waiting: waiting.len(),
+            oldest_wait_ms: oldest_waiting.map(|at| (now - at).max(0)).unwrap_or(0),
         },
-    }))
+    })
 }
 
+/// Each service's queue with its waiting count and oldest wait, and "Aguardando".
+#[utoipa::path(get, path = "/api/v1/supervisor/queues", tag = "supervisor",
+    responses((status = 200, description = "The queues", body = QueueBoard)))]
 async fn queues(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
     let claims = match supervisor(&headers, &state) {
         Ok(c) => c,
@@ -220,14 +235,19 @@ async fn queues(State(state): State<AppState>, headers: http::HeaderMap) -> Resp
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// A single-use ticket from `POST /api/v1/ws/ticket` (EventSource cannot set headers).
     ticket: Option<String>,
 }
 
 /// Server-sent events: a `counters` event (agents by status, the queues) now and every
 /// `gateway.feed_sweep_ms`. Browsers' EventSource cannot set headers: `?ticket=` as for the
 /// WebSocket, or the bearer token for other clients.
+#[utoipa::path(get, path = "/api/v1/supervisor/stream", tag = "supervisor", params(StreamQuery),
+    responses((status = 200, description = "Server-sent `counters` events, each a JSON `Counters`",
+        content_type = "text/event-stream", body = String)))]
 async fn stream(State(state): State<AppState>, headers: http::HeaderMap, q: Query<StreamQuery>) -> Response {
     let claims = match crate::login::ticket_or_bearer(&state, q.0.ticket.as_deref(), &headers).await {
         Ok(c) => c,
@@ -251,26 +271,44 @@ fn counters(state: AppState, tenant: Uuid) -> impl Stream<Item = Result<Event, I
             }
         }
         let snapshot = match (presences(&state, tenant).await, queue_board(&state, tenant).await) {
-            (Ok(agents), Ok(board)) => json!({ "at_ms": now_ms(), "agents": counts(&agents), "board": board }),
+            (Ok(agents), Ok(board)) => Counters {
+                at_ms: now_ms(),
+                agents: Some(counts(&agents)),
+                board: Some(board),
+                error: None,
+            },
             // The stable code and its messages, as every answer of the API carries them.
             (Err(s), _) | (_, Err(s)) => {
                 let code = atende_runtime::status_code_of(&s).unwrap_or(ErrorCode::Unavailable);
-                json!({ "at_ms": now_ms(), "error": {
-                    "code": code.as_str(), "message": code.message_en(), "message_pt_br": code.message_pt_br(),
-                } })
+                Counters {
+                    at_ms: now_ms(),
+                    agents: None,
+                    board: None,
+                    error: Some(ErrorDetail {
+                        code: code.as_str().into(),
+                        message: code.message_en().into(),
+                        message_pt_br: code.message_pt_br().into(),
+                        detail: String::new(),
+                    }),
+                }
             }
         };
+        let snapshot = serde_json::to_value(&snapshot).unwrap_or(Value::Null);
         let event = Event::default().event("counters").data(snapshot.to_string());
         Some((Ok(event), (state, false)))
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct AssignBody {
+    #[schema(format = Uuid)]
     agent_id: String,
 }
 
 /// Hands a queued conversation to the chosen agent (capacity still applies).
+#[utoipa::path(post, path = "/api/v1/supervisor/conversations/{id}/assign", tag = "supervisor",
+    params(("id" = Uuid, Path, description = "The queued conversation")), request_body = AssignBody,
+    responses((status = 204, description = "Assigned")))]
 async fn assign(
     State(state): State<AppState>,
     headers: http::HeaderMap,
@@ -302,6 +340,9 @@ async fn assign(
 }
 
 /// Why each agent got (or did not get) the conversation: the router's decision log.
+#[utoipa::path(get, path = "/api/v1/supervisor/conversations/{id}/explain", tag = "supervisor",
+    params(("id" = Uuid, Path, description = "The conversation")),
+    responses((status = 200, description = "The router's decisions, oldest first", body = Decisions)))]
 async fn explain(State(state): State<AppState>, headers: http::HeaderMap, Path(id): Path<String>) -> Response {
     let claims = match supervisor(&headers, &state) {
         Ok(c) => c,
@@ -317,28 +358,30 @@ async fn explain(State(state): State<AppState>, headers: http::HeaderMap, Path(i
     };
     match state.router.clone().explain_conversation(req).await {
         Ok(r) => {
-            let decisions: Vec<Value> = r
+            let decisions = r
                 .into_inner()
                 .decisions
-                .iter()
-                .map(|d| {
-                    json!({
-                        "at_ms": d.at_ms,
-                        "decision": d.decision,
-                        "agent_id": d.agent_id,
-                        "rule": d.rule,
-                        "explanation": serde_json::from_str::<Value>(&d.explanation_json).unwrap_or(Value::Null),
-                    })
+                .into_iter()
+                .map(|d| DecisionView {
+                    at_ms: d.at_ms,
+                    explanation: serde_json::from_str::<Value>(&d.explanation_json)
+                        .ok()
+                        .filter(Value::is_object)
+                        .unwrap_or_else(|| json!({})),
+                    decision: d.decision,
+                    agent_id: d.agent_id,
+                    rule: d.rule,
                 })
                 .collect();
-            Json(json!({ "decisions": decisions })).into_response()
+            Json(Decisions { decisions }).into_response()
         }
         Err(s) => from_status(&s).into_response(),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct NoticeBody {
+    #[schema(min_length = 1, max_length = 1000, example = "Reunião às 15h")]
     text: String,
     /// The agents to tell; empty or absent: every agent of the tenant.
     #[serde(default)]
@@ -349,6 +392,8 @@ struct NoticeBody {
 
 /// A supervisor's notice (seed 001's supervisor notices): a `supervisor.notice` frame in each
 /// named agent's feed, so it reaches every socket and survives a reconnect like any frame.
+#[utoipa::path(post, path = "/api/v1/supervisor/notices", tag = "supervisor", request_body = NoticeBody,
+    responses((status = 200, description = "Written to each agent's feed", body = NoticeSent)))]
 async fn notice(
     State(state): State<AppState>,
     headers: http::HeaderMap,
@@ -405,12 +450,18 @@ async fn notice(
             }
         }
     }
-    Json(json!({ "notice_id": notice_id, "agents": targets.len(), "delivered": delivered })).into_response()
+    Json(NoticeSent {
+        notice_id,
+        agents: targets.len(),
+        delivered,
+    })
+    .into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct BulkFinishBody {
-    conversation_ids: Vec<String>,
+    #[schema(min_items = 1, max_items = 500)]
+    conversation_ids: Vec<Uuid>,
     #[serde(default)]
     qualification: String,
     #[serde(default)]
@@ -420,6 +471,8 @@ struct BulkFinishBody {
 }
 
 /// Finishes each named conversation as the supervisor; one outcome per item, in order.
+#[utoipa::path(post, path = "/api/v1/supervisor/bulk-finish", tag = "supervisor", request_body = BulkFinishBody,
+    responses((status = 200, description = "One outcome per conversation, in order", body = FinishOutcomes)))]
 async fn bulk_finish(
     State(state): State<AppState>,
     headers: http::HeaderMap,
@@ -447,7 +500,7 @@ async fn bulk_finish(
         .into_iter()
         .map(|id| pb::FinishConversationRequest {
             tenant_id: claims.tenant.to_string(),
-            conversation_id: id,
+            conversation_id: id.to_string(),
             agent_id: claims.sub.to_string(),
             qualification: b.qualification.clone(),
             description: b.description.clone(),
@@ -462,27 +515,31 @@ async fn bulk_finish(
     // A few at a time, in order: one supervisor's click must not flood the session role.
     let done: Vec<_> =
         futures::StreamExt::collect(futures::StreamExt::buffered(futures::stream::iter(finishes), 8)).await;
-    let outcomes: Vec<Value> = done
+    let outcomes = done
         .into_iter()
         .map(|(id, r)| match r {
-            Ok(done) => json!({
-                "conversation_id": id,
-                "finished": true,
-                "protocol": done.into_inner().protocol.map(|p| p.number).unwrap_or_default(),
-            }),
+            Ok(done) => FinishOutcome {
+                conversation_id: id,
+                finished: true,
+                protocol: Some(done.into_inner().protocol.map(|p| p.number).unwrap_or_default()),
+                error_code: None,
+                message_en: None,
+                message_pt_br: None,
+            },
             Err(s) => {
                 let code = atende_runtime::errors::detail_of(&s)
                     .and_then(|d| ErrorCode::parse(&d.code))
                     .unwrap_or(ErrorCode::Internal);
-                json!({
-                    "conversation_id": id,
-                    "finished": false,
-                    "error_code": code.as_str(),
-                    "message_en": code.message_en(),
-                    "message_pt_br": code.message_pt_br(),
-                })
+                FinishOutcome {
+                    conversation_id: id,
+                    finished: false,
+                    protocol: None,
+                    error_code: Some(code.as_str().into()),
+                    message_en: Some(code.message_en().into()),
+                    message_pt_br: Some(code.message_pt_br().into()),
+                }
             }
         })
         .collect();
-    Json(json!({ "outcomes": outcomes })).into_response()
+    Json(FinishOutcomes { outcomes }).into_response()
 }

@@ -16,41 +16,44 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::api::{path_id, Agent, AppState};
 use crate::auth::Claims;
 use crate::frames;
+use crate::views::{
+    self, CannedResponses, ConversationDetail, ConversationEnvelope, Conversations, DeskCard, DeskPage, Drafts,
+    Finished, HistoryEntryView, HistoryPage, MessageEnvelope, ReadMark, Started, TagEnvelope, Tags, TransferOutcomes,
+    Transferred, UnreadList,
+};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/conversations", post(start_conversation))
-        .route("/api/v1/conversations/{id}", get(detail))
-        .route("/api/v1/conversations/{id}/finish", post(finish))
-        .route("/api/v1/conversations/{id}/transfer", post(transfer))
-        .route("/api/v1/conversations/{id}/history", get(history))
-        .route("/api/v1/conversations/{id}/notes", post(add_note))
-        .route("/api/v1/conversations/{id}/draft", put(save_draft))
-        .route("/api/v1/conversations/{id}/read", post(mark_read))
-        .route("/api/v1/conversations/{id}/tags", get(conversation_tags))
-        .route(
-            "/api/v1/conversations/{id}/tags/{tag}",
-            put(attach_tag).delete(detach_tag),
-        )
-        .route("/api/v1/me/conversations", get(desk))
-        .route("/api/v1/me/drafts", get(drafts))
-        .route("/api/v1/me/unread", get(unread))
-        .route("/api/v1/canned-responses", get(canned_responses))
-        .route("/api/v1/tags", get(tags).post(create_tag))
-        .route("/api/v1/in-person", post(in_person))
-        .route("/api/v1/waiting", get(waiting))
-        .route("/api/v1/waiting/{id}/claim", post(claim_waiting))
-        .route("/api/v1/supervisor/bulk-transfer", post(bulk_transfer))
-        .route("/api/v1/supervisor/transfer-by-tag", post(transfer_by_tag))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start_conversation))
+        .routes(routes!(detail))
+        .routes(routes!(finish))
+        .routes(routes!(transfer))
+        .routes(routes!(history))
+        .routes(routes!(add_note))
+        .routes(routes!(save_draft))
+        .routes(routes!(mark_read))
+        .routes(routes!(conversation_tags))
+        .routes(routes!(attach_tag, detach_tag))
+        .routes(routes!(desk))
+        .routes(routes!(drafts))
+        .routes(routes!(unread))
+        .routes(routes!(canned_responses))
+        .routes(routes!(tags, create_tag))
+        .routes(routes!(in_person))
+        .routes(routes!(waiting))
+        .routes(routes!(claim_waiting))
+        .routes(routes!(bulk_transfer))
+        .routes(routes!(transfer_by_tag))
 }
 
 /// A JSON body of the expected shape, or MALFORMED_PAYLOAD naming it.
@@ -65,19 +68,15 @@ fn query<T>(q: Result<Query<T>, QueryRejection>, expected: &str) -> Result<T, Er
 }
 
 /// The answer of a call: `ok` with `shape(reply)` as JSON, or the call's error.
-fn answer<T>(ok: StatusCode, r: Result<tonic::Response<T>, tonic::Status>, shape: impl FnOnce(T) -> Value) -> Response {
+fn answer<T, V: Serialize>(
+    ok: StatusCode,
+    r: Result<tonic::Response<T>, tonic::Status>,
+    shape: impl FnOnce(T) -> V,
+) -> Response {
     match r {
         Ok(r) => (ok, Json(shape(r.into_inner()))).into_response(),
         Err(s) => from_status(&s).into_response(),
     }
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-fn conversation(c: Option<&pb::Conversation>) -> Value {
-    c.map(frames::conversation).unwrap_or(Value::Null)
 }
 
 /// The conversation, when the agent may see it: his own (assigned or offered to him), or any
@@ -114,6 +113,9 @@ macro_rules! try_or_answer {
 
 /// The conversation with its indicators (TTA across legs, waiting time, TM1R, TMR) and every
 /// leg's protocol, first contact first.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The conversation")),
+    responses((status = 200, description = "The conversation, its indicators and protocols", body = ConversationDetail)))]
 async fn detail(State(state): State<AppState>, Agent(claims): Agent, Path(id): Path<String>) -> Response {
     let c = try_or_answer!(conversation_of(&state, &claims, &id).await);
     let (tenant_id, conversation_id) = (claims.tenant.to_string(), c.id.clone());
@@ -134,18 +136,20 @@ async fn detail(State(state): State<AppState>, Agent(claims): Agent, Path(id): P
         })
         .await;
     match (metrics, protocols) {
-        (Ok(m), Ok(p)) => Json(json!({
-            "conversation": frames::conversation(&c),
-            "metrics": to_json(&m.into_inner()),
-            "protocols": to_json(&p.into_inner().protocols),
-        }))
+        (Ok(m), Ok(p)) => Json(ConversationDetail {
+            conversation: frames::conversation(&c),
+            metrics: m.into_inner(),
+            protocols: p.into_inner().protocols,
+        })
         .into_response(),
         (Err(s), _) | (_, Err(s)) => from_status(&s).into_response(),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeskQuery {
+    /// Part of the contact's name, the service's name or a protocol number.
     search: Option<String>,
     service_id: Option<String>,
     channel_kind: Option<String>,
@@ -158,6 +162,8 @@ struct DeskQuery {
 
 /// The agent's open conversations as cards (seed 004): 10 at a time, `next_page_token` for
 /// "Mostrar mais"; each is the conversation with what its card shows.
+#[utoipa::path(get, path = "/api/v1/me/conversations", tag = "workspace", params(DeskQuery),
+    responses((status = 200, description = "A page of cards", body = DeskPage)))]
 async fn desk(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -179,23 +185,16 @@ async fn desk(
         page_token: q.page_token.unwrap_or_default(),
     };
     answer(StatusCode::OK, state.session.clone().list_agent_desk(req).await, |r| {
-        let cards: Vec<Value> = r
-            .items
-            .iter()
-            .map(|i| {
-                let mut card = conversation(i.conversation.as_ref());
-                if let (Value::Object(card), Value::Object(extra)) = (&mut card, to_json(i)) {
-                    card.extend(extra.into_iter().filter(|(k, _)| k != "conversation"));
-                }
-                card
-            })
-            .collect();
-        json!({ "conversations": cards, "next_page_token": r.next_page_token })
+        DeskPage {
+            conversations: r.items.iter().filter_map(DeskCard::of).collect(),
+            next_page_token: r.next_page_token,
+        }
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct FinishBody {
+    /// One of the service's qualification codes (required when the service has any).
     #[serde(default)]
     qualification: String,
     #[serde(default)]
@@ -206,6 +205,11 @@ struct FinishBody {
     transcript_email: String,
 }
 
+/// Finishes the conversation: its protocol closes, the agent's capacity comes back, the
+/// transcript goes to `transcript_email` when given.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/finish", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The conversation")), request_body = FinishBody,
+    responses((status = 200, description = "Finished", body = Finished)))]
 async fn finish(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -229,23 +233,23 @@ async fn finish(
     answer(
         StatusCode::OK,
         state.session.clone().finish_conversation(req).await,
-        |r| {
-            json!({
-                "conversation": conversation(r.conversation.as_ref()),
-                "protocol": to_json(&r.protocol),
-                "transcript_email": r.transcript_email,
-            })
+        |r| Finished {
+            conversation: views::conversation(r.conversation.as_ref()),
+            protocol: r.protocol,
+            transcript_email: r.transcript_email,
         },
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct TransferBody {
     /// `#`: the target service.
     #[serde(default)]
+    #[schema(format = Uuid)]
     service_id: String,
     /// `@`: the colleague who takes it.
     #[serde(default)]
+    #[schema(format = Uuid)]
     agent_id: String,
     #[serde(default)]
     qualification: String,
@@ -253,6 +257,11 @@ struct TransferBody {
     description: String,
 }
 
+/// Transfers the conversation to a service (`#`) or a colleague (`@`) under a new protocol
+/// linked to the previous one.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/transfer", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The conversation")), request_body = TransferBody,
+    responses((status = 200, description = "Transferred", body = Transferred)))]
 async fn transfer(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -273,26 +282,30 @@ async fn transfer(
     answer(
         StatusCode::OK,
         state.session.clone().transfer_conversation(req).await,
-        |r| {
-            json!({
-                "conversation": conversation(r.conversation.as_ref()),
-                "previous": to_json(&r.previous),
-                "current": to_json(&r.current),
-            })
+        |r| Transferred {
+            conversation: views::conversation(r.conversation.as_ref()),
+            previous: r.previous,
+            current: r.current,
         },
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// From (epoch milliseconds); the last 24 h when neither bound nor a protocol is given.
     since_ms: Option<i64>,
     until_ms: Option<i64>,
+    /// One protocol number.
     protocol: Option<String>,
     page_size: Option<i32>,
     page_token: Option<String>,
 }
 
 /// The contact's conversations: the last 24 h by default, a date range, or a protocol.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/history", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The conversation"), HistoryQuery),
+    responses((status = 200, description = "The contact's earlier conversations", body = HistoryPage)))]
 async fn history(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -313,31 +326,33 @@ async fn history(
     answer(
         StatusCode::OK,
         state.session.clone().list_contact_history(req).await,
-        |r| {
-            let entries: Vec<Value> = r
+        |r| HistoryPage {
+            entries: r
                 .entries
-                .iter()
-                .map(|e| {
-                    json!({
-                        "conversation": conversation(e.conversation.as_ref()),
-                        "protocols": to_json(&e.protocols),
-                        "closed_at_ms": e.closed_at_ms,
-                    })
+                .into_iter()
+                .map(|e| HistoryEntryView {
+                    conversation: views::conversation(e.conversation.as_ref()),
+                    protocols: e.protocols,
+                    closed_at_ms: e.closed_at_ms,
                 })
-                .collect();
-            json!({ "entries": entries, "next_page_token": r.next_page_token })
+                .collect(),
+            next_page_token: r.next_page_token,
         },
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct NoteBody {
+    #[schema(min_length = 1, example = "Cliente pediu retorno amanhã")]
     text: String,
     #[serde(default)]
     client_message_id: String,
 }
 
 /// An internal comment (`!`): kept with the conversation, never sent to the customer.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/notes", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The conversation")), request_body = NoteBody,
+    responses((status = 201, description = "The note", body = MessageEnvelope)))]
 async fn add_note(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -353,19 +368,22 @@ async fn add_note(
         text: b.text,
         client_message_id: b.client_message_id,
     };
-    answer(
-        StatusCode::CREATED,
-        state.session.clone().add_note(req).await,
-        |r| json!({ "message": r.message.as_ref().map(frames::message) }),
-    )
+    answer(StatusCode::CREATED, state.session.clone().add_note(req).await, |r| {
+        MessageEnvelope {
+            message: views::message(r.message.as_ref()),
+        }
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct DraftBody {
     /// Empty deletes the draft.
     text: String,
 }
 
+#[utoipa::path(put, path = "/api/v1/conversations/{id}/draft", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The conversation")), request_body = DraftBody,
+    responses((status = 204, description = "Kept (or deleted when empty)")))]
 async fn save_draft(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -386,25 +404,28 @@ async fn save_draft(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/me/drafts", tag = "workspace",
+    responses((status = 200, description = "The agent's drafts", body = Drafts)))]
 async fn drafts(State(state): State<AppState>, Agent(claims): Agent) -> Response {
     let req = pb::ListDraftsRequest {
         tenant_id: claims.tenant.to_string(),
         agent_id: claims.sub.to_string(),
     };
-    answer(
-        StatusCode::OK,
-        state.session.clone().list_drafts(req).await,
-        |r| json!({ "drafts": to_json(&r.drafts) }),
-    )
+    answer(StatusCode::OK, state.session.clone().list_drafts(req).await, |r| {
+        Drafts { drafts: r.drafts }
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ReadBody {
     /// true: "mark unread" (the last customer message is unread again).
     #[serde(default)]
     unread: bool,
 }
 
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/read", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The conversation")), request_body = ReadBody,
+    responses((status = 200, description = "Unread count now", body = ReadMark)))]
 async fn mark_read(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -419,32 +440,36 @@ async fn mark_read(
         conversation_id: c.id,
         unread: b.unread,
     };
-    answer(
-        StatusCode::OK,
-        state.session.clone().mark_read(req).await,
-        |r| json!({ "unread": r.unread }),
-    )
+    answer(StatusCode::OK, state.session.clone().mark_read(req).await, |r| {
+        ReadMark { unread: r.unread }
+    })
 }
 
+#[utoipa::path(get, path = "/api/v1/me/unread", tag = "workspace",
+    responses((status = 200, description = "The agent's conversations with unread messages", body = UnreadList)))]
 async fn unread(State(state): State<AppState>, Agent(claims): Agent) -> Response {
     let req = pb::ListUnreadRequest {
         tenant_id: claims.tenant.to_string(),
         agent_id: claims.sub.to_string(),
     };
-    answer(
-        StatusCode::OK,
-        state.session.clone().list_unread(req).await,
-        |r| json!({ "conversations": to_json(&r.conversations) }),
-    )
+    answer(StatusCode::OK, state.session.clone().list_unread(req).await, |r| {
+        UnreadList {
+            conversations: r.conversations,
+        }
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CannedQuery {
     service_id: Option<String>,
+    /// What was typed after the slash.
     prefix: Option<String>,
 }
 
 /// Canned responses (`/`): the service's and the tenant's, by what was typed after the slash.
+#[utoipa::path(get, path = "/api/v1/canned-responses", tag = "workspace", params(CannedQuery),
+    responses((status = 200, description = "Matching canned responses", body = CannedResponses)))]
 async fn canned_responses(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -459,26 +484,31 @@ async fn canned_responses(
     answer(
         StatusCode::OK,
         state.session.clone().list_canned_responses(req).await,
-        |r| json!({ "canned_responses": to_json(&r.canned_responses) }),
+        |r| CannedResponses {
+            canned_responses: r.canned_responses,
+        },
     )
 }
 
+#[utoipa::path(get, path = "/api/v1/tags", tag = "workspace",
+    responses((status = 200, description = "The tenant's tags", body = Tags)))]
 async fn tags(State(state): State<AppState>, Agent(claims): Agent) -> Response {
     let req = pb::ListTagsRequest {
         tenant_id: claims.tenant.to_string(),
     };
-    answer(
-        StatusCode::OK,
-        state.session.clone().list_tags(req).await,
-        |r| json!({ "tags": to_json(&r.tags) }),
-    )
+    answer(StatusCode::OK, state.session.clone().list_tags(req).await, |r| Tags {
+        tags: r.tags,
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct TagBody {
+    #[schema(min_length = 1, example = "vip")]
     name: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/tags", tag = "workspace", request_body = TagBody,
+    responses((status = 201, description = "The tag (supervisors)", body = TagEnvelope)))]
 async fn create_tag(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -490,24 +520,23 @@ async fn create_tag(
         tenant_id: claims.tenant.to_string(),
         name: b.name,
     };
-    answer(
-        StatusCode::CREATED,
-        state.session.clone().create_tag(req).await,
-        |r| json!({ "tag": to_json(&r.tag) }),
-    )
+    answer(StatusCode::CREATED, state.session.clone().create_tag(req).await, |r| {
+        TagEnvelope { tag: r.tag }
+    })
 }
 
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/tags", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The conversation")),
+    responses((status = 200, description = "The conversation's tags", body = Tags)))]
 async fn conversation_tags(State(state): State<AppState>, Agent(claims): Agent, Path(id): Path<String>) -> Response {
     let c = try_or_answer!(conversation_of(&state, &claims, &id).await);
     let req = pb::ListTagsOfRequest {
         tenant_id: claims.tenant.to_string(),
         target: Some(pb::list_tags_of_request::Target::ConversationId(c.id)),
     };
-    answer(
-        StatusCode::OK,
-        state.session.clone().list_tags_of(req).await,
-        |r| json!({ "tags": to_json(&r.tags) }),
-    )
+    answer(StatusCode::OK, state.session.clone().list_tags_of(req).await, |r| {
+        Tags { tags: r.tags }
+    })
 }
 
 async fn set_tag(state: AppState, claims: Claims, id: String, tag: String, attached: bool) -> Response {
@@ -524,6 +553,9 @@ async fn set_tag(state: AppState, claims: Claims, id: String, tag: String, attac
     }
 }
 
+#[utoipa::path(put, path = "/api/v1/conversations/{id}/tags/{tag}", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The conversation"), ("tag" = Uuid, Path, description = "The tag")),
+    responses((status = 204, description = "Tagged")))]
 async fn attach_tag(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -532,6 +564,9 @@ async fn attach_tag(
     set_tag(state, claims, id, tag, true).await
 }
 
+#[utoipa::path(delete, path = "/api/v1/conversations/{id}/tags/{tag}", tag = "conversations",
+    params(("id" = Uuid, Path, description = "The conversation"), ("tag" = Uuid, Path, description = "The tag")),
+    responses((status = 204, description = "Untagged")))]
 async fn detach_tag(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -540,8 +575,10 @@ async fn detach_tag(
     set_tag(state, claims, id, tag, false).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct StartBody {
+    /// The customer's number, Brazilian formats accepted.
+    #[schema(example = "+55 11 98765-4321")]
     phone: String,
     #[serde(default)]
     channel_id: String,
@@ -556,6 +593,8 @@ struct StartBody {
 
 /// An agent writes first on WhatsApp, under seed 001's checks (number, capacity, another
 /// agent, the customer's window).
+#[utoipa::path(post, path = "/api/v1/conversations", tag = "conversations", request_body = StartBody,
+    responses((status = 201, description = "The new conversation and its first message", body = Started)))]
 async fn start_conversation(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -578,20 +617,21 @@ async fn start_conversation(
     answer(
         StatusCode::CREATED,
         state.session.clone().start_conversation(req).await,
-        |r| {
-            json!({
-                "conversation": conversation(r.conversation.as_ref()),
-                "message": r.message.as_ref().map(frames::message),
-                "ended_conversation_ids": r.ended_conversation_ids,
-            })
+        |r| Started {
+            conversation: views::conversation(r.conversation.as_ref()),
+            message: views::message(r.message.as_ref()),
+            ended_conversation_ids: r.ended_conversation_ids,
         },
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct InPersonBody {
+    #[schema(format = Uuid)]
     service_id: String,
+    /// An existing contact; or give the name (and phone, e-mail) of a new one.
     #[serde(default)]
+    #[schema(format = Uuid)]
     contact_id: String,
     #[serde(default)]
     contact_name: String,
@@ -603,6 +643,9 @@ struct InPersonBody {
     description: String,
 }
 
+/// Registers an in-person attendance (agents with the in_person permission).
+#[utoipa::path(post, path = "/api/v1/in-person", tag = "workspace", request_body = InPersonBody,
+    responses((status = 201, description = "Registered under its own protocol", body = pb::RegisterInPersonResponse)))]
 async fn in_person(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -626,59 +669,72 @@ async fn in_person(
     answer(
         StatusCode::CREATED,
         state.session.clone().register_in_person(req).await,
-        |r| to_json(&r),
+        |r| r,
     )
 }
 
+#[utoipa::path(get, path = "/api/v1/waiting", tag = "workspace",
+    responses((status = 200, description = "The tenant's \"Aguardando\" list", body = Conversations)))]
 async fn waiting(State(state): State<AppState>, Agent(claims): Agent) -> Response {
     let req = pb::ListWaitingRequest {
         tenant_id: claims.tenant.to_string(),
     };
-    answer(
-        StatusCode::OK,
-        state.session.clone().list_waiting(req).await,
-        |r| json!({ "conversations": r.conversations.iter().map(frames::conversation).collect::<Vec<_>>() }),
-    )
+    answer(StatusCode::OK, state.session.clone().list_waiting(req).await, |r| {
+        Conversations {
+            conversations: r.conversations.iter().map(frames::conversation).collect(),
+        }
+    })
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 struct ClaimBody {
+    /// The service to take it into; the conversation's own when empty.
     #[serde(default)]
+    #[schema(format = Uuid)]
     service_id: String,
 }
 
 /// Takes a conversation from "Aguardando"; the first claim wins. The body is optional.
+#[utoipa::path(post, path = "/api/v1/waiting/{id}/claim", tag = "workspace",
+    params(("id" = Uuid, Path, description = "The waiting conversation")), request_body(content = Option<ClaimBody>),
+    responses((status = 200, description = "The conversation is the agent's", body = ConversationEnvelope)))]
 async fn claim_waiting(
     State(state): State<AppState>,
     Agent(claims): Agent,
     Path(id): Path<String>,
-    b: Option<Json<ClaimBody>>,
+    raw: axum::body::Bytes,
 ) -> Response {
     let id = try_or_answer!(path_id(&id));
+    let b: ClaimBody = if raw.iter().all(u8::is_ascii_whitespace) {
+        ClaimBody::default()
+    } else {
+        try_or_answer!(serde_json::from_slice(&raw)
+            .map_err(|_| error(ErrorCode::MalformedPayload, "expected no body or {service_id?}")))
+    };
     let req = pb::ClaimWaitingRequest {
         tenant_id: claims.tenant.to_string(),
         conversation_id: id.to_string(),
         agent_id: claims.sub.to_string(),
-        service_id: b.map(|Json(b)| b.service_id).unwrap_or_default(),
+        service_id: b.service_id,
     };
-    answer(
-        StatusCode::OK,
-        state.session.clone().claim_waiting(req).await,
-        |r| json!({ "conversation": conversation(r.conversation.as_ref()) }),
-    )
+    answer(StatusCode::OK, state.session.clone().claim_waiting(req).await, |r| {
+        ConversationEnvelope {
+            conversation: views::conversation(r.conversation.as_ref()),
+        }
+    })
 }
 
-fn outcomes(list: &[pb::BulkTransferOutcome]) -> Value {
-    json!({ "outcomes": to_json(&list) })
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct BulkBody {
-    conversation_ids: Vec<String>,
+    #[schema(min_items = 1)]
+    conversation_ids: Vec<Uuid>,
+    #[schema(format = Uuid)]
     service_id: String,
 }
 
 /// A supervisor moves the selected conversations into a service; one outcome per item.
+#[utoipa::path(post, path = "/api/v1/supervisor/bulk-transfer", tag = "supervisor", request_body = BulkBody,
+    responses((status = 200, description = "One outcome per conversation, in order", body = TransferOutcomes)))]
 async fn bulk_transfer(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -689,21 +745,25 @@ async fn bulk_transfer(
     let req = pb::BulkTransferRequest {
         tenant_id: claims.tenant.to_string(),
         supervisor_id: claims.sub.to_string(),
-        conversation_ids: b.conversation_ids,
+        conversation_ids: b.conversation_ids.iter().map(Uuid::to_string).collect(),
         target_service_id: b.service_id,
     };
     answer(StatusCode::OK, state.session.clone().bulk_transfer(req).await, |r| {
-        outcomes(&r.outcomes)
+        TransferOutcomes { outcomes: r.outcomes }
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ByTagBody {
+    #[schema(format = Uuid)]
     tag_id: String,
+    #[schema(format = Uuid)]
     service_id: String,
 }
 
 /// A supervisor moves every open conversation carrying a tag into a service.
+#[utoipa::path(post, path = "/api/v1/supervisor/transfer-by-tag", tag = "supervisor", request_body = ByTagBody,
+    responses((status = 200, description = "One outcome per conversation moved", body = TransferOutcomes)))]
 async fn transfer_by_tag(
     State(state): State<AppState>,
     Agent(claims): Agent,
@@ -718,6 +778,6 @@ async fn transfer_by_tag(
         target_service_id: b.service_id,
     };
     answer(StatusCode::OK, state.session.clone().transfer_by_tag(req).await, |r| {
-        outcomes(&r.outcomes)
+        TransferOutcomes { outcomes: r.outcomes }
     })
 }
