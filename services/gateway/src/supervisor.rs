@@ -352,6 +352,10 @@ async fn explain(State(state): State<AppState>, headers: http::HeaderMap, Path(i
         Ok(i) => i,
         Err(e) => return e.into_response(),
     };
+    // Another tenant's conversation is NOT_FOUND, like one that never was.
+    if let Err(e) = crate::workspace::accessible(&state, &claims, id).await {
+        return e.into_response();
+    }
     let req = pb::ExplainConversationRequest {
         tenant_id: claims.tenant.to_string(),
         conversation_id: id.to_string(),

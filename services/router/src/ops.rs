@@ -235,6 +235,10 @@ impl Router {
         if c.status == Status::Assigned.as_str() && c.agent_id == Some(agent.0) {
             return Ok(()); // accepted already (a retried call or a second reply)
         }
+        if c.status == Status::Assigned.as_str() && c.agent_id.is_some_and(|a| a != agent.0) {
+            // Someone else's now (a late click after the offer moved on, or a colleague).
+            return Err(RouterError::refused(ErrorCode::NotConversationOwner, ""));
+        }
         let routed = self
             .route(tenant, service, &Event::OfferAccepted { conversation, agent })
             .await?;

@@ -100,7 +100,7 @@ async fn an_ordered_offer_that_times_out_passes_to_the_next_agent_who_accepts() 
         "the withdrawn offer no longer holds capacity"
     );
     assert_eq!((p2.assigned, p2.offered), (1, 0));
-    // a late accept by the first agent is refused
+    // a late accept by the first agent is refused: the conversation is someone else's now
     let err = f
         .client
         .clone()
@@ -111,7 +111,10 @@ async fn an_ordered_offer_that_times_out_passes_to_the_next_agent_who_accepts() 
         })
         .await
         .unwrap_err();
-    assert_eq!(common::code_of(&err), Some(atende_domain::ErrorCode::OfferNotPending));
+    assert_eq!(
+        common::code_of(&err),
+        Some(atende_domain::ErrorCode::NotConversationOwner)
+    );
     f.shutdown().await;
 }
 

@@ -181,6 +181,21 @@ impl<'a> Work<'a> {
                 }
             }
             other => {
+                // Offered to, or held by, someone else: not the caller's to accept. Otherwise
+                // his offer ran out (or there never was one): no longer pending.
+                let someone_else = match &other {
+                    Some(o) => o.agent != agent,
+                    None => self
+                        .snap
+                        .assigned
+                        .iter()
+                        .any(|a| a.conversation == conversation && a.agent != agent),
+                };
+                let code = if someone_else {
+                    ErrorCode::NotConversationOwner
+                } else {
+                    ErrorCode::OfferNotPending
+                };
                 let explanation = match other {
                     Some(o) => self.explain(rule, o.channel, None),
                     None => Explanation {
@@ -192,7 +207,7 @@ impl<'a> Work<'a> {
                 self.emit(Decision::Reject {
                     conversation,
                     agent,
-                    code: ErrorCode::OfferNotPending,
+                    code,
                     explanation,
                 });
             }
@@ -204,6 +219,19 @@ impl<'a> Work<'a> {
     /// entry: it is in no queue).
     fn claim(&mut self, conversation: ConversationId, agent: AgentId, rule: Rule, direct: Option<&Waiting>) {
         let snap = self.snap;
+        if rule == Rule::ClaimFirstWins && self.index(agent).is_none() {
+            // Only the service's own agents pick from its queue, whatever the queue holds.
+            return self.emit(Decision::Reject {
+                conversation,
+                agent,
+                code: ErrorCode::PermissionDenied,
+                explanation: Explanation {
+                    rule,
+                    candidates: Vec::new(),
+                    chosen: None,
+                },
+            });
+        }
         if let Some(offer) = self.pending_offer(conversation) {
             if offer.agent == agent && rule == Rule::ClaimFirstWins {
                 return self.accept(conversation, agent, Rule::OfferAccepted);

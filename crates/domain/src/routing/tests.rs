@@ -579,6 +579,58 @@ fn an_accept_after_the_deadline_is_refused() {
 }
 
 #[test]
+fn an_accept_of_an_offer_made_to_someone_else_is_not_the_callers() {
+    let mut s = service(Policy::OrderedOffer, 2, 1);
+    step(&mut s, arrival(1, Webchat, t(0)), t(0));
+    let offered = offered_to(&s, 1).unwrap();
+    let other = if offered == agent(1) { agent(2) } else { agent(1) };
+    let d = step(
+        &mut s,
+        Event::OfferAccepted {
+            conversation: conv(1),
+            agent: other,
+        },
+        t(1),
+    );
+    assert_eq!(rejected_with(&d), Some(ErrorCode::NotConversationOwner));
+    // The one it was offered to still may.
+    let d = step(
+        &mut s,
+        Event::OfferAccepted {
+            conversation: conv(1),
+            agent: offered,
+        },
+        t(2),
+    );
+    assert_eq!(rejected_with(&d), None);
+}
+
+#[test]
+fn only_the_services_agents_claim_from_its_queue() {
+    let mut s = service(Policy::Manual, 1, 1);
+    step(&mut s, arrival(1, Webchat, t(0)), t(0));
+    let stranger = agent(999);
+    let d = step(
+        &mut s,
+        Event::Claim {
+            conversation: conv(1),
+            agent: stranger,
+        },
+        t(1),
+    );
+    assert_eq!(rejected_with(&d), Some(ErrorCode::PermissionDenied));
+    let d = step(
+        &mut s,
+        Event::Claim {
+            conversation: conv(1),
+            agent: agent(1),
+        },
+        t(2),
+    );
+    assert_eq!(rejected_with(&d), None);
+}
+
+#[test]
 fn ordered_offer_agent_who_pauses_loses_his_offer_to_the_next_agent() {
     let mut s = service(Policy::OrderedOffer, 2, 1);
     step(&mut s, arrival(1, Webchat, t(0)), t(0));
