@@ -120,10 +120,10 @@ async fn agent_socket(state: AppState, claims: Claims, socket: WebSocket, resume
     let mut heads = state.hub.connect(tenant, agent, head);
     let socket_id = state.presence.open(tenant, agent).await;
     let hello = json!({ "agent_id": agent, "tenant_id": tenant, "head": head });
-    let mut greeted = sink.send(frame("hello", last, None, hello)).await.is_ok();
+    let mut greeted = send(&state, &mut sink, frame("hello", last, None, hello)).await.is_ok();
     if greeted && resync {
         let data = json!({ "reason": "the frames after last_seq are no longer kept: reload", "head": head });
-        greeted = sink.send(frame("resync", last, None, data)).await.is_ok();
+        greeted = send(&state, &mut sink, frame("resync", last, None, data)).await.is_ok();
     }
     let end = if greeted {
         restore_after_reconnect(&state, tenant, agent).await;
@@ -131,22 +131,29 @@ async fn agent_socket(state: AppState, claims: Claims, socket: WebSocket, resume
     } else {
         End::Closed
     };
-    match end {
+    // The goodbye gets the same deadline as any frame: a socket whose buffers are full must
+    // not hold this task (and the agent's presence) open.
+    let goodbye = match end {
         End::TooSlow => {
             tracing::info!(%agent, "socket too slow for its feed, closed");
-            let _ = sink.send(close(TOO_SLOW, "too slow: reconnect with last_seq")).await;
+            close(TOO_SLOW, "too slow: reconnect with last_seq")
         }
-        End::Unavailable => {
-            let _ = sink
-                .send(close(1011, "feed unavailable, reconnect with last_seq"))
-                .await;
-        }
-        End::Closed => {
-            let _ = sink.send(WsMessage::Close(None)).await;
-        }
-    }
+        End::Unavailable => close(1011, "feed unavailable, reconnect with last_seq"),
+        End::Closed => WsMessage::Close(None),
+    };
+    let _ = send(&state, &mut sink, goodbye).await;
     state.hub.disconnect(tenant, agent);
     state.presence.close(socket_id).await;
+}
+
+/// Sends one message within `gateway.socket_write_timeout_ms`; a socket that cannot take it
+/// in time is too slow.
+async fn send(state: &AppState, sink: &mut Sink, msg: WsMessage) -> Result<(), End> {
+    match tokio::time::timeout(state.socket_write_timeout, sink.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::Closed),
+        Err(_) => Err(End::TooSlow),
+    }
 }
 
 fn close(code: u16, reason: &'static str) -> WsMessage {
@@ -184,19 +191,18 @@ async fn pump(
                 Some(f) if f.seq != last + 1 => {
                     // Frames between were pruned while this socket lagged: reload.
                     let data = json!({ "reason": "frames were missed and are no longer kept: reload", "head": head });
-                    if sink.send(frame("resync", last, None, data)).await.is_err() {
-                        return End::Closed;
+                    if let Err(end) = send(state, sink, frame("resync", last, None, data)).await {
+                        return end;
                     }
                 }
                 Some(_) => {}
             }
             for f in frames {
                 let msg = frame(&f.ty, f.seq, f.trace_id.as_deref(), f.data);
-                match tokio::time::timeout(state.socket_write_timeout, sink.send(msg)).await {
-                    Ok(Ok(())) => last = f.seq,
-                    Ok(Err(_)) => return End::Closed,
-                    Err(_) => return End::TooSlow,
+                if let Err(end) = send(state, sink, msg).await {
+                    return end;
                 }
+                last = f.seq;
             }
         }
         tokio::select! {
