@@ -1,6 +1,6 @@
 //! The security walk: every operation of the gateway's own OpenAPI document (so a route added
 //! tomorrow is walked too), called with the real ids of a first tenant — its conversation,
-//! tag, service and agents in the path and in the body — by an agent and a supervisor of
+//! tag, service and agents in the path and in the body — by an agent and an administrator of
 //! another tenant, and by a colleague of the same tenant (in another service) who neither
 //! owns the conversation nor supervises. Every route about one conversation or tag answers 404 or 403, no answer
 //! shows anything of the first tenant, their sockets and streams carry nothing of it, and
@@ -94,11 +94,11 @@ async fn other_tenant(p: &Platform, t: &Tenant) -> (Tenant, Tenant) {
     };
     let service = p.service(&other, "Vendas", &[], false).await;
     let agent = p.agent_in(&other, "Ze", &service).await;
-    let boss = supervisor(p, &other, "zoe@outra.test").await;
+    let boss = supervisor(p, &other, "zoe@outra.test", true).await;
     (agent, boss)
 }
 
-async fn supervisor(p: &Platform, t: &Tenant, email: &str) -> Tenant {
+async fn supervisor(p: &Platform, t: &Tenant, email: &str, admin: bool) -> Tenant {
     p.create_agent(
         t,
         pb::CreateAgentRequest {
@@ -107,6 +107,7 @@ async fn supervisor(p: &Platform, t: &Tenant, email: &str) -> Tenant {
             password: "correct horse".into(),
             max_concurrent: 1,
             supervisor: true,
+            admin,
             can_attend_in_person: true,
             ..Default::default()
         },
@@ -148,7 +149,7 @@ async fn every_operation_refuses_another_tenant_and_a_colleague_with_the_first_t
     let protocol = conversation["protocol"].as_str().unwrap().to_string();
     let contact = conversation["contact_id"].as_str().unwrap().to_string();
     ana_ws.next_of("message.created").await;
-    let sara_token = p.login(&supervisor(&p, &t, "sara@acme.test").await).await;
+    let sara_token = p.login(&supervisor(&p, &t, "sara@acme.test", false).await).await;
     let (s, tag) = call(
         &p,
         Method::POST,
@@ -222,7 +223,8 @@ async fn every_operation_refuses_another_tenant_and_a_colleague_with_the_first_t
             let colleague = who == "Bruno";
             // The colleague's own desk, presence and sessions are his to use: only routes
             // about tenant A's conversation or tag, and the supervisor's, are walked for him.
-            if colleague && !about_one && !template.contains("/supervisor/") && template != "/api/v1/tags" {
+            let restricted = template.contains("/supervisor/") || template.contains("/admin/");
+            if colleague && !about_one && !restricted && template != "/api/v1/tags" {
                 continue;
             }
             if colleague && template == "/api/v1/tags" && method == Method::GET {

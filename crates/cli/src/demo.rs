@@ -13,13 +13,17 @@ pub const SERVICE_ID: &str = "0193a5b0-0000-7000-8000-00000000d002";
 pub const CHANNEL_ID: &str = "0193a5b0-0000-7000-8000-00000000d003";
 pub const AGENT_ANA_ID: &str = "0193a5b0-0000-7000-8000-00000000d004";
 pub const AGENT_BRUNO_ID: &str = "0193a5b0-0000-7000-8000-00000000d005";
+pub const ADMIN_DAVI_ID: &str = "0193a5b0-0000-7000-8000-00000000d006";
 pub const PHONE_NUMBER_ID: &str = "106540352242922";
 pub const APP_SECRET: &str = "demo-app-secret";
 pub const VERIFY_TOKEN: &str = "demo-verify-token";
 pub const ACCESS_TOKEN: &str = "demo-access-token";
-pub const AGENTS: [(&str, &str, &str, &str); 2] = [
-    (AGENT_ANA_ID, "Ana", "ana@demo.local", "atende-demo-1"),
-    (AGENT_BRUNO_ID, "Bruno", "bruno@demo.local", "atende-demo-2"),
+/// (id, name, e-mail, password, administrator): two agents of the demo service and the
+/// tenant's administrator, who supervises and manages agents and services.
+pub const AGENTS: [(&str, &str, &str, &str, bool); 3] = [
+    (AGENT_ANA_ID, "Ana", "ana@demo.local", "atende-demo-1", false),
+    (AGENT_BRUNO_ID, "Bruno", "bruno@demo.local", "atende-demo-2", false),
+    (ADMIN_DAVI_ID, "Davi", "davi@demo.local", "atende-demo-admin", true),
 ];
 
 /// Seeds through AdminService at `admin_url` with the roles' internal credential of `cfg`.
@@ -73,7 +77,7 @@ pub async fn seed(cfg: &Config, admin_url: &str) -> anyhow::Result<()> {
         })
         .await
         .context("create channel")?;
-    for (id, name, email, password) in AGENTS {
+    for (id, name, email, password, administrator) in AGENTS {
         admin
             .create_agent(pb::CreateAgentRequest {
                 id: id.into(),
@@ -82,16 +86,21 @@ pub async fn seed(cfg: &Config, admin_url: &str) -> anyhow::Result<()> {
                 email: email.into(),
                 password: password.into(),
                 max_concurrent: 3,
-                service_ids: vec![SERVICE_ID.into()],
-                supervisor: false,
-                can_attend_in_person: true,
+                service_ids: if administrator {
+                    Vec::new()
+                } else {
+                    vec![SERVICE_ID.into()]
+                },
+                supervisor: administrator,
+                can_attend_in_person: !administrator,
+                admin: administrator,
             })
             .await
             .with_context(|| format!("create agent {email}"))?;
     }
     println!(
-        "demo tenant `{TENANT_SLUG}` ready: agents {} / {} and {} / {}",
-        AGENTS[0].2, AGENTS[0].3, AGENTS[1].2, AGENTS[1].3
+        "demo tenant `{TENANT_SLUG}` ready: agents {} / {} and {} / {}, administrator {} / {}",
+        AGENTS[0].2, AGENTS[0].3, AGENTS[1].2, AGENTS[1].3, AGENTS[2].2, AGENTS[2].3
     );
     Ok(())
 }

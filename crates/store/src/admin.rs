@@ -77,6 +77,8 @@ pub struct Agent {
     pub supervisor: bool,
     /// May register in-person attendances.
     pub can_attend_in_person: bool,
+    /// Manages the tenant's agents and services (and supervises).
+    pub admin: bool,
 }
 
 const TENANT_COLS: &str =
@@ -356,7 +358,19 @@ pub struct NewAgent<'a> {
     pub supervisor: bool,
 }
 
-const AGENT_COLS: &str = "id, tenant_id, name, email, password_hash, max_concurrent, supervisor, can_attend_in_person";
+const AGENT_COLS: &str =
+    "id, tenant_id, name, email, password_hash, max_concurrent, supervisor, can_attend_in_person, admin";
+
+/// Makes the agent a tenant administrator, or not.
+pub async fn set_agent_admin(db: impl PgExecutor<'_>, tenant: Uuid, agent: Uuid, admin: bool) -> Result<()> {
+    sqlx::query("UPDATE agents SET admin = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(agent)
+        .bind(admin)
+        .execute(db)
+        .await?;
+    Ok(())
+}
 
 /// Sets the agent's permission to register in-person attendances.
 pub async fn set_agent_in_person(db: impl PgExecutor<'_>, tenant: Uuid, agent: Uuid, allowed: bool) -> Result<()> {

@@ -64,6 +64,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::socket::websocket))
         .merge(crate::workspace::routes())
         .merge(crate::supervisor::routes())
+        .merge(crate::administration::routes())
 }
 
 /// The API, and its OpenAPI document at `/openapi.json`.

@@ -54,23 +54,35 @@ impl Claims {
     }
 }
 
-/// `supervisor` or `agent`, as tokens and the login answer name it.
-pub fn role(supervisor: bool) -> &'static str {
-    if supervisor {
+/// `admin`, `supervisor` or `agent`, as the login answer names it.
+pub fn role(a: &atende_store::admin::Agent) -> &'static str {
+    if a.admin {
+        "admin"
+    } else if a.supervisor {
         "supervisor"
     } else {
         "agent"
     }
 }
 
-/// The permissions of an agent's tokens, from his record.
-pub fn permissions(supervisor: bool, in_person: bool) -> Vec<String> {
+/// Supervisors and tenant administrators see the whole tenant's work.
+pub fn supervises(a: &atende_store::admin::Agent) -> bool {
+    a.supervisor || a.admin
+}
+
+/// The permissions of an agent's tokens, from his record: `in_person` (register in-person
+/// attendances), `bulk` (bulk transfers and finishes, with supervision) and `admin` (manage
+/// the tenant's agents and services).
+pub fn permissions(a: &atende_store::admin::Agent) -> Vec<String> {
     let mut perms = Vec::new();
-    if in_person {
+    if a.can_attend_in_person {
         perms.push("in_person".to_string());
     }
-    if supervisor {
+    if supervises(a) {
         perms.push("bulk".to_string());
+    }
+    if a.admin {
+        perms.push("admin".to_string());
     }
     perms
 }

@@ -9,12 +9,14 @@
 //! - [`feed`] the platform's events as numbered per-agent frames in Postgres (a durable
 //!   consumer), pokes between replicas, and the periodic head check;
 //! - [`supervisor`] the supervisor's board: agents, queues, assignment, bulk finish, stream;
+//! - [`administration`] the tenant administrator's agents and services;
 //! - [`hub`] which agents have sockets here and how far their feeds go;
 //! - [`presence`] whether an agent has a live socket on any replica (Redis heartbeats);
 //! - [`socket`] the agent's WebSocket, resuming from the client's last frame number;
 //! - [`frames`] events as the JSON frames agents receive;
 //! - [`views`] the JSON the API answers, as types, and [`openapi`] the document describing it.
 
+pub mod administration;
 pub mod api;
 pub mod auth;
 pub mod feed;

@@ -97,10 +97,11 @@ pub(crate) struct LoginBody {
 
 /// The answer of login and refresh: a new access token and a new refresh token.
 fn token_pair(state: &AppState, agent: &atende_store::admin::Agent, sid: Uuid, refresh: &Opaque) -> Response {
-    let perms = crate::auth::permissions(agent.supervisor, agent.can_attend_in_person);
+    let perms = crate::auth::permissions(agent);
+    let supervisor = crate::auth::supervises(agent);
     let Ok(access) = state
         .keys
-        .issue(agent.id, agent.tenant_id, agent.supervisor, perms.clone(), sid)
+        .issue(agent.id, agent.tenant_id, supervisor, perms.clone(), sid)
     else {
         return error(ErrorCode::Internal, "").into_response();
     };
@@ -113,8 +114,8 @@ fn token_pair(state: &AppState, agent: &atende_store::admin::Agent, sid: Uuid, r
         agent_id: agent.id,
         tenant_id: agent.tenant_id,
         name: agent.name.clone(),
-        supervisor: agent.supervisor,
-        role: crate::auth::role(agent.supervisor).into(),
+        supervisor,
+        role: crate::auth::role(agent).into(),
         permissions: perms,
     })
     .into_response()

@@ -31,6 +31,7 @@ message_pt_br, detail}}` with a stable code.",
         (name = "workspace", description = "The agent's lists, drafts, tags, canned responses"),
         (name = "push", description = "The agent's numbered feed over a WebSocket"),
         (name = "supervisor", description = "The supervisor's board and bulk actions"),
+        (name = "admin", description = "The tenant administrator's agents and services"),
     )
 )]
 pub struct ApiDoc;

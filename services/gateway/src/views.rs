@@ -149,10 +149,10 @@ pub struct TokenPair {
     pub tenant_id: Uuid,
     pub name: String,
     pub supervisor: bool,
-    /// agent or supervisor.
+    /// agent, supervisor or admin.
     #[schema(example = "agent")]
     pub role: String,
-    /// in_person, bulk.
+    /// in_person, bulk, admin.
     pub permissions: Vec<String>,
 }
 

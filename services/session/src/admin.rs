@@ -302,6 +302,7 @@ fn agent_pb(a: store::Agent, services: Vec<Uuid>) -> pb::Agent {
         service_ids: services.iter().map(|s| s.to_string()).collect(),
         supervisor: a.supervisor,
         can_attend_in_person: a.can_attend_in_person,
+        admin: a.admin,
     }
 }
 
@@ -644,6 +645,12 @@ impl AdminService for AdminApi {
                 .await
                 .map_err(store_status)?;
             a.can_attend_in_person = r.can_attend_in_person;
+        }
+        if a.admin != r.admin {
+            store::set_agent_admin(&mut *tx, tenant, a.id, r.admin)
+                .await
+                .map_err(store_status)?;
+            a.admin = r.admin;
         }
         let service_ids = store::agent_service_ids(&mut *tx, a.id).await.map_err(store_status)?;
         tx.commit().await.map_err(|e| store_status(e.into()))?;
