@@ -33,6 +33,9 @@ redis.call('ZADD', KEYS[1], last[2], ARGV[1])
 return 0
 ";
 
+/// Sockets renewed per Redis pipeline.
+const BEAT_BATCH: usize = 500;
+
 #[derive(Clone)]
 pub struct Presence {
     redis: ConnectionManager,
@@ -135,7 +138,13 @@ impl Presence {
             .iter()
             .map(|(id, (t, a))| (*id, *t, *a))
             .collect();
-        self.beat(&open, now_ms() + self.grace_ms()).await
+        // In pipelines of a few hundred: ten thousand sockets in one would build (and leave
+        // the allocator holding) megabytes at every beat.
+        let lapse = now_ms() + self.grace_ms();
+        for chunk in open.chunks(BEAT_BATCH) {
+            self.beat(chunk, lapse).await?;
+        }
+        Ok(())
     }
 
     /// Checks the due agents of every watched tenant; those with no live socket left (and

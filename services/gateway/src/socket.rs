@@ -105,10 +105,13 @@ enum End {
     Unavailable,
 }
 
+/// A socket lives for hours and there may be ten thousand per replica: the calls it makes now
+/// and then (Postgres, Redis, gRPC) are boxed, so the task itself stays a few hundred bytes
+/// instead of the size of its largest call.
 async fn agent_socket(state: AppState, claims: Claims, socket: WebSocket, resume: Option<i64>) {
     let (tenant, agent) = (claims.tenant, claims.sub);
     let (mut sink, stream) = socket.split();
-    let (head, first_kept) = match atende_store::feed::bounds(&state.pool, tenant, agent).await {
+    let (head, first_kept) = match Box::pin(atende_store::feed::bounds(&state.pool, tenant, agent)).await {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(error = &e as &dyn std::error::Error, "cannot read the agent's feed");
@@ -118,7 +121,7 @@ async fn agent_socket(state: AppState, claims: Claims, socket: WebSocket, resume
     };
     let (last, resync) = start_at(resume, head, first_kept);
     let mut heads = state.hub.connect(tenant, agent, head);
-    let socket_id = state.presence.open(tenant, agent).await;
+    let socket_id = Box::pin(state.presence.open(tenant, agent)).await;
     let hello = json!({ "agent_id": agent, "tenant_id": tenant, "head": head });
     let mut greeted = send(&state, &mut sink, frame("hello", last, None, hello)).await.is_ok();
     if greeted && resync {
@@ -126,7 +129,7 @@ async fn agent_socket(state: AppState, claims: Claims, socket: WebSocket, resume
         greeted = send(&state, &mut sink, frame("resync", last, None, data)).await.is_ok();
     }
     let end = if greeted {
-        restore_after_reconnect(&state, tenant, agent).await;
+        Box::pin(restore_after_reconnect(&state, tenant, agent)).await;
         pump(&state, tenant, agent, last, &mut heads, &mut sink, stream).await
     } else {
         End::Closed
@@ -143,7 +146,7 @@ async fn agent_socket(state: AppState, claims: Claims, socket: WebSocket, resume
     };
     let _ = send(&state, &mut sink, goodbye).await;
     state.hub.disconnect(tenant, agent);
-    state.presence.close(socket_id).await;
+    Box::pin(state.presence.close(socket_id)).await;
 }
 
 /// Sends one message within `gateway.socket_write_timeout_ms`; a socket that cannot take it
@@ -179,7 +182,7 @@ async fn pump(
     loop {
         let head = *heads.borrow_and_update();
         while last < head {
-            let frames = match atende_store::feed::read(&state.pool, tenant, agent, last, BATCH).await {
+            let frames = match Box::pin(atende_store::feed::read(&state.pool, tenant, agent, last, BATCH)).await {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::warn!(error = &e as &dyn std::error::Error, "cannot read the agent's feed");
