@@ -760,3 +760,59 @@ async fn a_conversation_in_no_service_waits_in_aguardando_and_the_first_claim_wi
     bruno_ws.close().await;
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conversation_whose_window_lapsed_expires_and_its_agent_is_free_again() {
+    // Arrange: Ana holds Maria's conversation; then a day passes for it (its times, and the
+    // customer's window on the number, moved back 25 h).
+    let p = Platform::start_configured(|c| c.session.expiry_sweep_ms = 100).await;
+    let t = p.seed().await;
+    let (_, mut ws) = p.online(&t).await;
+    let write = |wamid: &'static str| {
+        text_message_webhook(
+            &t.phone_number_id,
+            "5511987654321",
+            "Maria",
+            wamid,
+            "Oi",
+            atende_e2e::now_secs(),
+        )
+    };
+    assert_eq!(p.post_webhook(&t, &write("wamid.EXP1"), None).await.status(), 200);
+    let first = ws.next_of("conversation.assigned").await;
+    let id = first["data"]["conversation"]["id"].as_str().unwrap().to_string();
+    assert_eq!(load(&p, &t, &t.agent_id).await, (1, 1));
+    sqlx::query(
+        "UPDATE conversations SET last_inbound_at = last_inbound_at - interval '25 hours',
+           opened_at = opened_at - interval '25 hours' WHERE id = $1::uuid",
+    )
+    .bind(&id)
+    .execute(&p.sandbox.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE customer_windows SET last_inbound_at = last_inbound_at - interval '25 hours'")
+        .execute(&p.sandbox.pool)
+        .await
+        .unwrap();
+
+    // Act and assert: the conversation expires, Ana is told and is free again.
+    let closed = ws.next_of("conversation.closed").await;
+    assert_eq!(closed["data"]["reason"], "window_expired");
+    assert_eq!(closed["data"]["conversation"]["id"], id.as_str());
+    assert_eq!(closed["data"]["conversation"]["status"], "expired");
+    atende_testkit::wait_until("Ana's capacity back", DEADLINE, || async {
+        (load(&p, &t, &t.agent_id).await == (0, 0)).then_some(())
+    })
+    .await;
+
+    // The customer writes again: a new conversation, with a new protocol.
+    assert_eq!(p.post_webhook(&t, &write("wamid.EXP2"), None).await.status(), 200);
+    let second = ws.next_of("conversation.assigned").await;
+    assert_ne!(second["data"]["conversation"]["id"], id.as_str());
+    assert_ne!(
+        second["data"]["conversation"]["protocol"],
+        first["data"]["conversation"]["protocol"]
+    );
+    ws.close().await;
+    p.stop().await;
+}

@@ -50,7 +50,7 @@ pub struct Config {
     pub shutdown: Shutdown,
     pub gateway: Gateway,
     pub channel_adapter: ChannelAdapter,
-    pub session: GrpcOnly,
+    pub session: Session,
     pub router: Router,
     pub broadcast: GrpcOnly,
     pub scheduler: Scheduler,
@@ -266,6 +266,13 @@ pub struct ChannelAdapter {
     pub graph_api_base: String,
     pub graph_api_version: String,
     pub public_url: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Session {
+    pub grpc_addr: SocketAddr,
+    /// How often each session replica expires conversations whose customer window lapsed.
+    pub expiry_sweep_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

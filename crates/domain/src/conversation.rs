@@ -62,6 +62,15 @@ impl Status {
     /// The closed statuses, as the SQL list the store's queries and indexes use.
     pub const CLOSED_SQL: &'static str = "('finished', 'missed', 'expired', 'abandoned')";
 
+    /// Waiting for or with an agent: what expires when the customer's window lapses (a
+    /// conversation with the bot ends by the bot's own inactivity rule instead).
+    pub fn expires_with_window(self) -> bool {
+        matches!(self, Status::Queued | Status::Offered | Status::Assigned)
+    }
+
+    /// The statuses [`Status::expires_with_window`] holds for, as an SQL list.
+    pub const EXPIRING_SQL: &'static str = "('queued', 'offered', 'assigned')";
+
     /// Whether an agent holds capacity for the conversation in this status (an offer counts
     /// against capacity while pending).
     pub fn holds_capacity(self) -> bool {
@@ -347,6 +356,18 @@ impl FinishPolicy<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn what_expires_with_the_window_may_move_to_expired_and_the_sql_list_says_the_same() {
+        for s in Status::ALL {
+            if s.expires_with_window() {
+                assert!(s.can_move_to(Status::Expired), "{s:?}");
+                assert!(Status::EXPIRING_SQL.contains(&format!("'{}'", s.as_str())));
+            } else {
+                assert!(!Status::EXPIRING_SQL.contains(&format!("'{}'", s.as_str())), "{s:?}");
+            }
+        }
+    }
 
     #[test]
     fn a_queued_conversation_can_be_assigned_but_a_finished_one_cannot() {

@@ -113,10 +113,30 @@ pub fn window_status(
     Some((closes, expiry_band(closes.since(now))))
 }
 
+/// Whether a conversation waiting or in progress on `kind` has expired at `now`: its
+/// window lapsed with nobody able to answer it freely any more. `since` is the latest of the
+/// customer's last message to this number and the conversation's opening (an agent-started
+/// conversation gets a full window to be answered in). Web chat never expires.
+pub fn lapsed(kind: ChannelKind, since: Timestamp, now: Timestamp) -> bool {
+    free_form_window(kind).is_some_and(|w| now.since(since) >= w)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_conversation_lapses_when_its_window_has_passed_and_web_chat_never_does() {
+        let since = Timestamp::from_secs(1_000_000);
+        let day = Duration::from_secs(24 * 3600);
+        let just_before = since + day - Duration::from_millis(1);
+        assert!(!lapsed(ChannelKind::Whatsapp, since, just_before));
+        assert!(lapsed(ChannelKind::Whatsapp, since, since + day));
+        assert!(!lapsed(ChannelKind::Messenger, since, since + day));
+        assert!(lapsed(ChannelKind::Instagram, since, since + HUMAN_AGENT_WINDOW));
+        assert!(!lapsed(ChannelKind::Webchat, since, since + 365 * day));
+    }
 
     const HOUR: i64 = 3_600_000;
 

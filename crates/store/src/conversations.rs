@@ -309,6 +309,43 @@ pub async fn customer_window(db: impl PgExecutor<'_>, contact: Uuid, channel: Uu
     )
 }
 
+/// Conversations waiting or in progress on `kind` channels whose window base — the latest of
+/// the customer's last message to the reply number, the conversation's own last inbound and
+/// its opening — is before `before`: (tenant, id, base), oldest first. Not locked: the caller
+/// locks each and checks again.
+pub async fn window_lapsed(
+    db: impl PgExecutor<'_>,
+    kind: &str,
+    before: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<(Uuid, Uuid)>> {
+    Ok(sqlx::query_as::<_, (Uuid, Uuid)>(&format!(
+        "SELECT c.tenant_id, c.id FROM conversations c
+           JOIN channels ch ON ch.id = c.channel_id
+           LEFT JOIN customer_windows w
+             ON w.contact_id = c.contact_id AND w.channel_id = COALESCE(c.reply_channel_id, c.channel_id)
+          WHERE c.status IN {expiring} AND ch.kind = $1
+            AND GREATEST(w.last_inbound_at, c.last_inbound_at, c.opened_at) < $2
+          ORDER BY GREATEST(w.last_inbound_at, c.last_inbound_at, c.opened_at) LIMIT $3",
+        expiring = Status::EXPIRING_SQL
+    ))
+    .bind(kind)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The base of the conversation's window (see [`window_lapsed`]).
+pub async fn window_base(db: impl PgExecutor<'_>, c: &Conversation) -> Result<OffsetDateTime> {
+    let customer = customer_window(db, c.contact_id, c.reply_channel_id).await?;
+    Ok([customer, c.last_inbound_at, Some(c.opened_at)]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(c.opened_at))
+}
+
 /// Moves a conversation to a new status and owner (the caller checked the transition with
 /// `domain::conversation`).
 pub async fn set_status(

@@ -89,6 +89,12 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         std::time::Duration::from_secs(5),
         shutdown.clone(),
     ));
+    tasks.spawn(lifecycle::run_expiry(
+        pool.clone(),
+        bus.subjects.clone(),
+        std::time::Duration::from_millis(cfg.session.expiry_sweep_ms.max(100)),
+        shutdown.clone(),
+    ));
     tasks.spawn(mail::run(
         pool.clone(),
         keyring,

@@ -488,3 +488,89 @@ pub async fn transfer(
         current,
     })
 }
+
+/// Conversations looked at per channel kind and pass.
+const EXPIRY_BATCH: i64 = 200;
+
+/// One window-expiry pass at `now`: every conversation waiting or in progress whose
+/// customer window lapsed (see `domain::window::lapsed`) becomes `expired` — its protocol
+/// closes as `window_expired`, the agent's capacity goes back through the router, the agent
+/// gets `conversation.closed`. Each is locked and checked again in its own transaction, so a
+/// customer who wrote meanwhile keeps his conversation, and passes on several replicas expire
+/// each conversation once. Returns how many expired.
+pub async fn expire_lapsed(
+    pool: &sqlx::PgPool,
+    subjects: &atende_bus::Subjects,
+    now: time::OffsetDateTime,
+) -> Result<usize, StoreError> {
+    use atende_domain::channel::ChannelKind;
+    let ts = |t: time::OffsetDateTime| atende_domain::Timestamp(atende_store::to_millis(t));
+    let mut expired = 0;
+    for kind in ChannelKind::ALL {
+        let Some(window) = atende_domain::window::free_form_window(kind) else {
+            continue;
+        };
+        for (tenant, id) in conv::window_lapsed(pool, kind.as_str(), now - window, EXPIRY_BATCH).await? {
+            let mut tx = pool.begin().await?;
+            atende_store::scope_tenant(&mut tx, tenant).await?;
+            let Some(c) = conv::lock_conversation(&mut tx, tenant, id).await? else {
+                continue;
+            };
+            let open = Status::parse(&c.status).is_some_and(Status::expires_with_window);
+            let base = conv::window_base(&mut *tx, &c).await?;
+            if !open || !atende_domain::window::lapsed(kind, ts(base), ts(now)) {
+                continue; // moved on, or the customer wrote meanwhile
+            }
+            let holder = end_hold(&mut tx, tenant, id, "expired").await?;
+            conv::set_status_by(
+                &mut tx,
+                id,
+                Status::Expired.as_str(),
+                c.agent_id,
+                Some("window_expired"),
+                Actor::System,
+            )
+            .await?;
+            enqueue_route(
+                &mut tx,
+                subjects,
+                &c,
+                None,
+                &c.protocol,
+                holder,
+                c.service_id,
+                "expired",
+            )
+            .await?;
+            let after = conv::get_conversation(&mut *tx, tenant, id).await?.unwrap_or(c);
+            convert::emit(
+                &mut tx,
+                subjects,
+                tenant,
+                "conversation.closed",
+                domain_event::Kind::ConversationClosed(pb::ConversationClosed {
+                    conversation: Some(convert::conversation(&after)),
+                    reason: "window_expired".into(),
+                }),
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::info!(conversation = %id, "the customer's window lapsed: conversation expired");
+            expired += 1;
+        }
+    }
+    Ok(expired)
+}
+
+/// Runs [`expire_lapsed`] every `every` until `shutdown`.
+pub async fn run_expiry(
+    pool: sqlx::PgPool,
+    subjects: atende_bus::Subjects,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> atende_runtime::Result<()> {
+    crate::every(every, "window expiry", shutdown, || {
+        expire_lapsed(&pool, &subjects, time::OffsetDateTime::now_utc())
+    })
+    .await
+}
