@@ -22,6 +22,7 @@ impl v1::domain_event::Kind {
             Kind::ConversationOffered(e) => of(&e.conversation),
             Kind::ConversationClosed(e) => of(&e.conversation),
             Kind::ConversationTransferred(e) => of(&e.conversation),
+            Kind::MissedLeadNotice(e) => of(&e.conversation),
             Kind::OfferWithdrawn(e) => &e.conversation_id,
             Kind::MessageCreated(e) => e
                 .message

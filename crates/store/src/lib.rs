@@ -13,6 +13,7 @@ pub mod desk;
 pub mod feed;
 pub mod legs;
 pub mod mail;
+pub mod missed;
 pub mod offers;
 pub mod outbox;
 pub mod queue;

@@ -57,6 +57,16 @@ pub fn route(event: &pb::DomainEvent) -> Option<(&'static str, String, Value)> {
                 "from_service_id": e.from_service_id,
             }),
         ),
+        // The pending-message check telling an agent about a lead nobody answered (seed 003).
+        Kind::MissedLeadNotice(e) => (
+            "missed_lead.notice",
+            e.agent_id.clone(),
+            json!({
+                "conversation": e.conversation.as_ref().map(conversation),
+                "missed_at_ms": e.missed_at_ms,
+                "missed_by_agent_id": e.missed_by_agent_id,
+            }),
+        ),
         // Whose it is is known only when it fires: see `feed::window_band`.
         Kind::ConversationQueued(_) | Kind::WindowBandChanged(_) => return None,
     };

@@ -48,7 +48,7 @@ pub(crate) struct WsQuery {
 socket starts), then `resync` when `last_seq` is too old or unknown, then the agent's feed: \
 `conversation.offered`, `conversation.assigned`, `offer.withdrawn`, `message.created`, \
 `message.status`, `conversation.transferred`, `conversation.closed`, `conversation.window`, \
-`supervisor.notice`. A socket too slow to take a frame is closed with code 4008.",
+`supervisor.notice`, `missed_lead.notice`. A socket too slow to take a frame is closed with code 4008.",
     responses((status = 101, description = "Switching to the WebSocket protocol")))]
 pub(crate) async fn websocket(
     State(state): State<AppState>,

@@ -540,6 +540,18 @@ impl Router {
             Some("missed"),
         )
         .await?;
+        // The pending-message check tells an agent about it later (seed 003).
+        let due = atende_domain::routing::missed_lead_notice_due(ctx.now, agent);
+        atende_store::missed::record(
+            &mut tx,
+            ctx.tenant.0,
+            conversation.0,
+            ctx.service.0,
+            agent.map(|a| a.0),
+            atende_store::from_millis(ctx.now.as_millis()),
+            atende_store::from_millis(due.as_millis()),
+        )
+        .await?;
         let d = Decision::MissedLead {
             conversation,
             agent,

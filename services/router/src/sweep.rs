@@ -60,9 +60,51 @@ impl Router {
                 tracing::warn!(error = &e as &dyn std::error::Error, %service, "service sweep failed");
             }
         }
+        self.notify_missed_leads().await?;
         if tick.checked_rem(30) == Some(0) {
             queue::prune_queue(&self.pool).await?;
         }
+        Ok(())
+    }
+
+    /// The pending-message check (seed 003): each missed lead whose notice is due goes, as a
+    /// `missed_lead.notice` for the agent — a message, not the chat — to the first Available
+    /// agent in the service's rotation; with nobody Available it waits for the next run. Rows
+    /// are locked with SKIP LOCKED and marked in the transaction that queues the event, so
+    /// several replicas tell each lead once.
+    async fn notify_missed_leads(&self) -> Result<(), RouterError> {
+        let now = self.now();
+        let at = atende_store::from_millis(now.as_millis());
+        let mut tx = self.pool.begin().await?;
+        for lead in atende_store::missed::lock_due(&mut tx, at, 100).await? {
+            let (tenant, service) = (TenantId(lead.tenant_id), ServiceId(lead.service_id));
+            let snapshot = self.snapshot(tenant, service, &Event::Sweep).await?.snapshot;
+            let Some(agent) = atende_domain::routing::missed_lead_notice_target(&snapshot) else {
+                let again = atende_domain::routing::missed_lead_notice_due(now, lead.missed_by.map(AgentId));
+                atende_store::missed::postpone(
+                    &mut tx,
+                    lead.conversation_id,
+                    atende_store::from_millis(again.as_millis()),
+                )
+                .await?;
+                continue;
+            };
+            atende_store::missed::notified(&mut tx, lead.conversation_id, agent.0, at).await?;
+            let Some(c) =
+                atende_store::conversations::get_conversation(&mut *tx, lead.tenant_id, lead.conversation_id).await?
+            else {
+                continue;
+            };
+            let kind = atende_proto::v1::domain_event::Kind::MissedLeadNotice(atende_proto::v1::MissedLeadNotice {
+                conversation: Some(crate::events::conversation(&c, &c.status, c.agent_id.map(AgentId))),
+                agent_id: agent.0.to_string(),
+                missed_at_ms: atende_store::to_millis(lead.missed_at),
+                missed_by_agent_id: lead.missed_by.map(|a| a.to_string()).unwrap_or_default(),
+            });
+            crate::events::publish(&mut tx, &self.subjects, tenant, "missed_lead.notice", kind, now).await?;
+            tracing::info!(%tenant, conversation = %lead.conversation_id, %agent, "missed lead notice sent");
+        }
+        tx.commit().await?;
         Ok(())
     }
 

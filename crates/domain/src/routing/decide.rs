@@ -43,6 +43,21 @@ pub fn missed_lead_notice_target(snapshot: &Snapshot) -> Option<AgentId> {
         .map(|a| a.id)
 }
 
+/// The pending-message check's cadence (seed 003): daily for a lead an agent let pass, every
+/// quarter of an hour for one that arrived while nobody was online.
+pub const NOTICE_EVERY_DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+pub const NOTICE_EVERY_QUARTER_HOUR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// When the check next looks at a missed lead, from when it was missed (or last looked at
+/// with nobody Available to tell).
+pub fn missed_lead_notice_due(last: crate::clock::Timestamp, missed_by: Option<AgentId>) -> crate::clock::Timestamp {
+    last + if missed_by.is_some() {
+        NOTICE_EVERY_DAY
+    } else {
+        NOTICE_EVERY_QUARTER_HOUR
+    }
+}
+
 /// Whether `agent` may receive a conversation of `kind` now: Available, logged into that
 /// kind, and `assigned + offered < max_concurrent`.
 pub fn is_eligible(agent: &AgentSnapshot, kind: ChannelKind) -> bool {

@@ -93,5 +93,7 @@ mod props;
 mod tests;
 
 pub use apply::apply;
-pub use decide::{decide, is_eligible, missed_lead_notice_target};
+pub use decide::{
+    decide, is_eligible, missed_lead_notice_due, missed_lead_notice_target, NOTICE_EVERY_DAY, NOTICE_EVERY_QUARTER_HOUR,
+};
 pub use model::*;

@@ -763,6 +763,20 @@ fn the_missed_lead_notice_goes_to_the_first_available_agent_in_rotation() {
     assert_eq!(missed_lead_notice_target(&s), None);
 }
 
+#[test]
+fn a_lead_an_agent_let_pass_is_told_a_day_later_and_an_unattended_one_a_quarter_hour_later() {
+    let missed_at = t(1_000);
+    assert_eq!(
+        missed_lead_notice_due(missed_at, Some(agent(1))),
+        missed_at + NOTICE_EVERY_DAY
+    );
+    assert_eq!(
+        missed_lead_notice_due(missed_at, None),
+        missed_at + NOTICE_EVERY_QUARTER_HOUR
+    );
+    assert_eq!(NOTICE_EVERY_QUARTER_HOUR, Duration::from_secs(900));
+}
+
 // ----- business hours --------------------------------------------------------------------
 
 /// Open 09:00-18:00 UTC every weekday; 1970-01-05 was a Monday.
