@@ -15,6 +15,7 @@
 //! - [`presence`] agent presence derived from channel logins;
 //! - [`business_hours`] service opening hours with time zone and holidays;
 //! - [`routing`] the five distribution policies: `decide(snapshot, event, now)`;
+//! - [`template`] WhatsApp templates (HSM): checking a use, its text, its send components;
 //! - [`window`] providers' customer-service windows and the expiry bands.
 //!
 //! Services load state, call these functions, and apply what they return.
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod phone;
 pub mod presence;
 pub mod routing;
+pub mod template;
 pub mod window;
 
 pub use clock::Timestamp;
