@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "atende/v1/session.proto",
         "atende/v1/router.proto",
         "atende/v1/admin.proto",
+        "atende/v1/broadcast.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

@@ -114,7 +114,39 @@ fn mismatch(detail: String) -> DomainError {
 
 const MAX_PARAM_CHARS: usize = 1024;
 
+/// What a template's parts ask a sender for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// TEXT, IMAGE, VIDEO, DOCUMENT or LOCATION; `None` without a header.
+    pub header_format: Option<String>,
+    /// Text parameters of a text header (a media header takes its link instead).
+    pub header_parameters: usize,
+    pub body_parameters: usize,
+    /// The URL buttons whose link takes a parameter, by index.
+    pub url_buttons: Vec<usize>,
+}
+
 impl Template {
+    /// What it asks a sender for; `Err` with the reason for a template whose slots are not
+    /// `{{1}}`… without gaps (such a template is refused at use).
+    pub fn shape(&self) -> Result<Shape, String> {
+        let header = self.component("HEADER");
+        let header_parameters = match (header, self.header_media()) {
+            (Some(h), None) => slots(h.text.as_deref().unwrap_or_default())?,
+            _ => 0,
+        };
+        Ok(Shape {
+            header_format: header.and_then(|h| h.format.clone()),
+            header_parameters,
+            body_parameters: slots(
+                self.component("BODY")
+                    .and_then(|b| b.text.as_deref())
+                    .unwrap_or_default(),
+            )?,
+            url_buttons: self.url_slots(),
+        })
+    }
+
     fn component(&self, kind: &str) -> Option<&Component> {
         self.components.iter().find(|c| c.kind.eq_ignore_ascii_case(kind))
     }

@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, Notify};
@@ -74,6 +74,8 @@ struct Inner {
     sends: Vec<RecordedSend>,
     reads: Vec<RecordedRead>,
     failures: VecDeque<InjectedFailure>,
+    /// Message templates by WhatsApp Business Account id, as the template list returns them.
+    templates: HashMap<String, Vec<Value>>,
 }
 
 #[derive(Default)]
@@ -108,6 +110,7 @@ impl FakeGraph {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/{version}/{phone_number_id}/messages", post(messages))
+            .route("/{version}/{business_account_id}/message_templates", get(templates))
             .fallback(unknown_path)
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(addr)
@@ -141,6 +144,15 @@ impl FakeGraph {
             .lock()
             .tokens
             .insert(phone_number_id.to_owned(), token.to_owned());
+    }
+
+    /// The business account's templates from now on, each as Meta's template list shows one
+    /// (`{name, language, status, category, id, components}`).
+    pub fn set_templates(&self, business_account_id: &str, templates: Vec<Value>) {
+        self.shared
+            .lock()
+            .templates
+            .insert(business_account_id.to_owned(), templates);
     }
 
     /// Every message accepted so far, in arrival order.
@@ -185,6 +197,66 @@ impl FakeGraph {
             }
         }
     }
+}
+
+#[derive(serde::Deserialize)]
+struct Page {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// `GET /{version}/{waba}/message_templates`: the account's templates in pages of `limit`
+/// (25 by default), `paging.next` pointing at the next page while there is one.
+async fn templates(
+    State(shared): State<Arc<Shared>>,
+    Path((version, account)): Path<(String, String)>,
+    Query(page): Query<Page>,
+    headers: HeaderMap,
+) -> Response {
+    if !is_api_version(&version) {
+        return graph_error(StatusCode::BAD_REQUEST, 100, "Unknown path components", None);
+    }
+    let Some(token) = bearer(&headers).map(str::to_owned) else {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "An active access token must be used",
+            None,
+        );
+    };
+    let (expected, all) = {
+        let inner = shared.lock();
+        (
+            inner.tokens.get(&account).cloned(),
+            inner.templates.get(&account).cloned(),
+        )
+    };
+    if expected.is_some_and(|e| e != token) {
+        return graph_error(StatusCode::UNAUTHORIZED, 190, "Invalid OAuth access token", None);
+    }
+    let Some(all) = all else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "Unsupported get request. Object does not exist",
+            Some("unknown business account"),
+        );
+    };
+    let limit = page.limit.unwrap_or(25).clamp(1, 1000);
+    let start = page.after.as_deref().and_then(|a| a.parse::<usize>().ok()).unwrap_or(0);
+    let end = (start + limit).min(all.len());
+    let data: Vec<Value> = all.get(start..end).unwrap_or_default().to_vec();
+    let mut paging = json!({ "cursors": { "before": start.to_string(), "after": end.to_string() } });
+    if end < all.len() {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        paging["next"] = json!(format!(
+            "http://{host}/{version}/{account}/message_templates?limit={limit}&after={end}"
+        ));
+    }
+    Json(json!({ "data": data, "paging": paging })).into_response()
 }
 
 /// What a valid request asks for.

@@ -21,6 +21,7 @@ pub mod report;
 pub mod routing;
 pub mod sealed;
 pub mod sessions;
+pub mod templates;
 pub mod timers;
 pub mod workspace;
 

@@ -31,6 +31,33 @@ pub async fn store_whatsapp(
     items: Vec<WaItem>,
 ) -> Result<IngestOutcome, atende_store::StoreError> {
     let mut out = IngestOutcome::default();
+    // Template status changes update the tenant's templates of that business account at
+    // once (idempotent: the same event twice sets the same status).
+    let mut statuses = Vec::new();
+    let items: Vec<WaItem> = items
+        .into_iter()
+        .filter_map(|item| match item {
+            WaItem::TemplateStatus(t) => {
+                statuses.push(t);
+                None
+            }
+            other => Some(other),
+        })
+        .collect();
+    for t in statuses {
+        let changed = atende_store::templates::set_status(
+            pool,
+            url_channel.tenant_id,
+            &t.business_account_id,
+            &t.template_id,
+            &t.name,
+            &t.language,
+            &t.status,
+        )
+        .await?;
+        tracing::info!(template = %t.name, language = %t.language, status = %t.status, reason = ?t.reason, changed, "template status changed");
+        out.new += 1;
+    }
     // (account, receipt key, customer, event): the customer orders a channel's items.
     let storable: Vec<(String, String, String, inbound_event::Item)> = items
         .into_iter()
@@ -57,6 +84,7 @@ pub async fn store_whatsapp(
                 out.skipped += 1;
                 None
             }
+            WaItem::TemplateStatus(_) => None,
             WaItem::Ignored { field } => {
                 tracing::debug!(field, "webhook field ignored");
                 out.skipped += 1;

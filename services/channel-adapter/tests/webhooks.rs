@@ -369,3 +369,54 @@ async fn an_item_for_a_number_of_another_tenant_is_skipped_and_the_rest_stored()
     assert!(events.iter().all(|e| e.tenant_id == adapter.tenant_id.to_string()));
     adapter.stop().await;
 }
+
+#[tokio::test]
+async fn a_template_status_webhook_updates_the_template_on_every_number_of_its_account() {
+    // Arrange: the tenant's number belongs to business account 102290129340398, whose
+    // template `lembrete_pagamento` the last sync saw as PENDING.
+    let adapter = Adapter::start().await;
+    let pool = &adapter.sandbox.pool;
+    atende_store::templates::set_business_account(pool, adapter.tenant_id, adapter.channel_id, "102290129340398")
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    atende_store::templates::replace_all(
+        &mut tx,
+        adapter.tenant_id,
+        adapter.channel_id,
+        &[atende_store::templates::Listed {
+            provider_template_id: "1279829343219734".into(),
+            name: "lembrete_pagamento".into(),
+            language: "pt_BR".into(),
+            category: "UTILITY".into(),
+            status: "PENDING".into(),
+            components: serde_json::json!([{ "type": "BODY", "text": "Olá {{1}}" }]),
+        }],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let status = || async {
+        atende_store::templates::get(
+            pool,
+            adapter.tenant_id,
+            adapter.channel_id,
+            "lembrete_pagamento",
+            "pt_BR",
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+    };
+
+    // Act: Meta says it was approved (twice: a redelivery).
+    let body = include_bytes!("fixtures/whatsapp/template_status_update.json");
+    assert_eq!(adapter.post_signed(body).await.status(), 200);
+    assert_eq!(adapter.post_signed(body).await.status(), 200);
+
+    // Assert: approved, and nothing queued for the session role (it is not a message).
+    assert_eq!(status().await, "APPROVED");
+    assert_eq!(adapter.outbox_rows().await, 0);
+    adapter.stop().await;
+}

@@ -468,6 +468,9 @@ impl AdminService for AdminApi {
             .await
             .map_err(store_status)?
             .ok_or_else(|| status(ErrorCode::AlreadyExists, "the id belongs to another tenant", Some("id")))?;
+        atende_store::templates::set_business_account(&mut *tx, tenant, c.id, r.business_account_id.trim())
+            .await
+            .map_err(store_status)?;
         tx.commit().await.map_err(|e| store_status(e.into()))?;
         Ok(Response::new(pb::CreateChannelResponse {
             channel: Some(channel_pb(c)),

@@ -58,7 +58,9 @@ pub enum WaItem {
     },
     /// An element we could not use; kept whole so the caller can record it.
     Skipped(WaSkipped),
-    /// A change for a field we do not handle (`account_update`, `message_template_status_update`…).
+    /// A template of the business account changed status (`message_template_status_update`).
+    TemplateStatus(TemplateStatus),
+    /// A change for a field we do not handle (`account_update`, `phone_number_quality_update`…).
     Ignored {
         field: String,
     },
@@ -174,6 +176,50 @@ pub enum SkipReason {
     },
 }
 
+/// The field of template status changes.
+pub const TEMPLATE_STATUS_FIELD: &str = "message_template_status_update";
+
+/// A template's new status: what Meta's event says, REINSTATED meaning approved again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateStatus {
+    pub business_account_id: String,
+    pub template_id: String,
+    pub name: String,
+    pub language: String,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+fn template_status(account: &str, value: serde_json::Value) -> WaItem {
+    let Ok(v) = serde_json::from_value::<wire::TemplateStatusValue>(value) else {
+        return WaItem::Ignored {
+            field: TEMPLATE_STATUS_FIELD.into(),
+        };
+    };
+    let template_id = match v.message_template_id {
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => s,
+        _ => String::new(),
+    };
+    let status = match v.event.as_str() {
+        "REINSTATED" => "APPROVED".to_string(),
+        other => other.to_ascii_uppercase(),
+    };
+    if status.is_empty() || (template_id.is_empty() && v.message_template_name.is_empty()) {
+        return WaItem::Ignored {
+            field: TEMPLATE_STATUS_FIELD.into(),
+        };
+    }
+    WaItem::TemplateStatus(TemplateStatus {
+        business_account_id: account.to_string(),
+        template_id,
+        name: v.message_template_name,
+        language: v.message_template_language,
+        status,
+        reason: v.reason.filter(|r| !r.is_empty() && r != "NONE"),
+    })
+}
+
 /// Parses a webhook body. Call only after [`super::signature::verify_signature`] passed.
 pub fn parse_webhook(raw: &[u8]) -> Result<Vec<WaItem>, ParseError> {
     let envelope: wire::Envelope = serde_json::from_slice(raw)?;
@@ -185,6 +231,10 @@ pub fn parse_webhook(raw: &[u8]) -> Result<Vec<WaItem>, ParseError> {
     let mut items = Vec::new();
     for entry in envelope.entry {
         for change in entry.changes {
+            if change.field == TEMPLATE_STATUS_FIELD {
+                items.push(template_status(&entry.id, change.value));
+                continue;
+            }
             if change.field != MESSAGES_FIELD {
                 items.push(WaItem::Ignored { field: change.field });
                 continue;
@@ -418,8 +468,26 @@ mod wire {
 
     #[derive(Deserialize)]
     pub struct Entry {
+        /// The WhatsApp Business Account the changes are about.
+        #[serde(default)]
+        pub id: String,
         #[serde(default)]
         pub changes: Vec<Change>,
+    }
+
+    /// `message_template_status_update`'s value; the template id comes as a number.
+    #[derive(Deserialize)]
+    pub struct TemplateStatusValue {
+        #[serde(default)]
+        pub event: String,
+        #[serde(default)]
+        pub message_template_id: serde_json::Value,
+        #[serde(default)]
+        pub message_template_name: String,
+        #[serde(default)]
+        pub message_template_language: String,
+        #[serde(default)]
+        pub reason: Option<String>,
     }
 
     #[derive(Deserialize)]

@@ -210,12 +210,29 @@ fn every_entry_change_and_message_of_a_batch_is_read_and_contacts_match_their_se
 }
 
 #[test]
-fn other_fields_are_ignored_by_name() {
+fn a_template_status_change_names_the_account_the_template_and_its_new_status() {
     let items = parse_webhook(fixture!("template_status_update")).unwrap();
     assert_eq!(
         items,
+        [WaItem::TemplateStatus(crate::whatsapp::parse::TemplateStatus {
+            business_account_id: "102290129340398".into(),
+            template_id: "1279829343219734".into(),
+            name: "lembrete_pagamento".into(),
+            language: "pt_BR".into(),
+            status: "APPROVED".into(),
+            reason: None,
+        })]
+    );
+}
+
+#[test]
+fn other_fields_are_ignored_by_name() {
+    let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"value":{"x":1},"field":"account_update"}]}]}"#;
+    let items = parse_webhook(body).unwrap();
+    assert_eq!(
+        items,
         [WaItem::Ignored {
-            field: "message_template_status_update".into()
+            field: "account_update".into()
         }]
     );
 }
