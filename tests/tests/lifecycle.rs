@@ -87,6 +87,7 @@ async fn bot_menu_to_service_transfer_with_a_new_protocol_finish_and_a_new_conve
                 inactivity_secs: 600,
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -346,12 +346,12 @@ async fn the_transcript_reaches_the_tenants_smtp_server_and_waits_out_an_outage(
     let h = Harness::start().await;
     let mut client = h.client.clone();
     let smtp = atende_testkit::smtp_server::SmtpServer::start();
-    // First the tenant's server is unreachable (a port nothing listens on).
-    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // First the tenant's server is unreachable: a port held bound but never listening, so
+    // connections are refused for as long as the test holds it (a port merely freed could be
+    // taken by another test's listener meanwhile, and the attempt would hang there instead).
+    let dead = tokio::net::TcpSocket::new_v4().unwrap();
+    dead.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
     let (name, slug): (String, String) = sqlx::query_as("SELECT name, slug FROM tenants WHERE id = $1")
         .bind(h.tenant)
         .fetch_one(h.pool())
