@@ -817,3 +817,97 @@ async fn a_conversation_whose_window_lapsed_expires_and_its_agent_is_free_again(
     ws.close().await;
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outside_the_window_an_agent_starts_the_conversation_with_a_synced_template() {
+    use atende_domain::ErrorCode;
+    use atende_proto::v1::broadcast_service_client::BroadcastServiceClient;
+    // Arrange: the number's business account lists one approved template; the broadcast
+    // role syncs it from the (fake) Graph API.
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    let (_, mut ws) = p.online(&t).await;
+    let (tenant, channel) = (
+        uuid::Uuid::parse_str(&t.tenant_id).unwrap(),
+        uuid::Uuid::parse_str(&t.channel_id).unwrap(),
+    );
+    atende_store::templates::set_business_account(&p.sandbox.pool, tenant, channel, "102290129340398")
+        .await
+        .unwrap();
+    p.fake.set_templates(
+        "102290129340398",
+        vec![serde_json::json!({
+            "id": "777", "name": "pedido_enviado", "language": "pt_BR", "status": "APPROVED",
+            "category": "UTILITY",
+            "components": [{ "type": "BODY", "text": "Olá {{1}}, seu pedido {{2}} saiu para entrega." }]
+        })],
+    );
+    let broadcast = p.started.iter().find(|s| s.role == "broadcast").unwrap().grpc_addr;
+    let mut templates = BroadcastServiceClient::new(p.sandbox.grpc(format!("http://127.0.0.1:{}", broadcast.port())));
+    let synced = templates
+        .sync_templates(pb::SyncTemplatesRequest {
+            tenant_id: t.tenant_id.clone(),
+            channel_id: t.channel_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(synced.listed, 1);
+    let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
+    let start = |template: Option<pb::TemplateUse>| pb::StartConversationRequest {
+        tenant_id: t.tenant_id.clone(),
+        agent_id: t.agent_id.clone(),
+        phone: "11 91234-5678".into(),
+        text: "Olá!".into(),
+        template,
+        ..Default::default()
+    };
+    let use_of = |name: &str, body: &[&str]| pb::TemplateUse {
+        name: name.into(),
+        language: "pt_BR".into(),
+        body: body.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let code = |s: &tonic::Status| atende_runtime::errors::status_code_of(s);
+
+    // Act and assert: the customer never wrote, so free text is refused; so are a template
+    // the number does not have and the wrong parameters.
+    let refused = session.start_conversation(start(None)).await.unwrap_err();
+    assert_eq!(code(&refused), Some(ErrorCode::OutsideCustomerWindow));
+    let refused = session
+        .start_conversation(start(Some(use_of("nao_existe", &["Maria", "123"]))))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refused), Some(ErrorCode::TemplateNotFound));
+    let refused = session
+        .start_conversation(start(Some(use_of("pedido_enviado", &["Maria"]))))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refused), Some(ErrorCode::TemplateParamsMismatch));
+    // With the template and its two parameters, the conversation starts and the template
+    // reaches the provider in Meta's format.
+    let started = session
+        .start_conversation(start(Some(use_of("pedido_enviado", &["Maria", "123"]))))
+        .await
+        .unwrap()
+        .into_inner();
+    let message = started.message.unwrap();
+    assert_eq!(message.kind, "template");
+    assert_eq!(message.text, "Olá Maria, seu pedido 123 saiu para entrega.");
+    let sends = p.fake.wait_for_sends(1, DEADLINE).await;
+    assert_eq!(sends[0].body["type"], "template");
+    assert_eq!(sends[0].body["to"], "5511912345678");
+    assert_eq!(
+        sends[0].body["template"],
+        serde_json::json!({
+            "name": "pedido_enviado", "language": { "code": "pt_BR" },
+            "components": [{ "type": "body", "parameters": [
+                { "type": "text", "text": "Maria" }, { "type": "text", "text": "123" }
+            ] }]
+        })
+    );
+    let created = ws.next_of("message.created").await;
+    assert_eq!(created["data"]["message"]["kind"], "template");
+    ws.close().await;
+    p.stop().await;
+}

@@ -19,6 +19,24 @@ pub struct TemplateRow {
     pub updated_at: OffsetDateTime,
 }
 
+impl TemplateRow {
+    /// The template as the domain's rules see it (an unknown category counts as utility).
+    pub fn to_domain(&self) -> atende_domain::template::Template {
+        use atende_domain::template::Category;
+        atende_domain::template::Template {
+            name: self.name.clone(),
+            language: self.language.clone(),
+            category: match self.category.as_str() {
+                "MARKETING" => Category::Marketing,
+                "AUTHENTICATION" => Category::Authentication,
+                _ => Category::Utility,
+            },
+            status: self.status.clone(),
+            components: serde_json::from_value(self.components.clone()).unwrap_or_default(),
+        }
+    }
+}
+
 /// A template as the provider lists it.
 #[derive(Clone, Debug)]
 pub struct Listed {

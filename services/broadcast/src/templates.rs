@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use atende_domain::template::{Category, Component, Template};
+use atende_domain::template::Component;
 use atende_domain::ErrorCode;
 use atende_proto::v1::{self as pb, broadcast_service_server::BroadcastService};
 use atende_runtime::errors::store_status;
@@ -140,27 +140,8 @@ impl Graph {
     }
 }
 
-fn category_of(raw: &str) -> Category {
-    match raw {
-        "MARKETING" => Category::Marketing,
-        "AUTHENTICATION" => Category::Authentication,
-        _ => Category::Utility,
-    }
-}
-
-/// A stored template as the domain's rules see it.
-pub fn domain_template(row: &TemplateRow) -> Template {
-    Template {
-        name: row.name.clone(),
-        language: row.language.clone(),
-        category: category_of(&row.category),
-        status: row.status.clone(),
-        components: serde_json::from_value(row.components.clone()).unwrap_or_default(),
-    }
-}
-
 fn template_pb(row: &TemplateRow) -> pb::Template {
-    let shape = domain_template(row).shape().unwrap_or_default();
+    let shape = row.to_domain().shape().unwrap_or_default();
     pb::Template {
         id: row.id.to_string(),
         channel_id: row.channel_id.to_string(),

@@ -84,15 +84,27 @@ async fn deliver(ctx: &(Bus, PgPool, GraphClient, std::sync::Arc<Keyring>), d: D
         Err(e) => return Outcome::Retry(e.to_string()),
     }
     let reply_to = Some(msg.reply_to_provider_message_id.as_str()).filter(|s| !s.is_empty());
-    let result = graph
-        .send_text(
-            &channel.provider_account_id,
-            access_token.expose_secret(),
-            &msg.to,
-            &msg.text,
-            reply_to,
-        )
-        .await;
+    let result = if msg.template_name.is_empty() {
+        graph
+            .send_text(
+                &channel.provider_account_id,
+                access_token.expose_secret(),
+                &msg.to,
+                &msg.text,
+                reply_to,
+            )
+            .await
+    } else {
+        let components: serde_json::Value = match serde_json::from_str(&msg.template_components_json) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Poison(format!("template components are not JSON: {e}")),
+        };
+        let payload =
+            crate::whatsapp::graph::template_payload(&msg.to, &msg.template_name, &msg.template_language, &components);
+        graph
+            .send_message(&channel.provider_account_id, access_token.expose_secret(), &payload)
+            .await
+    };
     let (state, provider_id, status, error) = match result {
         Ok(accepted) => ("sent", Some(accepted.provider_message_id), "accepted", None),
         Err(e) if e.is_retryable() => {

@@ -80,6 +80,7 @@ impl Harness {
             to: CUSTOMER.to_string(),
             text: text.to_string(),
             reply_to_provider_message_id: String::new(),
+            ..Default::default()
         };
         (id, job)
     }
@@ -197,6 +198,39 @@ async fn a_reply_reaches_the_graph_api_in_metas_format_and_is_recorded_as_sent()
     assert_eq!(status.status, "accepted");
     assert_eq!(status.message_id, message.to_string());
     assert_eq!(status.provider_message_id, sends[0].provider_message_id);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_template_goes_out_as_metas_template_request_with_its_components() {
+    // Arrange: a template send, its components as session checked and built them.
+    let h = Harness::start().await;
+    let (message, mut job) = h.reply("Olá Maria, seu pedido 123 saiu.").await;
+    let components = json!([
+        { "type": "body", "parameters": [
+            { "type": "text", "text": "Maria" }, { "type": "text", "text": "123" }
+        ] }
+    ]);
+    job.template_name = "pedido_enviado".into();
+    job.template_language = "pt_BR".into();
+    job.template_components_json = components.to_string();
+
+    // Act
+    h.enqueue(&job, &format!("out:{message}")).await;
+
+    // Assert
+    let sends = h.fake.wait_for_sends(1, DEADLINE).await;
+    assert_eq!(
+        sends[0].body,
+        json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": CUSTOMER,
+            "type": "template",
+            "template": { "name": "pedido_enviado", "language": { "code": "pt_BR" }, "components": components },
+        })
+    );
+    h.wait_for_state(message, "sent").await;
     h.stop().await;
 }
 

@@ -586,9 +586,36 @@ struct StartBody {
     service_id: String,
     #[serde(default)]
     contact_name: String,
+    /// Free text, inside the customer's window (empty when a template is sent).
+    #[serde(default)]
     text: String,
     #[serde(default)]
     client_message_id: String,
+    /// Outside the customer's window: a WhatsApp template of the origin number.
+    template: Option<TemplateBody>,
+}
+
+#[derive(Deserialize, ToSchema)]
+struct TemplateBody {
+    #[schema(example = "pedido_enviado")]
+    name: String,
+    #[schema(example = "pt_BR")]
+    language: String,
+    /// The header's text parameter, or a media header's https link.
+    #[serde(default)]
+    header: String,
+    /// The body's parameters, in order.
+    #[serde(default)]
+    body: Vec<String>,
+    /// The parameter of each URL button whose link takes one.
+    #[serde(default)]
+    buttons: Vec<TemplateButtonBody>,
+}
+
+#[derive(Deserialize, ToSchema)]
+struct TemplateButtonBody {
+    index: i32,
+    text: String,
 }
 
 /// An agent writes first on WhatsApp, under seed 001's checks (number, capacity, another
@@ -602,7 +629,7 @@ async fn start_conversation(
 ) -> Response {
     let b = try_or_answer!(body(
         b,
-        "{phone, text, channel_id?, service_id?, contact_name?, client_message_id?}"
+        "{phone, text | template, channel_id?, service_id?, contact_name?, client_message_id?}"
     ));
     let req = pb::StartConversationRequest {
         tenant_id: claims.tenant.to_string(),
@@ -613,6 +640,20 @@ async fn start_conversation(
         contact_name: b.contact_name,
         text: b.text,
         client_message_id: b.client_message_id,
+        template: b.template.map(|t| pb::TemplateUse {
+            name: t.name,
+            language: t.language,
+            header: t.header,
+            body: t.body,
+            buttons: t
+                .buttons
+                .into_iter()
+                .map(|b| pb::TemplateButtonParameter {
+                    index: b.index,
+                    text: b.text,
+                })
+                .collect(),
+        }),
     };
     answer(
         StatusCode::CREATED,

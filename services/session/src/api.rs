@@ -302,9 +302,12 @@ impl SessionService for SessionApi {
             tenant,
             conversation_id,
             agent,
-            text,
-            client_id,
-            &req.reply_to_message_id,
+            Reply {
+                text,
+                client_id,
+                reply_to_message_id: &req.reply_to_message_id,
+                template: None,
+            },
         )
         .await?;
         Ok(Response::new(pb::SendMessageResponse { message: Some(message) }))
@@ -742,15 +745,28 @@ impl SessionService for SessionApi {
 
 /// An agent's text in a conversation he owns (assigned to him): checked, stored once per
 /// client id, sent through the outbox.
+/// What an agent sends: free text (a quoted reply, maybe), or a template whose `text` is
+/// what the conversation shows; `client_id` makes a retry return the stored message.
+pub struct Reply<'a> {
+    pub text: &'a str,
+    pub client_id: Option<&'a str>,
+    pub reply_to_message_id: &'a str,
+    pub template: Option<crate::outbound::TemplateSend>,
+}
+
 pub async fn send_text_as_agent(
     api: &SessionApi,
     tenant: Uuid,
     conversation_id: Uuid,
     agent: Uuid,
-    text: &str,
-    client_id: Option<&str>,
-    reply_to_message_id: &str,
+    reply: Reply<'_>,
 ) -> Result<pb::Message, GrpcStatus> {
+    let Reply {
+        text,
+        client_id,
+        reply_to_message_id,
+        template,
+    } = reply;
     let mut tx = api.pool.begin().await.map_err(|e| store_status(e.into()))?;
     atende_store::scope_tenant(&mut tx, tenant)
         .await
@@ -785,7 +801,10 @@ pub async fn send_text_as_agent(
         .await
         .map_err(store_status)?
         .map(|t| atende_domain::Timestamp(atende_store::to_millis(t)));
-    atende_domain::window::check_free_form(kind, last_inbound, now).map_err(atende_runtime::errors::to_status)?;
+    // A template may go out whatever the window (that is what templates are for).
+    if template.is_none() {
+        atende_domain::window::check_free_form(kind, last_inbound, now).map_err(atende_runtime::errors::to_status)?;
+    }
     let to = conv::whatsapp_address(&mut *tx, tenant, c.contact_id)
         .await
         .map_err(store_status)?
@@ -817,6 +836,7 @@ pub async fn send_text_as_agent(
             client_message_id: client_id,
             reply_to_provider_message_id: reply_to,
             to,
+            template,
         },
     )
     .await

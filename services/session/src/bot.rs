@@ -50,6 +50,7 @@ pub async fn say(
                 client_message_id: None,
                 reply_to_provider_message_id: None,
                 to,
+                template: None,
             },
         )
         .await?;

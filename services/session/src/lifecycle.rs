@@ -303,6 +303,7 @@ async fn ask_satisfaction(
             client_message_id: None,
             reply_to_provider_message_id: None,
             to,
+            template: None,
         },
     )
     .await

@@ -20,6 +20,16 @@ pub struct Text<'a> {
     pub reply_to_provider_message_id: Option<String>,
     /// The customer's address on the conversation's reply channel.
     pub to: String,
+    /// A WhatsApp template instead of free text (`text` is then what the conversation shows).
+    pub template: Option<TemplateSend>,
+}
+
+/// A checked template use, as the channel-adapter sends it.
+pub struct TemplateSend {
+    pub name: String,
+    pub language: String,
+    /// Meta's `components` of the send request.
+    pub components: serde_json::Value,
 }
 
 /// Stores and sends `t` in `c`; `None` when a message with the same client id exists (a
@@ -40,7 +50,7 @@ pub async fn send_text(
             conversation_id: c.id,
             channel_id,
             direction: "outbound",
-            kind: "text",
+            kind: if t.template.is_some() { "template" } else { "text" },
             body: Some(t.text),
             media: None,
             provider_message_id: None,
@@ -48,7 +58,9 @@ pub async fn send_text(
             status: "pending",
             agent_id: t.agent,
             client_message_id: t.client_message_id,
-            raw: None,
+            raw: t.template.as_ref().map(|s| {
+                serde_json::json!({ "template": { "name": s.name, "language": s.language, "components": s.components } })
+            }),
             sent_at: None,
         },
     )
@@ -65,6 +77,13 @@ pub async fn send_text(
         to: t.to,
         text: t.text.to_string(),
         reply_to_provider_message_id: t.reply_to_provider_message_id.unwrap_or_default(),
+        template_name: t.template.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+        template_language: t.template.as_ref().map(|s| s.language.clone()).unwrap_or_default(),
+        template_components_json: t
+            .template
+            .as_ref()
+            .map(|s| s.components.to_string())
+            .unwrap_or_default(),
     };
     atende_store::outbox::enqueue(
         tx,

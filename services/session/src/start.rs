@@ -51,6 +51,49 @@ async fn origin(api: &SessionApi, tenant: Uuid, raw: &str) -> Result<atende_stor
     }
 }
 
+/// The origin number's template `t` names, checked against what it asks for: the text the
+/// conversation shows and what the channel-adapter sends.
+async fn template_send(
+    api: &SessionApi,
+    tenant: Uuid,
+    channel: Uuid,
+    t: &pb::TemplateUse,
+) -> Result<(String, crate::outbound::TemplateSend)> {
+    let row = atende_store::templates::get(&api.pool, tenant, channel, t.name.trim(), t.language.trim())
+        .await
+        .map_err(store_status)?
+        .ok_or_else(|| {
+            status(
+                ErrorCode::TemplateNotFound,
+                &format!("{} ({})", t.name, t.language),
+                Some("template"),
+            )
+        })?;
+    let template = row.to_domain();
+    let used = atende_domain::template::Use {
+        header: Some(t.header.clone()).filter(|h| !h.is_empty()),
+        body: t.body.clone(),
+        buttons: t
+            .buttons
+            .iter()
+            .map(|b| (usize::try_from(b.index).unwrap_or(usize::MAX), b.text.clone()))
+            .collect(),
+    };
+    template
+        .check(&used)
+        .map_err(|e| status(e.code, &e.detail, Some("template")))?;
+    let components =
+        serde_json::to_value(template.send_components(&used)).map_err(|e| atende_runtime::errors::internal(&e))?;
+    Ok((
+        template.render(&used),
+        crate::outbound::TemplateSend {
+            name: template.name.clone(),
+            language: template.language.clone(),
+            components,
+        },
+    ))
+}
+
 pub async fn start(
     api: &SessionApi,
     tenant: Uuid,
@@ -59,15 +102,23 @@ pub async fn start(
     let agent: Uuid = parse_id("agent_id", &r.agent_id)?;
     // "Número inválido, corrija e tente novamente".
     let phone = atende_domain::phone::parse_br_phone(&r.phone).map_err(|e| status(e.code, &e.detail, Some("phone")))?;
-    let text = r.text.trim();
+    let channel = origin(api, tenant, &r.channel_id).await?;
+    // A template of the origin number, checked now; or free text, for inside the window.
+    let template = match &r.template {
+        Some(t) => Some(template_send(api, tenant, channel.id, t).await?),
+        None => None,
+    };
+    let text = match &template {
+        Some((shown, _)) => shown.clone(),
+        None => r.text.trim().to_string(),
+    };
     if text.is_empty() || text.chars().count() > 4096 {
         return Err(status(
             ErrorCode::InvalidArgument,
-            "text must have 1 to 4096 characters",
+            "text must have 1 to 4096 characters (or send a template)",
             Some("text"),
         ));
     }
-    let channel = origin(api, tenant, &r.channel_id).await?;
     let who = atende_store::admin::get_agent(&api.pool, tenant, agent)
         .await
         .map_err(store_status)?
@@ -105,18 +156,19 @@ pub async fn start(
         })
         .collect();
     let to_end = check_agent_start(agent, load, max, &held).map_err(to_status)?;
-    // Only a template may open a conversation outside the customer's window; templates come
-    // with broadcasts, so until then the refusal is explicit.
-    let last = conv::customer_window(&mut *tx, contact, channel.id)
-        .await
-        .map_err(store_status)?
-        .map(|t| atende_domain::Timestamp(atende_store::to_millis(t)));
-    atende_domain::window::check_free_form(
-        ChannelKind::Whatsapp,
-        last,
-        atende_domain::Timestamp(atende_store::to_millis(now)),
-    )
-    .map_err(|e| status(e.code, &e.detail, Some("text")))?;
+    // Only a template may open a conversation outside the customer's window.
+    if template.is_none() {
+        let last = conv::customer_window(&mut *tx, contact, channel.id)
+            .await
+            .map_err(store_status)?
+            .map(|t| atende_domain::Timestamp(atende_store::to_millis(t)));
+        atende_domain::window::check_free_form(
+            ChannelKind::Whatsapp,
+            last,
+            atende_domain::Timestamp(atende_store::to_millis(now)),
+        )
+        .map_err(|e| status(e.code, &e.detail, Some("text")))?;
+    }
     for id in &to_end {
         queue::dequeue(&mut tx, tenant, *id).await.map_err(store_status)?;
         conv::set_status_by(
@@ -175,9 +227,12 @@ pub async fn start(
         tenant,
         id,
         agent,
-        text,
-        Some(r.client_message_id.as_str()).filter(|c| !c.is_empty()),
-        "",
+        crate::api::Reply {
+            text: &text,
+            client_id: Some(r.client_message_id.as_str()).filter(|c| !c.is_empty()),
+            reply_to_message_id: "",
+            template: template.map(|(_, send)| send),
+        },
     )
     .await?;
     let c = conv::get_conversation(&api.pool, tenant, id)

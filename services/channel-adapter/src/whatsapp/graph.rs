@@ -154,6 +154,22 @@ pub fn text_payload(to: &str, body: &str, reply_to: Option<&str>) -> Value {
     payload
 }
 
+/// Meta's send body for a template: its name, language and the components with their
+/// parameters (checked by session against the template before it was queued).
+pub fn template_payload(to: &str, name: &str, language: &str, components: &Value) -> Value {
+    json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "template",
+        "template": {
+            "name": name,
+            "language": { "code": language },
+            "components": components,
+        },
+    })
+}
+
 /// A Graph API client for one API version. Cheap to clone (reqwest pools connections).
 #[derive(Clone, Debug)]
 pub struct GraphClient {
