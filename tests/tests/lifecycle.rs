@@ -911,3 +911,99 @@ async fn outside_the_window_an_agent_starts_the_conversation_with_a_synced_templ
     ws.close().await;
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scheduled_send_fires_once_at_its_time_and_starts_the_conversation() {
+    use atende_proto::v1::broadcast_service_client::BroadcastServiceClient;
+    // Arrange: a synced template (the customer never wrote, so only a template may go).
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    let (_, mut ws) = p.online(&t).await;
+    let (tenant, channel) = (
+        uuid::Uuid::parse_str(&t.tenant_id).unwrap(),
+        uuid::Uuid::parse_str(&t.channel_id).unwrap(),
+    );
+    atende_store::templates::set_business_account(&p.sandbox.pool, tenant, channel, "102290129340398")
+        .await
+        .unwrap();
+    p.fake.set_templates(
+        "102290129340398",
+        vec![serde_json::json!({
+            "id": "778", "name": "lembrete", "language": "pt_BR", "status": "APPROVED",
+            "category": "UTILITY", "components": [{ "type": "BODY", "text": "Olá {{1}}, lembrete da sua visita." }]
+        })],
+    );
+    let broadcast = p.started.iter().find(|s| s.role == "broadcast").unwrap().grpc_addr;
+    BroadcastServiceClient::new(p.sandbox.grpc(format!("http://127.0.0.1:{}", broadcast.port())))
+        .sync_templates(pb::SyncTemplatesRequest {
+            tenant_id: t.tenant_id.clone(),
+            channel_id: t.channel_id.clone(),
+        })
+        .await
+        .unwrap();
+    let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
+    let now = time::OffsetDateTime::now_utc();
+    let at = now + time::Duration::hours(1);
+    let request = pb::StartConversationRequest {
+        tenant_id: t.tenant_id.clone(),
+        agent_id: t.agent_id.clone(),
+        phone: "11 93333-4444".into(),
+        template: Some(pb::TemplateUse {
+            name: "lembrete".into(),
+            language: "pt_BR".into(),
+            body: vec!["Maria".into()],
+            ..Default::default()
+        }),
+        send_at_ms: atende_store::to_millis(at),
+        ..Default::default()
+    };
+
+    // Act: scheduled for an hour from now: checked, nothing sent.
+    let scheduled = session.start_conversation(request.clone()).await.unwrap().into_inner();
+    assert!(!scheduled.scheduled_send_id.is_empty());
+    assert!(scheduled.conversation.is_none());
+    let conversations = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM conversations")
+            .fetch_one(&p.sandbox.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(conversations().await, 0);
+    assert!(p.fake.sent().is_empty());
+    // Its time comes (the scheduler's pass, on the injected clock).
+    let fired = atende_store::timers::fire_due(&p.sandbox.pool, at + time::Duration::seconds(1), 100)
+        .await
+        .unwrap();
+    assert_eq!(fired, 1);
+
+    // Assert: the conversation starts with the template, once.
+    let assigned = ws.next_of("conversation.assigned").await;
+    let sends = p.fake.wait_for_sends(1, DEADLINE).await;
+    assert_eq!(sends[0].body["template"]["name"], "lembrete");
+    let first = ws.next_of("message.created").await;
+    assert_eq!(first["data"]["message"]["text"], "Olá Maria, lembrete da sua visita.");
+    assert_eq!(
+        first["data"]["message"]["conversation_id"],
+        assigned["data"]["conversation"]["id"]
+    );
+    // Due again, or delivered again: nothing more.
+    let again = atende_store::timers::fire_due(&p.sandbox.pool, at + time::Duration::hours(2), 100)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let redelivered = pb::StartConversationRequest {
+        send_at_ms: 0,
+        client_message_id: format!("scheduled:{}", scheduled.scheduled_send_id),
+        ..request
+    };
+    let same = session.start_conversation(redelivered).await.unwrap().into_inner();
+    assert_eq!(
+        same.conversation.unwrap().id,
+        assigned["data"]["conversation"]["id"].as_str().unwrap()
+    );
+    assert_eq!(conversations().await, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(p.fake.sent().len(), 1);
+    ws.close().await;
+    p.stop().await;
+}

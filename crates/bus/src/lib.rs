@@ -38,22 +38,26 @@ pub enum BusError {
     Subscribe(#[from] async_nats::SubscribeError),
 }
 
-/// The four streams of the platform. Work streams (inbound, outbound, route) keep messages
-/// until acked; the event stream is a day of history for consumers that join late.
+/// The five streams of the platform. Work streams (inbound, outbound, route, jobs) keep
+/// messages for a week (consumers ack them); the event stream is a day of history for
+/// consumers that join late.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamKind {
     Inbound,
     Outbound,
     Route,
     Events,
+    /// Work a durable timer hands to a role when it falls due (scheduled sends, …).
+    Jobs,
 }
 
 impl StreamKind {
-    pub const ALL: [StreamKind; 4] = [
+    pub const ALL: [StreamKind; 5] = [
         StreamKind::Inbound,
         StreamKind::Outbound,
         StreamKind::Route,
         StreamKind::Events,
+        StreamKind::Jobs,
     ];
 
     pub fn token(self) -> &'static str {
@@ -62,6 +66,7 @@ impl StreamKind {
             StreamKind::Outbound => "outbound",
             StreamKind::Route => "route",
             StreamKind::Events => "events",
+            StreamKind::Jobs => "jobs",
         }
     }
 }

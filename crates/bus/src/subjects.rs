@@ -49,6 +49,16 @@ impl Subjects {
     /// Core NATS (not a stream): "the agent's feed grew to N", so every gateway replica
     /// holding a socket of the agent reads the new frames at once. Losing one is harmless:
     /// the frames are in Postgres and replicas also check the heads periodically.
+    /// A job of `kind` for `tenant` (`<base>.jobs.<tenant>.<kind>`).
+    pub fn job(&self, tenant: Uuid, kind: &str) -> String {
+        format!("{}.{tenant}.{kind}", self.base(StreamKind::Jobs))
+    }
+
+    /// Every tenant's jobs of `kind`, for a consumer's filter.
+    pub fn jobs_of(&self, kind: &str) -> String {
+        format!("{}.*.{kind}", self.base(StreamKind::Jobs))
+    }
+
     pub fn feed_poke(&self, tenant: Uuid, agent: Uuid) -> String {
         format!("{}.{tenant}.{agent}", self.feed_base())
     }

@@ -510,6 +510,22 @@ pub async fn message_by_client_id(
     .await?)
 }
 
+/// The tenant's message with this client id, in whatever conversation (a scheduled send's
+/// first message is found before its conversation is).
+pub async fn message_by_client_id_in_tenant(
+    db: impl PgExecutor<'_>,
+    tenant: Uuid,
+    client_id: &str,
+) -> Result<Option<Message>> {
+    Ok(sqlx::query_as::<_, Message>(&format!(
+        "SELECT {MSG_COLS} FROM messages WHERE tenant_id = $1 AND client_message_id = $2 LIMIT 1"
+    ))
+    .bind(tenant)
+    .bind(client_id)
+    .fetch_optional(db)
+    .await?)
+}
+
 pub async fn get_message(db: impl PgExecutor<'_>, tenant: Uuid, id: Uuid) -> Result<Option<Message>> {
     Ok(sqlx::query_as::<_, Message>(&format!(
         "SELECT {MSG_COLS} FROM messages WHERE tenant_id = $1 AND id = $2"

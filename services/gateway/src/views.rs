@@ -344,6 +344,15 @@ pub struct Started {
     pub message: Option<MessageView>,
     /// Conversations of the contact that this one replaced (same-customer rule).
     pub ended_conversation_ids: Vec<String>,
+    /// A send scheduled for later: its id and time (no conversation yet).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub scheduled_send_id: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub send_at_ms: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, ToSchema)]

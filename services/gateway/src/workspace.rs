@@ -593,6 +593,9 @@ struct StartBody {
     client_message_id: String,
     /// Outside the customer's window: a WhatsApp template of the origin number.
     template: Option<TemplateBody>,
+    /// Later (epoch ms, up to a year ahead): checked now, sent then.
+    #[serde(default)]
+    send_at_ms: i64,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -654,6 +657,7 @@ async fn start_conversation(
                 })
                 .collect(),
         }),
+        send_at_ms: b.send_at_ms,
     };
     answer(
         StatusCode::CREATED,
@@ -662,6 +666,8 @@ async fn start_conversation(
             conversation: views::conversation(r.conversation.as_ref()),
             message: views::message(r.message.as_ref()),
             ended_conversation_ids: r.ended_conversation_ids,
+            scheduled_send_id: r.scheduled_send_id,
+            send_at_ms: r.send_at_ms,
         },
     )
 }

@@ -65,6 +65,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         pool: pool.clone(),
         keyring: keyring.clone(),
     };
+    let api_for_jobs = api.clone();
     let routes =
         tonic::service::Routes::new(SessionServiceServer::new(api)).add_service(AdminServiceServer::new(admin));
     let (grpc_addr, _health, grpc) = atende_runtime::grpc::serve(
@@ -87,6 +88,13 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         pool.clone(),
         bus.subjects.clone(),
         std::time::Duration::from_secs(5),
+        shutdown.clone(),
+    ));
+    tasks.spawn(start::run_scheduled(
+        api_for_jobs,
+        bus.clone(),
+        pool.clone(),
+        atende_runtime::redelivery(cfg),
         shutdown.clone(),
     ));
     tasks.spawn(lifecycle::run_expiry(

@@ -51,6 +51,111 @@ async fn origin(api: &SessionApi, tenant: Uuid, raw: &str) -> Result<atende_stor
     }
 }
 
+/// The client message id of the message a scheduled send starts with.
+pub const SCHEDULED_PREFIX: &str = "scheduled:";
+
+/// A send for later: checked now (number, origin, agent and service, template or text),
+/// then a durable timer in the scheduler's care hands the same request, for now, to this
+/// role's jobs consumer at `send_at_ms` — where the customer's window, the agent's capacity
+/// and the same-customer rule are checked as for any start.
+async fn schedule(
+    api: &SessionApi,
+    tenant: Uuid,
+    agent: Uuid,
+    r: pb::StartConversationRequest,
+) -> Result<pb::StartConversationResponse> {
+    let now = time::OffsetDateTime::now_utc();
+    let at = atende_store::from_millis(r.send_at_ms);
+    if at < now - time::Duration::minutes(1) || at > now + time::Duration::days(365) {
+        return Err(status(
+            ErrorCode::InvalidArgument,
+            "send_at_ms must be from now to a year ahead",
+            Some("send_at_ms"),
+        ));
+    }
+    let id = Uuid::now_v7();
+    let later = pb::StartConversationRequest {
+        send_at_ms: 0,
+        client_message_id: format!("{SCHEDULED_PREFIX}{id}"),
+        ..r
+    };
+    let payload = prost::Message::encode_to_vec(&later);
+    let mut tx = api.pool.begin().await.map_err(db)?;
+    atende_store::scope_tenant(&mut tx, tenant)
+        .await
+        .map_err(store_status)?;
+    atende_store::timers::schedule(
+        &mut tx,
+        &atende_store::timers::NewTimer {
+            tenant,
+            kind: "scheduled_send",
+            key: &id.to_string(),
+            due_at: at,
+            subject: &api.subjects.job(tenant, "scheduled_send"),
+            payload: &payload,
+            order_key: &agent.to_string(),
+        },
+    )
+    .await
+    .map_err(store_status)?;
+    tx.commit().await.map_err(db)?;
+    tracing::info!(%tenant, %agent, scheduled = %id, "send scheduled");
+    Ok(pb::StartConversationResponse {
+        scheduled_send_id: id.to_string(),
+        send_at_ms: r.send_at_ms,
+        ..Default::default()
+    })
+}
+
+/// Runs the scheduled sends handed over by their timers: each starts its conversation as
+/// the agent would have then. A refusal (window, capacity, another agent) ends it, logged;
+/// an infrastructure failure is retried.
+pub async fn run_scheduled(
+    api: SessionApi,
+    bus: atende_bus::Bus,
+    pool: sqlx::PgPool,
+    redelivery: atende_bus::consumer::Redelivery,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> atende_runtime::Result<()> {
+    use atende_bus::consumer::{self, ConsumerSpec, Delivery, Outcome};
+    let spec = ConsumerSpec {
+        stream: atende_bus::StreamKind::Jobs,
+        durable: "session-scheduled-sends",
+        filter: Some(bus.subjects.jobs_of("scheduled_send")),
+        redelivery,
+        lanes: 1,
+    };
+    let handle = |d: Delivery| {
+        let api = api.clone();
+        async move {
+            let r = match <pb::StartConversationRequest as prost::Message>::decode(d.payload.as_ref()) {
+                Ok(r) => r,
+                Err(e) => return Outcome::Poison(format!("undecodable scheduled send: {e}")),
+            };
+            let Ok(tenant) = Uuid::parse_str(&r.tenant_id) else {
+                return Outcome::Poison("scheduled send without a tenant".into());
+            };
+            let id = r.client_message_id.clone();
+            match start(&api, tenant, r).await {
+                Ok(done) => {
+                    tracing::info!(scheduled = %id, conversation = ?done.conversation.map(|c| c.id), "scheduled send started its conversation");
+                    Outcome::Ack
+                }
+                Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Internal) => {
+                    Outcome::Retry(s.message().to_string())
+                }
+                Err(s) => {
+                    let code = atende_runtime::status_code_of(&s);
+                    tracing::warn!(scheduled = %id, ?code, "scheduled send refused when due");
+                    Outcome::Ack
+                }
+            }
+        }
+    };
+    consumer::run(bus, pool, spec, shutdown, handle).await?;
+    Ok(())
+}
+
 /// The origin number's template `t` names, checked against what it asks for: the text the
 /// conversation shows and what the channel-adapter sends.
 async fn template_send(
@@ -124,6 +229,25 @@ pub async fn start(
         .map_err(store_status)?
         .ok_or_else(|| status(ErrorCode::NotFound, "agent", Some("agent_id")))?;
     let service = api.agent_service(tenant, agent, &r.service_id).await?;
+    if r.send_at_ms > 0 {
+        return schedule(api, tenant, agent, r).await;
+    }
+    // A scheduled send delivered twice (timers fire at least once) starts nothing twice.
+    if let Some(cid) = Some(r.client_message_id.as_str()).filter(|c| c.starts_with(SCHEDULED_PREFIX)) {
+        if let Some(existing) = conv::message_by_client_id_in_tenant(&api.pool, tenant, cid)
+            .await
+            .map_err(store_status)?
+        {
+            let c = conv::get_conversation(&api.pool, tenant, existing.conversation_id)
+                .await
+                .map_err(store_status)?;
+            return Ok(pb::StartConversationResponse {
+                conversation: c.as_ref().map(convert::conversation),
+                message: Some(convert::message(&existing)),
+                ..Default::default()
+            });
+        }
+    }
     // The router's live count is the capacity that matters.
     let presence = api.presence(tenant, agent).await?;
     let load = presence.assigned + presence.offered;
@@ -243,6 +367,7 @@ pub async fn start(
         conversation: Some(convert::conversation(&c)),
         message: Some(sent),
         ended_conversation_ids: to_end.iter().map(Uuid::to_string).collect(),
+        ..Default::default()
     })
 }
 
