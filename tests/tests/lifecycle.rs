@@ -34,6 +34,36 @@ async fn load(p: &Platform, t: &Tenant, agent: &str) -> (u32, i64) {
     (presence.assigned + presence.offered, open)
 }
 
+/// The seeded number's business account lists one approved template, `name` with `body`,
+/// and the broadcast role syncs it from the fake Graph API.
+async fn synced_template(p: &Platform, t: &Tenant, name: &str, body: &str) {
+    use atende_proto::v1::broadcast_service_client::BroadcastServiceClient;
+    let (tenant, channel) = (
+        uuid::Uuid::parse_str(&t.tenant_id).unwrap(),
+        uuid::Uuid::parse_str(&t.channel_id).unwrap(),
+    );
+    atende_store::templates::set_business_account(&p.sandbox.pool, tenant, channel, "102290129340398")
+        .await
+        .unwrap();
+    p.fake.set_templates(
+        "102290129340398",
+        vec![serde_json::json!({
+            "id": "778", "name": name, "language": "pt_BR", "status": "APPROVED",
+            "category": "UTILITY", "components": [{ "type": "BODY", "text": body }]
+        })],
+    );
+    let broadcast = p.started.iter().find(|s| s.role == "broadcast").unwrap().grpc_addr;
+    let synced = BroadcastServiceClient::new(p.sandbox.grpc(format!("http://127.0.0.1:{}", broadcast.port())))
+        .sync_templates(pb::SyncTemplatesRequest {
+            tenant_id: t.tenant_id.clone(),
+            channel_id: t.channel_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(synced.listed, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bot_menu_to_service_transfer_with_a_new_protocol_finish_and_a_new_conversation_afterwards() {
     let p = Platform::start().await;
@@ -821,38 +851,18 @@ async fn a_conversation_whose_window_lapsed_expires_and_its_agent_is_free_again(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn outside_the_window_an_agent_starts_the_conversation_with_a_synced_template() {
     use atende_domain::ErrorCode;
-    use atende_proto::v1::broadcast_service_client::BroadcastServiceClient;
     // Arrange: the number's business account lists one approved template; the broadcast
     // role syncs it from the (fake) Graph API.
     let p = Platform::start().await;
     let t = p.seed().await;
     let (_, mut ws) = p.online(&t).await;
-    let (tenant, channel) = (
-        uuid::Uuid::parse_str(&t.tenant_id).unwrap(),
-        uuid::Uuid::parse_str(&t.channel_id).unwrap(),
-    );
-    atende_store::templates::set_business_account(&p.sandbox.pool, tenant, channel, "102290129340398")
-        .await
-        .unwrap();
-    p.fake.set_templates(
-        "102290129340398",
-        vec![serde_json::json!({
-            "id": "777", "name": "pedido_enviado", "language": "pt_BR", "status": "APPROVED",
-            "category": "UTILITY",
-            "components": [{ "type": "BODY", "text": "Olá {{1}}, seu pedido {{2}} saiu para entrega." }]
-        })],
-    );
-    let broadcast = p.started.iter().find(|s| s.role == "broadcast").unwrap().grpc_addr;
-    let mut templates = BroadcastServiceClient::new(p.sandbox.grpc(format!("http://127.0.0.1:{}", broadcast.port())));
-    let synced = templates
-        .sync_templates(pb::SyncTemplatesRequest {
-            tenant_id: t.tenant_id.clone(),
-            channel_id: t.channel_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(synced.listed, 1);
+    synced_template(
+        &p,
+        &t,
+        "pedido_enviado",
+        "Olá {{1}}, seu pedido {{2}} saiu para entrega.",
+    )
+    .await;
     let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
     let start = |template: Option<pb::TemplateUse>| pb::StartConversationRequest {
         tenant_id: t.tenant_id.clone(),
@@ -914,33 +924,11 @@ async fn outside_the_window_an_agent_starts_the_conversation_with_a_synced_templ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_scheduled_send_fires_once_at_its_time_and_starts_the_conversation() {
-    use atende_proto::v1::broadcast_service_client::BroadcastServiceClient;
     // Arrange: a synced template (the customer never wrote, so only a template may go).
     let p = Platform::start().await;
     let t = p.seed().await;
     let (_, mut ws) = p.online(&t).await;
-    let (tenant, channel) = (
-        uuid::Uuid::parse_str(&t.tenant_id).unwrap(),
-        uuid::Uuid::parse_str(&t.channel_id).unwrap(),
-    );
-    atende_store::templates::set_business_account(&p.sandbox.pool, tenant, channel, "102290129340398")
-        .await
-        .unwrap();
-    p.fake.set_templates(
-        "102290129340398",
-        vec![serde_json::json!({
-            "id": "778", "name": "lembrete", "language": "pt_BR", "status": "APPROVED",
-            "category": "UTILITY", "components": [{ "type": "BODY", "text": "Olá {{1}}, lembrete da sua visita." }]
-        })],
-    );
-    let broadcast = p.started.iter().find(|s| s.role == "broadcast").unwrap().grpc_addr;
-    BroadcastServiceClient::new(p.sandbox.grpc(format!("http://127.0.0.1:{}", broadcast.port())))
-        .sync_templates(pb::SyncTemplatesRequest {
-            tenant_id: t.tenant_id.clone(),
-            channel_id: t.channel_id.clone(),
-        })
-        .await
-        .unwrap();
+    synced_template(&p, &t, "lembrete", "Olá {{1}}, lembrete da sua visita.").await;
     let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
     let now = time::OffsetDateTime::now_utc();
     let at = now + time::Duration::hours(1);
@@ -1005,5 +993,100 @@ async fn a_scheduled_send_fires_once_at_its_time_and_starts_the_conversation() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(p.fake.sent().len(), 1);
     ws.close().await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scheduled_sends_are_listed_moved_and_cancelled_by_their_agent_only() {
+    use atende_e2e::api::{assert_error, call, Auth};
+    use reqwest::Method;
+    // Arrange: Ana schedules two template sends over the gateway, in one and two hours.
+    let p = Platform::start().await;
+    let t = p.seed().await;
+    synced_template(&p, &t, "lembrete", "Olá {{1}}, lembrete da sua visita.").await;
+    let (ana, _ana_ws) = p.online(&t).await;
+    let bruno = p
+        .login(&p.add_agent(&t, "Bruno", "bruno@acme.test", "bruno password").await)
+        .await;
+    let now = atende_store::to_millis(time::OffsetDateTime::now_utc());
+    let hour = 3_600_000;
+    let mut ids = Vec::new();
+    for (phone, at) in [("11 95555-0001", now + hour), ("11 95555-0002", now + 2 * hour)] {
+        let body = serde_json::json!({
+            "phone": phone, "send_at_ms": at,
+            "template": { "name": "lembrete", "language": "pt_BR", "body": ["Maria"] },
+        });
+        let (s, r) = call(
+            &p,
+            Method::POST,
+            "/api/v1/conversations",
+            Auth::Bearer(&ana),
+            Some(body),
+        )
+        .await;
+        assert_eq!(s, 201, "{r}");
+        ids.push(r["scheduled_send_id"].as_str().unwrap().to_string());
+    }
+    let listed = |token: String| {
+        let p = &p;
+        async move {
+            let (s, r) = call(p, Method::GET, "/api/v1/me/scheduled-sends", Auth::Bearer(&token), None).await;
+            assert_eq!(s, 200, "{r}");
+            r["sends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| (x["id"].as_str().unwrap().to_string(), x["send_at_ms"].as_i64().unwrap()))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(ana.clone()).await,
+        [(ids[0].clone(), now + hour), (ids[1].clone(), now + 2 * hour)]
+    );
+
+    // Act and assert: Bruno sees none of them and may change none.
+    assert!(listed(bruno.clone()).await.is_empty());
+    let path = |id: &str| format!("/api/v1/scheduled-sends/{id}");
+    let got = call(
+        &p,
+        Method::PUT,
+        &path(&ids[0]),
+        Auth::Bearer(&bruno),
+        Some(serde_json::json!({ "send_at_ms": now + 3 * hour })),
+    )
+    .await;
+    assert_error(&got, 403, "NOT_CONVERSATION_OWNER");
+    let got = call(&p, Method::DELETE, &path(&ids[1]), Auth::Bearer(&bruno), None).await;
+    assert_error(&got, 403, "NOT_CONVERSATION_OWNER");
+    // Ana moves the first to three hours from now and cancels the second.
+    let (s, moved) = call(
+        &p,
+        Method::PUT,
+        &path(&ids[0]),
+        Auth::Bearer(&ana),
+        Some(serde_json::json!({ "send_at_ms": now + 3 * hour })),
+    )
+    .await;
+    assert_eq!(s, 200, "{moved}");
+    assert_eq!(moved["send"]["send_at_ms"], now + 3 * hour);
+    let (s, _) = call(&p, Method::DELETE, &path(&ids[1]), Auth::Bearer(&ana), None).await;
+    assert_eq!(s, 204);
+    assert_eq!(listed(ana.clone()).await, [(ids[0].clone(), now + 3 * hour)]);
+    let got = call(&p, Method::DELETE, &path(&ids[1]), Auth::Bearer(&ana), None).await;
+    assert_error(&got, 404, "NOT_FOUND");
+    // Two hours on, nothing falls due; at three, the moved one, alone.
+    let at = |ms: i64| atende_store::from_millis(ms);
+    let fired = atende_store::timers::fire_due(&p.sandbox.pool, at(now + 2 * hour + 1000), 100)
+        .await
+        .unwrap();
+    assert_eq!(fired, 0);
+    let fired = atende_store::timers::fire_due(&p.sandbox.pool, at(now + 3 * hour + 1000), 100)
+        .await
+        .unwrap();
+    assert_eq!(fired, 1);
+    let sends = p.fake.wait_for_sends(1, DEADLINE).await;
+    assert_eq!(sends[0].body["to"], "5511955550001");
+    assert!(listed(ana).await.is_empty());
     p.stop().await;
 }

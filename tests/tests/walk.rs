@@ -193,6 +193,7 @@ async fn every_operation_refuses_another_tenant_and_a_colleague_with_the_first_t
         "qualification": "",
         "unread": true,
         "status": "available",
+        "send_at_ms": atende_store::to_millis(time::OffsetDateTime::now_utc()) + 3_600_000,
     });
     let secrets = [
         protocol.as_str(),

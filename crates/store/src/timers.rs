@@ -44,6 +44,50 @@ pub async fn schedule(tx: &mut PgConnection, t: &NewTimer<'_>) -> Result<Uuid> {
     .await?)
 }
 
+/// A pending timer: its key, when it falls due, and its message.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Pending {
+    pub key: String,
+    pub due_at: OffsetDateTime,
+    pub payload: Vec<u8>,
+    pub order_key: String,
+}
+
+/// The tenant's pending timers of `kind`, soonest first; only those ordered under
+/// `order_key` when given.
+pub async fn pending(
+    db: impl sqlx::PgExecutor<'_>,
+    tenant: Uuid,
+    kind: &str,
+    order_key: Option<&str>,
+) -> Result<Vec<Pending>> {
+    Ok(sqlx::query_as::<_, Pending>(
+        "SELECT key, due_at, payload, order_key FROM timers
+          WHERE tenant_id = $1 AND kind = $2 AND fired_at IS NULL AND cancelled_at IS NULL
+            AND ($3::text IS NULL OR order_key = $3)
+          ORDER BY due_at, key LIMIT 1000",
+    )
+    .bind(tenant)
+    .bind(kind)
+    .bind(order_key)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The pending timer of (kind, key), locked until the caller's transaction ends.
+pub async fn lock_pending(tx: &mut PgConnection, tenant: Uuid, kind: &str, key: &str) -> Result<Option<Pending>> {
+    Ok(sqlx::query_as::<_, Pending>(
+        "SELECT key, due_at, payload, order_key FROM timers
+          WHERE tenant_id = $1 AND kind = $2 AND key = $3 AND fired_at IS NULL AND cancelled_at IS NULL
+          FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(kind)
+    .bind(key)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
 /// Cancels the pending timer of (kind, key); true when there was one.
 pub async fn cancel(tx: &mut PgConnection, tenant: Uuid, kind: &str, key: &str, now: OffsetDateTime) -> Result<bool> {
     Ok(sqlx::query(

@@ -356,6 +356,16 @@ fn is_zero(n: &i64) -> bool {
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct ScheduledSends {
+    pub sends: Vec<pb::ScheduledSend>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScheduledSendEnvelope {
+    pub send: Option<pb::ScheduledSend>,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct TransferOutcomes {
     pub outcomes: Vec<pb::BulkTransferOutcome>,
 }

@@ -28,8 +28,8 @@ use crate::auth::Claims;
 use crate::frames;
 use crate::views::{
     self, CannedResponses, ConversationDetail, ConversationEnvelope, Conversations, DeskCard, DeskPage, Drafts,
-    Finished, HistoryEntryView, HistoryPage, MessageEnvelope, ReadMark, Started, TagEnvelope, Tags, TransferOutcomes,
-    Transferred, UnreadList,
+    Finished, HistoryEntryView, HistoryPage, MessageEnvelope, ReadMark, ScheduledSendEnvelope, ScheduledSends, Started,
+    TagEnvelope, Tags, TransferOutcomes, Transferred, UnreadList,
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -52,6 +52,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(in_person))
         .routes(routes!(waiting))
         .routes(routes!(claim_waiting))
+        .routes(routes!(scheduled_sends))
+        .routes(routes!(reschedule_send, cancel_scheduled_send))
         .routes(routes!(bulk_transfer))
         .routes(routes!(transfer_by_tag))
 }
@@ -769,6 +771,69 @@ async fn claim_waiting(
             conversation: views::conversation(r.conversation.as_ref()),
         }
     })
+}
+
+/// The agent's sends scheduled for later and not gone out yet (a supervisor's: the tenant's).
+#[utoipa::path(get, path = "/api/v1/me/scheduled-sends", tag = "workspace",
+    responses((status = 200, description = "Pending scheduled sends, soonest first", body = ScheduledSends)))]
+async fn scheduled_sends(State(state): State<AppState>, Agent(claims): Agent) -> Response {
+    let req = pb::ListScheduledSendsRequest {
+        tenant_id: claims.tenant.to_string(),
+        agent_id: claims.sub.to_string(),
+    };
+    answer(
+        StatusCode::OK,
+        state.session.clone().list_scheduled_sends(req).await,
+        |r| ScheduledSends { sends: r.sends },
+    )
+}
+
+#[derive(Deserialize, ToSchema)]
+struct RescheduleBody {
+    /// The new time (epoch ms), up to a year ahead.
+    send_at_ms: i64,
+}
+
+#[utoipa::path(put, path = "/api/v1/scheduled-sends/{id}", tag = "workspace",
+    params(("id" = Uuid, Path, description = "The scheduled send")), request_body = RescheduleBody,
+    responses((status = 200, description = "Moved", body = ScheduledSendEnvelope)))]
+async fn reschedule_send(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path(id): Path<String>,
+    b: Result<Json<RescheduleBody>, JsonRejection>,
+) -> Response {
+    let b = try_or_answer!(body(b, "{send_at_ms}"));
+    let id = try_or_answer!(path_id(&id));
+    let req = pb::RescheduleSendRequest {
+        tenant_id: claims.tenant.to_string(),
+        id: id.to_string(),
+        agent_id: claims.sub.to_string(),
+        send_at_ms: b.send_at_ms,
+    };
+    answer(StatusCode::OK, state.session.clone().reschedule_send(req).await, |r| {
+        ScheduledSendEnvelope { send: r.send }
+    })
+}
+
+#[utoipa::path(delete, path = "/api/v1/scheduled-sends/{id}", tag = "workspace",
+    params(("id" = Uuid, Path, description = "The scheduled send")),
+    responses((status = 204, description = "Cancelled: it will not go out")))]
+async fn cancel_scheduled_send(
+    State(state): State<AppState>,
+    Agent(claims): Agent,
+    Path(id): Path<String>,
+) -> Response {
+    let id = try_or_answer!(path_id(&id));
+    let req = pb::CancelScheduledSendRequest {
+        tenant_id: claims.tenant.to_string(),
+        id: id.to_string(),
+        agent_id: claims.sub.to_string(),
+    };
+    match state.session.clone().cancel_scheduled_send(req).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(s) => from_status(&s).into_response(),
+    }
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -673,6 +673,36 @@ impl SessionService for SessionApi {
         Ok(Response::new(start::start(self, tenant, request.into_inner()).await?))
     }
 
+    async fn list_scheduled_sends(
+        &self,
+        request: Request<pb::ListScheduledSendsRequest>,
+    ) -> Result<Response<pb::ListScheduledSendsResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            start::list_scheduled(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn reschedule_send(
+        &self,
+        request: Request<pb::RescheduleSendRequest>,
+    ) -> Result<Response<pb::RescheduleSendResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            start::reschedule(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
+    async fn cancel_scheduled_send(
+        &self,
+        request: Request<pb::CancelScheduledSendRequest>,
+    ) -> Result<Response<pb::CancelScheduledSendResponse>, GrpcStatus> {
+        let tenant: Uuid = atende_runtime::tenant_id(&request, &request.get_ref().tenant_id)?;
+        Ok(Response::new(
+            start::cancel_scheduled(self, tenant, request.into_inner()).await?,
+        ))
+    }
+
     async fn register_in_person(
         &self,
         request: Request<pb::RegisterInPersonRequest>,

@@ -573,3 +573,142 @@ pub async fn claim_waiting(
         conversation: Some(convert::conversation(&c)),
     })
 }
+
+fn scheduled_pb(p: &atende_store::timers::Pending) -> Option<pb::ScheduledSend> {
+    let r = <pb::StartConversationRequest as prost::Message>::decode(p.payload.as_slice()).ok()?;
+    Some(pb::ScheduledSend {
+        id: p.key.clone(),
+        agent_id: r.agent_id,
+        phone: r.phone,
+        channel_id: r.channel_id,
+        service_id: r.service_id,
+        text: r.text,
+        template: r.template,
+        send_at_ms: atende_store::to_millis(p.due_at),
+    })
+}
+
+/// Whether the caller sees and changes the whole tenant's scheduled sends.
+async fn supervises(api: &SessionApi, tenant: Uuid, agent: Uuid) -> Result<bool> {
+    Ok(atende_store::admin::get_agent(&api.pool, tenant, agent)
+        .await
+        .map_err(store_status)?
+        .is_some_and(|a| a.supervisor || a.admin))
+}
+
+pub async fn list_scheduled(
+    api: &SessionApi,
+    tenant: Uuid,
+    r: pb::ListScheduledSendsRequest,
+) -> Result<pb::ListScheduledSendsResponse> {
+    let agent: Uuid = parse_id("agent_id", &r.agent_id)?;
+    let mine = agent.to_string();
+    let only = if supervises(api, tenant, agent).await? {
+        None
+    } else {
+        Some(mine.as_str())
+    };
+    let pending = atende_store::timers::pending(&api.pool, tenant, "scheduled_send", only)
+        .await
+        .map_err(store_status)?;
+    Ok(pb::ListScheduledSendsResponse {
+        sends: pending.iter().filter_map(scheduled_pb).collect(),
+    })
+}
+
+/// The pending scheduled send `id`, locked, when the caller may change it: its agent's, or
+/// any of the tenant's for a supervisor. Another agent's is NOT_CONVERSATION_OWNER; one that
+/// went out, was cancelled or never was is NOT_FOUND.
+async fn lock_scheduled(
+    api: &SessionApi,
+    tx: &mut sqlx::PgConnection,
+    tenant: Uuid,
+    id: &str,
+    caller: Uuid,
+) -> Result<atende_store::timers::Pending> {
+    let id: Uuid = parse_id("id", id)?;
+    let p = atende_store::timers::lock_pending(tx, tenant, "scheduled_send", &id.to_string())
+        .await
+        .map_err(store_status)?
+        .ok_or_else(|| {
+            status(
+                ErrorCode::NotFound,
+                "no pending scheduled send with this id",
+                Some("id"),
+            )
+        })?;
+    if p.order_key != caller.to_string() && !supervises(api, tenant, caller).await? {
+        return Err(status(
+            ErrorCode::NotConversationOwner,
+            "another agent's scheduled send",
+            Some("id"),
+        ));
+    }
+    Ok(p)
+}
+
+pub async fn reschedule(
+    api: &SessionApi,
+    tenant: Uuid,
+    r: pb::RescheduleSendRequest,
+) -> Result<pb::RescheduleSendResponse> {
+    let caller: Uuid = parse_id("agent_id", &r.agent_id)?;
+    let now = time::OffsetDateTime::now_utc();
+    let at = atende_store::from_millis(r.send_at_ms);
+    if at < now || at > now + time::Duration::days(365) {
+        return Err(status(
+            ErrorCode::InvalidArgument,
+            "send_at_ms must be from now to a year ahead",
+            Some("send_at_ms"),
+        ));
+    }
+    let mut tx = api.pool.begin().await.map_err(db)?;
+    atende_store::scope_tenant(&mut tx, tenant)
+        .await
+        .map_err(store_status)?;
+    let p = lock_scheduled(api, &mut tx, tenant, &r.id, caller).await?;
+    atende_store::timers::schedule(
+        &mut tx,
+        &atende_store::timers::NewTimer {
+            tenant,
+            kind: "scheduled_send",
+            key: &p.key,
+            due_at: at,
+            subject: &api.subjects.job(tenant, "scheduled_send"),
+            payload: &p.payload,
+            order_key: &p.order_key,
+        },
+    )
+    .await
+    .map_err(store_status)?;
+    tx.commit().await.map_err(db)?;
+    let moved = atende_store::timers::Pending { due_at: at, ..p };
+    Ok(pb::RescheduleSendResponse {
+        send: scheduled_pb(&moved),
+    })
+}
+
+pub async fn cancel_scheduled(
+    api: &SessionApi,
+    tenant: Uuid,
+    r: pb::CancelScheduledSendRequest,
+) -> Result<pb::CancelScheduledSendResponse> {
+    let caller: Uuid = parse_id("agent_id", &r.agent_id)?;
+    let mut tx = api.pool.begin().await.map_err(db)?;
+    atende_store::scope_tenant(&mut tx, tenant)
+        .await
+        .map_err(store_status)?;
+    let p = lock_scheduled(api, &mut tx, tenant, &r.id, caller).await?;
+    atende_store::timers::cancel(
+        &mut tx,
+        tenant,
+        "scheduled_send",
+        &p.key,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .map_err(store_status)?;
+    tx.commit().await.map_err(db)?;
+    tracing::info!(%tenant, scheduled = %p.key, "scheduled send cancelled");
+    Ok(pb::CancelScheduledSendResponse {})
+}
