@@ -45,6 +45,7 @@ async fn synced_template(p: &Platform, t: &Tenant, name: &str, body: &str) {
     atende_store::templates::set_business_account(&p.sandbox.pool, tenant, channel, "102290129340398")
         .await
         .unwrap();
+    p.fake.link_number(&t.phone_number_id, "102290129340398");
     p.fake.set_templates(
         "102290129340398",
         vec![serde_json::json!({

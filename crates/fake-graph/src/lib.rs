@@ -76,6 +76,9 @@ struct Inner {
     failures: VecDeque<InjectedFailure>,
     /// Message templates by WhatsApp Business Account id, as the template list returns them.
     templates: HashMap<String, Vec<Value>>,
+    /// The business account behind each phone number: template sends from a linked number
+    /// are checked against the account's templates.
+    accounts: HashMap<String, String>,
 }
 
 #[derive(Default)]
@@ -153,6 +156,16 @@ impl FakeGraph {
             .lock()
             .templates
             .insert(business_account_id.to_owned(), templates);
+    }
+
+    /// `phone_number_id` belongs to `business_account_id`: its template sends must name one
+    /// of the account's templates, approved, with the body's parameter count (Meta's 132001,
+    /// 132015 and 132000 otherwise).
+    pub fn link_number(&self, phone_number_id: &str, business_account_id: &str) {
+        self.shared
+            .lock()
+            .accounts
+            .insert(phone_number_id.to_owned(), business_account_id.to_owned());
     }
 
     /// Every message accepted so far, in arrival order.
@@ -259,6 +272,45 @@ async fn templates(
     Json(json!({ "data": data, "paging": paging })).into_response()
 }
 
+/// Why Meta would refuse a template send from a number whose account's templates are known:
+/// no such template in that language (132001), not approved (132015 for a paused one,
+/// 132001 otherwise), or a body parameter count other than its `{{n}}` slots (132000).
+fn template_refusal(inner: &Inner, phone_number_id: &str, payload: &Value) -> Option<(i64, &'static str)> {
+    if payload["type"] != "template" {
+        return None;
+    }
+    let templates = inner.templates.get(inner.accounts.get(phone_number_id)?)?;
+    let sent = &payload["template"];
+    let found = templates
+        .iter()
+        .find(|t| t["name"] == sent["name"] && t["language"] == sent["language"]["code"]);
+    let Some(template) = found else {
+        return Some((132001, "Template name does not exist in the translation"));
+    };
+    match template["status"].as_str() {
+        Some("APPROVED") => {}
+        Some("PAUSED") => return Some((132015, "Template is Paused")),
+        _ => return Some((132001, "Template name does not exist in the translation")),
+    }
+    let body_text = template["components"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "BODY"))
+        .and_then(|b| b["text"].as_str())
+        .unwrap_or_default();
+    let slots = (1..=100)
+        .take_while(|n| body_text.contains(&format!("{{{{{n}}}}}")))
+        .count();
+    let given = sent["components"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "body"))
+        .and_then(|b| b["parameters"].as_array())
+        .map_or(0, Vec::len);
+    (slots != given).then_some((
+        132000,
+        "Number of parameters does not match the expected number of params",
+    ))
+}
+
 /// What a valid request asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Request {
@@ -328,6 +380,10 @@ async fn messages(
     };
 
     let mut inner = shared.lock();
+    if let Some((code, message)) = template_refusal(&inner, &phone_number_id, &payload) {
+        drop(inner);
+        return graph_error(StatusCode::BAD_REQUEST, code, message, None);
+    }
     if let Some(f) = inner.failures.pop_front() {
         drop(inner);
         let status = StatusCode::from_u16(f.http_status).unwrap_or(StatusCode::BAD_REQUEST);

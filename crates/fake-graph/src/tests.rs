@@ -207,3 +207,43 @@ fn a_missing_type_defaults_to_text() {
     let body = json!({"messaging_product": "whatsapp", "to": "1", "text": {"body": "x"}});
     assert_eq!(validate(&body), Ok(Request::Message { to: "1".into() }));
 }
+
+#[tokio::test]
+async fn a_template_send_from_a_linked_number_must_match_an_approved_template_of_its_account() {
+    let fake = FakeGraph::start().await;
+    fake.set_templates(
+        "102290129340398",
+        vec![
+            json!({"name": "lembrete", "language": "pt_BR", "status": "APPROVED", "category": "UTILITY",
+                   "components": [{"type": "BODY", "text": "Olá {{1}}, sua visita é {{2}}."}]}),
+            json!({"name": "promo", "language": "pt_BR", "status": "PAUSED", "category": "MARKETING",
+                   "components": [{"type": "BODY", "text": "Oferta!"}]}),
+        ],
+    );
+    fake.link_number(PNID, "102290129340398");
+    let send = |name: &str, language: &str, params: &[&str]| {
+        let parameters: Vec<Value> = params.iter().map(|p| json!({"type": "text", "text": p})).collect();
+        json!({"messaging_product": "whatsapp", "to": "5511987654321", "type": "template",
+               "template": {"name": name, "language": {"code": language},
+                            "components": [{"type": "body", "parameters": parameters}]}})
+    };
+    let cases = [
+        (send("nao_existe", "pt_BR", &[]), 132001),
+        (send("lembrete", "en_US", &["a", "b"]), 132001),
+        (send("promo", "pt_BR", &[]), 132015),
+        (send("lembrete", "pt_BR", &["a"]), 132000),
+    ];
+    for (case, code) in &cases {
+        let (status, body) = post_json(&fake, &messages_path(), Some("t"), case).await;
+        assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(*code)), "{body}");
+    }
+    assert!(fake.sent().is_empty());
+    let (status, body) = post_json(
+        &fake,
+        &messages_path(),
+        Some("t"),
+        &send("lembrete", "pt_BR", &["Ana", "amanhã"]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
