@@ -112,6 +112,9 @@ impl Platform {
                 .await
                 .expect("edge roles start"),
         );
+        if let Some(b) = started.iter().find(|s| s.role == "broadcast") {
+            edge.clients.broadcast_url = format!("http://127.0.0.1:{}", b.grpc_addr.port());
+        }
         let gateway_stop = shutdown.child_token();
         started.extend(
             roles::start(&edge, &[Role::Gateway], gateway_stop.clone())

@@ -864,6 +864,19 @@ async fn outside_the_window_an_agent_starts_the_conversation_with_a_synced_templ
         "Olá {{1}}, seu pedido {{2}} saiu para entrega.",
     )
     .await;
+    // What the agent picks from, over the gateway.
+    let token = p.login(&t).await;
+    let (s, listed) = atende_e2e::api::call(
+        &p,
+        reqwest::Method::GET,
+        &format!("/api/v1/channels/{}/templates", t.channel_id),
+        atende_e2e::api::Auth::Bearer(&token),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{listed}");
+    assert_eq!(listed["templates"][0]["name"], "pedido_enviado");
+    assert_eq!(listed["templates"][0]["body_parameters"], 2);
     let mut session = SessionServiceClient::new(p.sandbox.grpc(&p.session_grpc));
     let start = |template: Option<pb::TemplateUse>| pb::StartConversationRequest {
         tenant_id: t.tenant_id.clone(),

@@ -69,19 +69,21 @@ async fn a_message_failing_longer_than_any_delivery_budget_is_still_processed_on
 
     // Act: the dependency is "down" for the first 80 deliveries.
     let deliveries = Arc::new(AtomicI64::new(0));
-    let acked = CancellationToken::new();
+    let processed = CancellationToken::new();
+    let stop = CancellationToken::new();
     let run = {
-        let (bus, pool, deliveries, acked) = (bus.clone(), sb.pool.clone(), deliveries.clone(), acked.clone());
+        let (bus, pool, deliveries, processed) = (bus.clone(), sb.pool.clone(), deliveries.clone(), processed.clone());
+        let stop = stop.clone();
         tokio::spawn(async move {
-            consumer::run(bus, pool, spec("budgeted"), acked.clone(), move |d| {
+            consumer::run(bus, pool, spec("budgeted"), stop, move |d| {
                 let n = deliveries.fetch_add(1, Ordering::SeqCst) + 1;
                 assert_eq!(d.delivered, n, "deliveries are counted by JetStream");
-                let acked = acked.clone();
+                let processed = processed.clone();
                 async move {
                     if n <= 80 {
                         Outcome::Retry("postgres is down".into())
                     } else {
-                        acked.cancel();
+                        processed.cancel();
                         Outcome::Ack
                     }
                 }
@@ -89,18 +91,24 @@ async fn a_message_failing_longer_than_any_delivery_budget_is_still_processed_on
             .await
         })
     };
-    tokio::time::timeout(DEADLINE, acked.cancelled())
+    tokio::time::timeout(DEADLINE, processed.cancelled())
         .await
         .expect("the message came back until it was processed");
-    run.await.unwrap().unwrap();
 
-    // Assert
+    // Assert: its ack reaches JetStream (the consumer still runs), and nothing is left.
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream.get_consumer("budgeted").await.unwrap();
+    let info = atende_testkit::wait_until("the ack recorded", DEADLINE, || {
+        let mut consumer = consumer.clone();
+        async move {
+            let info = consumer.info().await.unwrap().clone();
+            (info.num_ack_pending == 0 && info.num_pending == 0).then_some(info)
+        }
+    })
+    .await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
     assert_eq!(deliveries.load(Ordering::SeqCst), 81);
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream.get_consumer("budgeted").await.unwrap();
-    let info = consumer.info().await.unwrap();
     assert_eq!(info.config.max_deliver, -1, "the old budget was lifted");
-    assert_eq!(info.num_ack_pending, 0);
-    assert_eq!(info.num_pending, 0);
     sb.cleanup().await;
 }
 

@@ -29,8 +29,8 @@ impl Role {
             Role::Router,
             Role::Session,
             Role::ChannelAdapter,
-            Role::Gateway,
             Role::Broadcast,
+            Role::Gateway,
             Role::Scheduler,
         ]
     }
@@ -98,6 +98,7 @@ pub async fn start(cfg: &Config, roles: &[Role], shutdown: CancellationToken) ->
         match role {
             Role::Router => cfg.clients.router_url = local_url(s.grpc_addr),
             Role::Session => cfg.clients.session_url = local_url(s.grpc_addr),
+            Role::Broadcast => cfg.clients.broadcast_url = local_url(s.grpc_addr),
             _ => {}
         }
         tracing::info!(role = role.as_str(), grpc = %s.grpc_addr, http = ?s.http_addr, "role ready");

@@ -305,6 +305,7 @@ pub struct Router {
 pub struct Clients {
     pub session_url: String,
     pub router_url: String,
+    pub broadcast_url: String,
 }
 
 impl Config {

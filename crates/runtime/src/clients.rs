@@ -3,6 +3,7 @@
 
 use atende_config::Config;
 use atende_proto::v1::admin_service_client::AdminServiceClient;
+use atende_proto::v1::broadcast_service_client::BroadcastServiceClient;
 use atende_proto::v1::router_service_client::RouterServiceClient;
 use atende_proto::v1::session_service_client::SessionServiceClient;
 
@@ -12,6 +13,14 @@ use crate::Result;
 pub type RouterClient = RouterServiceClient<AuthedChannel>;
 pub type SessionClient = SessionServiceClient<AuthedChannel>;
 pub type AdminClient = AdminServiceClient<AuthedChannel>;
+pub type BroadcastClient = BroadcastServiceClient<AuthedChannel>;
+
+pub fn broadcast(cfg: &Config) -> Result<BroadcastClient> {
+    Ok(BroadcastServiceClient::new(channel(
+        &cfg.clients.broadcast_url,
+        ClientAuth::internal(cfg),
+    )?))
+}
 
 pub fn router(cfg: &Config) -> Result<RouterClient> {
     Ok(RouterServiceClient::new(channel(

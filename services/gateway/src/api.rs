@@ -46,6 +46,7 @@ pub struct AppState {
     pub presence: crate::presence::Presence,
     pub bus: atende_bus::Bus,
     pub admin: atende_runtime::clients::AdminClient,
+    pub broadcast: atende_runtime::clients::BroadcastClient,
     /// How often the supervisor's stream sends the counters.
     pub counters_every: std::time::Duration,
 }

@@ -106,6 +106,7 @@ pub async fn build(cfg: &Config, shutdown: CancellationToken) -> Result<Started>
         presence,
         bus: bus.clone(),
         admin: atende_runtime::clients::admin(cfg)?,
+        broadcast: atende_runtime::clients::broadcast(cfg)?,
         counters_every: std::time::Duration::from_millis(cfg.gateway.feed_sweep_ms),
     };
     let guard = Arc::new(guard::Guard {

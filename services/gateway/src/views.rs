@@ -356,6 +356,11 @@ fn is_zero(n: &i64) -> bool {
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct ChannelTemplates {
+    pub templates: Vec<pb::Template>,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct ScheduledSends {
     pub sends: Vec<pb::ScheduledSend>,
 }

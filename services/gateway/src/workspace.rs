@@ -27,9 +27,9 @@ use crate::api::{path_id, Agent, AppState};
 use crate::auth::Claims;
 use crate::frames;
 use crate::views::{
-    self, CannedResponses, ConversationDetail, ConversationEnvelope, Conversations, DeskCard, DeskPage, Drafts,
-    Finished, HistoryEntryView, HistoryPage, MessageEnvelope, ReadMark, ScheduledSendEnvelope, ScheduledSends, Started,
-    TagEnvelope, Tags, TransferOutcomes, Transferred, UnreadList,
+    self, CannedResponses, ChannelTemplates, ConversationDetail, ConversationEnvelope, Conversations, DeskCard,
+    DeskPage, Drafts, Finished, HistoryEntryView, HistoryPage, MessageEnvelope, ReadMark, ScheduledSendEnvelope,
+    ScheduledSends, Started, TagEnvelope, Tags, TransferOutcomes, Transferred, UnreadList,
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -52,6 +52,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(in_person))
         .routes(routes!(waiting))
         .routes(routes!(claim_waiting))
+        .routes(routes!(channel_templates))
         .routes(routes!(scheduled_sends))
         .routes(routes!(reschedule_send, cancel_scheduled_send))
         .routes(routes!(bulk_transfer))
@@ -770,6 +771,22 @@ async fn claim_waiting(
         ConversationEnvelope {
             conversation: views::conversation(r.conversation.as_ref()),
         }
+    })
+}
+
+/// The WhatsApp number's templates (HSM), with what each part asks a sender for: what an
+/// agent picks from to write outside the customer's window.
+#[utoipa::path(get, path = "/api/v1/channels/{id}/templates", tag = "workspace",
+    params(("id" = Uuid, Path, description = "The WhatsApp channel (number)")),
+    responses((status = 200, description = "The number's templates", body = ChannelTemplates)))]
+async fn channel_templates(State(state): State<AppState>, Agent(claims): Agent, Path(id): Path<String>) -> Response {
+    let id = try_or_answer!(path_id(&id));
+    let req = pb::ListTemplatesRequest {
+        tenant_id: claims.tenant.to_string(),
+        channel_id: id.to_string(),
+    };
+    answer(StatusCode::OK, state.broadcast.clone().list_templates(req).await, |r| {
+        ChannelTemplates { templates: r.templates }
     })
 }
 
