@@ -119,6 +119,30 @@ async fn an_administrator_manages_agents_and_services_and_no_one_else_may() {
     )
     .await;
     assert_eq!(s, 200, "{board}");
+    // ...and acts as one everywhere: Ana's conversation, finished by Alice.
+    let (_, mut ana_ws) = p.online(&t).await;
+    let body = atende_testkit::whatsapp::text_message_webhook(
+        &t.phone_number_id,
+        "5511987654321",
+        "Maria",
+        "wamid.ADMIN1",
+        "Oi",
+        atende_e2e::now_secs(),
+    );
+    assert_eq!(p.post_webhook(&t, &body, None).await.status(), 200);
+    let assigned = ana_ws.next_of("conversation.assigned").await;
+    let id = assigned["data"]["conversation"]["id"].as_str().unwrap().to_string();
+    let (s, done) = call(
+        &p,
+        Method::POST,
+        "/api/v1/supervisor/bulk-finish",
+        Auth::Bearer(&alice_token),
+        Some(json!({ "conversation_ids": [id] })),
+    )
+    .await;
+    assert_eq!(s, 200, "{done}");
+    assert_eq!(done["outcomes"][0]["finished"], true, "{done}");
+    ana_ws.close().await;
 
     // Agents and supervisors are refused every administrator's route.
     let ana_token = p.login(&t).await;

@@ -13,6 +13,7 @@
 //! - [`message`] message kinds and delivery-status ordering;
 //! - [`phone`] Brazilian phone validation and WhatsApp id equivalence;
 //! - [`presence`] agent presence derived from channel logins;
+//! - [`roles`] who supervises;
 //! - [`business_hours`] service opening hours with time zone and holidays;
 //! - [`routing`] the five distribution policies: `decide(snapshot, event, now)`;
 //! - [`template`] WhatsApp templates (HSM): checking a use, its text, its send components;
@@ -32,6 +33,7 @@ pub mod message;
 pub mod metrics;
 pub mod phone;
 pub mod presence;
+pub mod roles;
 pub mod routing;
 pub mod template;
 pub mod window;

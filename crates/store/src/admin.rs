@@ -81,6 +81,13 @@ pub struct Agent {
     pub admin: bool,
 }
 
+impl Agent {
+    /// Sees and acts on the whole tenant's work (`domain::roles::supervises`).
+    pub fn supervises(&self) -> bool {
+        atende_domain::roles::supervises(self.supervisor, self.admin)
+    }
+}
+
 const TENANT_COLS: &str =
     "id, name, slug, allow_simultaneous_conversations, require_external_protocol, show_expiry_bands, mail, mail_password";
 

@@ -4,32 +4,24 @@
 
 use atende_domain::ErrorCode;
 use atende_proto::v1 as pb;
-use atende_runtime::http_api::{error, from_status};
+use atende_runtime::http_api::{error, from_status, ErrorResponse};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::{Agent, AppState};
+use crate::api::{Agent, AppState, PageQuery};
+use crate::auth::Claims;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_agents, create_agent))
         .routes(routes!(list_services, create_service))
-}
-
-macro_rules! try_or_answer {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r.into_response(),
-        }
-    };
 }
 
 fn reply<T: Serialize>(ok: StatusCode, r: Result<tonic::Response<T>, tonic::Status>) -> Response {
@@ -39,29 +31,32 @@ fn reply<T: Serialize>(ok: StatusCode, r: Result<tonic::Response<T>, tonic::Stat
     }
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct Page {
-    /// From `next_page_token` of the previous page.
-    page_token: Option<String>,
-    page_size: Option<i32>,
+/// The administrator's tenant and the page asked for, or the refusal.
+fn admin_page(
+    claims: &Claims,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<(String, i32, String), ErrorResponse> {
+    claims.require("admin")?;
+    let Query(q) = q.map_err(|_| error(ErrorCode::InvalidArgument, "expected ?page_token=&page_size=<integer>"))?;
+    Ok((
+        claims.tenant.to_string(),
+        q.page_size.unwrap_or_default(),
+        q.page_token.unwrap_or_default(),
+    ))
 }
 
-#[utoipa::path(get, path = "/api/v1/admin/agents", tag = "admin", params(Page),
+#[utoipa::path(get, path = "/api/v1/admin/agents", tag = "admin", params(PageQuery),
     responses((status = 200, description = "The tenant's agents", body = pb::ListAgentsResponse)))]
 async fn list_agents(
     State(state): State<AppState>,
     Agent(claims): Agent,
-    q: Result<Query<Page>, QueryRejection>,
+    q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
-    try_or_answer!(claims.require("admin"));
-    let Ok(Query(q)) = q else {
-        return error(ErrorCode::InvalidArgument, "expected ?page_token=&page_size=<integer>").into_response();
-    };
+    let (tenant_id, page_size, page_token) = try_or_answer!(admin_page(&claims, q));
     let req = pb::ListAgentsRequest {
-        tenant_id: claims.tenant.to_string(),
-        page_size: q.page_size.unwrap_or_default(),
-        page_token: q.page_token.unwrap_or_default(),
+        tenant_id,
+        page_size,
+        page_token,
     };
     reply(StatusCode::OK, state.admin.clone().list_agents(req).await)
 }
@@ -122,21 +117,18 @@ async fn create_agent(
     reply(StatusCode::CREATED, state.admin.clone().create_agent(req).await)
 }
 
-#[utoipa::path(get, path = "/api/v1/admin/services", tag = "admin", params(Page),
+#[utoipa::path(get, path = "/api/v1/admin/services", tag = "admin", params(PageQuery),
     responses((status = 200, description = "The tenant's services", body = pb::ListServicesResponse)))]
 async fn list_services(
     State(state): State<AppState>,
     Agent(claims): Agent,
-    q: Result<Query<Page>, QueryRejection>,
+    q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
-    try_or_answer!(claims.require("admin"));
-    let Ok(Query(q)) = q else {
-        return error(ErrorCode::InvalidArgument, "expected ?page_token=&page_size=<integer>").into_response();
-    };
+    let (tenant_id, page_size, page_token) = try_or_answer!(admin_page(&claims, q));
     let req = pb::ListServicesRequest {
-        tenant_id: claims.tenant.to_string(),
-        page_size: q.page_size.unwrap_or_default(),
-        page_token: q.page_token.unwrap_or_default(),
+        tenant_id,
+        page_size,
+        page_token,
     };
     reply(StatusCode::OK, state.admin.clone().list_services(req).await)
 }

@@ -208,16 +208,16 @@ pub(crate) async fn get_presence(State(state): State<AppState>, Agent(claims): A
 }
 
 pub(crate) fn path_id(raw: &str) -> Result<Uuid, ErrorResponse> {
-    Uuid::parse_str(raw).map_err(|_| error(ErrorCode::InvalidArgument, "conversation id must be a UUID"))
+    Uuid::parse_str(raw).map_err(|_| error(ErrorCode::InvalidArgument, "the id in the path must be a UUID"))
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// From `next_page_token` of the previous page.
-    page_token: Option<String>,
-    /// 50 when absent.
-    page_size: Option<i32>,
+    pub(crate) page_token: Option<String>,
+    /// The listing's own default when absent (50 messages).
+    pub(crate) page_size: Option<i32>,
 }
 
 /// The conversation's messages, newest page first.

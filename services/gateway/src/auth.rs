@@ -65,11 +65,6 @@ pub fn role(a: &atende_store::admin::Agent) -> &'static str {
     }
 }
 
-/// Supervisors and tenant administrators see the whole tenant's work.
-pub fn supervises(a: &atende_store::admin::Agent) -> bool {
-    a.supervisor || a.admin
-}
-
 /// The permissions of an agent's tokens, from his record: `in_person` (register in-person
 /// attendances), `bulk` (bulk transfers and finishes, with supervision) and `admin` (manage
 /// the tenant's agents and services).
@@ -78,7 +73,7 @@ pub fn permissions(a: &atende_store::admin::Agent) -> Vec<String> {
     if a.can_attend_in_person {
         perms.push("in_person".to_string());
     }
-    if supervises(a) {
+    if a.supervises() {
         perms.push("bulk".to_string());
     }
     if a.admin {

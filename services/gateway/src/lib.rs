@@ -16,6 +16,16 @@
 //! - [`frames`] events as the JSON frames agents receive;
 //! - [`views`] the JSON the API answers, as types, and [`openapi`] the document describing it.
 
+/// The value of a step that may refuse, or the refusal as the handler's answer.
+macro_rules! try_or_answer {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r.into_response(),
+        }
+    };
+}
+
 pub mod administration;
 pub mod api;
 pub mod auth;

@@ -98,7 +98,7 @@ pub(crate) struct LoginBody {
 /// The answer of login and refresh: a new access token and a new refresh token.
 fn token_pair(state: &AppState, agent: &atende_store::admin::Agent, sid: Uuid, refresh: &Opaque) -> Response {
     let perms = crate::auth::permissions(agent);
-    let supervisor = crate::auth::supervises(agent);
+    let supervisor = agent.supervises();
     let Ok(access) = state
         .keys
         .issue(agent.id, agent.tenant_id, supervisor, perms.clone(), sid)

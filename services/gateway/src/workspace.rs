@@ -105,15 +105,6 @@ async fn conversation_of(state: &AppState, claims: &Claims, raw: &str) -> Result
     accessible(state, claims, path_id(raw)?).await
 }
 
-macro_rules! try_or_answer {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r.into_response(),
-        }
-    };
-}
-
 /// The conversation with its indicators (TTA across legs, waiting time, TM1R, TMR) and every
 /// leg's protocol, first contact first.
 #[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations",

@@ -158,7 +158,11 @@ pub async fn router(cfg: &Config) -> Result<Router, RuntimeError> {
     router_with_clock(cfg, Arc::new(SystemClock)).await
 }
 
-async fn router_with_clock(cfg: &Config, clock: Arc<dyn atende_domain::clock::Clock>) -> Result<Router, RuntimeError> {
+/// A router reading `clock` (tests share the injected clock of their replicas with it).
+pub async fn router_with_clock(
+    cfg: &Config,
+    clock: Arc<dyn atende_domain::clock::Clock>,
+) -> Result<Router, RuntimeError> {
     let pool = atende_runtime::postgres(cfg).await?;
     let redis = atende_runtime::redis(cfg).await?;
     let settings = Settings {

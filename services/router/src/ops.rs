@@ -232,12 +232,9 @@ impl Router {
         agent: AgentId,
     ) -> Result<(), RouterError> {
         let (c, service) = self.service_of(tenant, conversation).await?;
-        if c.status == Status::Assigned.as_str() && c.agent_id == Some(agent.0) {
-            return Ok(()); // accepted already (a retried call or a second reply)
-        }
-        if c.status == Status::Assigned.as_str() && c.agent_id.is_some_and(|a| a != agent.0) {
-            // Someone else's now (a late click after the offer moved on, or a colleague).
-            return Err(RouterError::refused(ErrorCode::NotConversationOwner, ""));
+        let status = Status::parse(&c.status).unwrap_or(Status::Queued);
+        if let Some(done) = atende_domain::routing::accept_of_assigned(status, c.agent_id.map(AgentId), agent) {
+            return done.map_err(|code| RouterError::refused(code, ""));
         }
         let routed = self
             .route(tenant, service, &Event::OfferAccepted { conversation, agent })
@@ -270,7 +267,7 @@ impl Router {
         if let Some(s) = supervisor {
             let is_supervisor = admin::get_agent(&self.pool, tenant.0, s.0)
                 .await?
-                .is_some_and(|a| a.supervisor);
+                .is_some_and(|a| a.supervises());
             if !is_supervisor {
                 return Err(RouterError::Refused {
                     code: ErrorCode::PermissionDenied,

@@ -134,7 +134,6 @@ async fn reconciliation_restores_a_hold_redis_lost_and_frees_one_postgres_does_n
         .await
         .unwrap();
     redis.confirm(tenant, &ghost, long_ago).await.unwrap();
-    let drifted = f.set_presence(ana, true).await.unwrap();
 
     // Act: the routers' periodic reconciliation runs (every 200 ms in these tests).
     let presence = atende_testkit::wait_until("capacity reconciled", common::WAIT, || async {
@@ -145,8 +144,9 @@ async fn reconciliation_restores_a_hold_redis_lost_and_frees_one_postgres_does_n
     })
     .await;
 
-    // Assert: Redis agrees with Postgres again; the invariant counter never moved.
-    assert_eq!(drifted.assigned, 1, "the drift: one lost, one ghost");
+    // Assert: Redis agrees with Postgres again; the invariant counter never moved. (The
+    // drift itself is not read back: the routers reconcile every 200 ms, so it may already
+    // be half mended by then — the wait above is what proves both halves were.)
     assert_eq!((presence.assigned, presence.offered), (1, 0));
     assert_eq!(f.open_load(ana).await, 1);
     assert_eq!(redis.over_capacity_count(tenant).await.unwrap(), 0);

@@ -208,7 +208,7 @@ impl SessionApi {
         let is_supervisor = atende_store::admin::get_agent(&self.pool, tenant, supervisor)
             .await
             .map_err(store_status)?
-            .is_some_and(|a| a.supervisor);
+            .is_some_and(|a| a.supervises());
         if is_supervisor {
             Ok(())
         } else {

@@ -36,7 +36,7 @@ async fn actor(tx: &mut PgConnection, tenant: Uuid, c: &Conversation, agent: Uui
     let is_supervisor = atende_store::admin::get_agent(&mut *tx, tenant, agent)
         .await
         .map_err(store_status)?
-        .is_some_and(|a| a.supervisor);
+        .is_some_and(|a| a.supervises());
     if is_supervisor {
         Ok(Actor::Supervisor(agent))
     } else {

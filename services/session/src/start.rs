@@ -54,6 +54,20 @@ async fn origin(api: &SessionApi, tenant: Uuid, raw: &str) -> Result<atende_stor
 /// The client message id of the message a scheduled send starts with.
 pub const SCHEDULED_PREFIX: &str = "scheduled:";
 
+/// When a scheduled send may go out: from now (a minute of clock skew allowed) to a year ahead.
+fn send_time(ms: i64) -> Result<time::OffsetDateTime> {
+    let now = time::OffsetDateTime::now_utc();
+    let at = atende_store::from_millis(ms);
+    if at < now - time::Duration::minutes(1) || at > now + time::Duration::days(365) {
+        return Err(status(
+            ErrorCode::InvalidArgument,
+            "send_at_ms must be from now to a year ahead",
+            Some("send_at_ms"),
+        ));
+    }
+    Ok(at)
+}
+
 /// A send for later: checked now (number, origin, agent and service, template or text),
 /// then a durable timer in the scheduler's care hands the same request, for now, to this
 /// role's jobs consumer at `send_at_ms` — where the customer's window, the agent's capacity
@@ -64,15 +78,7 @@ async fn schedule(
     agent: Uuid,
     r: pb::StartConversationRequest,
 ) -> Result<pb::StartConversationResponse> {
-    let now = time::OffsetDateTime::now_utc();
-    let at = atende_store::from_millis(r.send_at_ms);
-    if at < now - time::Duration::minutes(1) || at > now + time::Duration::days(365) {
-        return Err(status(
-            ErrorCode::InvalidArgument,
-            "send_at_ms must be from now to a year ahead",
-            Some("send_at_ms"),
-        ));
-    }
+    let at = send_time(r.send_at_ms)?;
     let id = Uuid::now_v7();
     let later = pb::StartConversationRequest {
         send_at_ms: 0,
@@ -593,7 +599,7 @@ async fn supervises(api: &SessionApi, tenant: Uuid, agent: Uuid) -> Result<bool>
     Ok(atende_store::admin::get_agent(&api.pool, tenant, agent)
         .await
         .map_err(store_status)?
-        .is_some_and(|a| a.supervisor || a.admin))
+        .is_some_and(|a| a.supervises()))
 }
 
 pub async fn list_scheduled(
@@ -653,15 +659,7 @@ pub async fn reschedule(
     r: pb::RescheduleSendRequest,
 ) -> Result<pb::RescheduleSendResponse> {
     let caller: Uuid = parse_id("agent_id", &r.agent_id)?;
-    let now = time::OffsetDateTime::now_utc();
-    let at = atende_store::from_millis(r.send_at_ms);
-    if at < now || at > now + time::Duration::days(365) {
-        return Err(status(
-            ErrorCode::InvalidArgument,
-            "send_at_ms must be from now to a year ahead",
-            Some("send_at_ms"),
-        ));
-    }
+    let at = send_time(r.send_at_ms)?;
     let mut tx = api.pool.begin().await.map_err(db)?;
     atende_store::scope_tenant(&mut tx, tenant)
         .await

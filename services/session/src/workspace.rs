@@ -294,7 +294,7 @@ pub async fn add_note(api: &SessionApi, tenant: Uuid, r: pb::AddNoteRequest) -> 
         .await
         .map_err(store_status)?
         .ok_or_else(|| status(ErrorCode::NotFound, "conversation", Some("conversation_id")))?;
-    if c.agent_id != Some(agent) && !who.supervisor {
+    if c.agent_id != Some(agent) && !who.supervises() {
         return Err(status(ErrorCode::NotConversationOwner, "", Some("agent_id")));
     }
     let client_id = Some(r.client_message_id.as_str()).filter(|c| !c.is_empty());

@@ -43,6 +43,24 @@ pub fn missed_lead_notice_target(snapshot: &Snapshot) -> Option<AgentId> {
         .map(|a| a.id)
 }
 
+/// An accept of a conversation that is already assigned, answered before any policy runs:
+/// nothing to do for its holder (a retried call, or his second reply), someone else's for
+/// anyone else. `None` when the conversation is not assigned: the policy decides.
+pub fn accept_of_assigned(
+    status: crate::conversation::Status,
+    holder: Option<AgentId>,
+    caller: AgentId,
+) -> Option<Result<(), ErrorCode>> {
+    if status != crate::conversation::Status::Assigned {
+        return None;
+    }
+    Some(if holder == Some(caller) {
+        Ok(())
+    } else {
+        Err(ErrorCode::NotConversationOwner)
+    })
+}
+
 /// The pending-message check's cadence (seed 003): daily for a lead an agent let pass, every
 /// quarter of an hour for one that arrived while nobody was online.
 pub const NOTICE_EVERY_DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -196,16 +214,10 @@ impl<'a> Work<'a> {
                 }
             }
             other => {
-                // Offered to, or held by, someone else: not the caller's to accept. Otherwise
-                // his offer ran out (or there never was one): no longer pending.
-                let someone_else = match &other {
-                    Some(o) => o.agent != agent,
-                    None => self
-                        .snap
-                        .assigned
-                        .iter()
-                        .any(|a| a.conversation == conversation && a.agent != agent),
-                };
+                // Offered to someone else: not the caller's to accept. Otherwise his offer ran
+                // out (or there never was one): no longer pending. (An accept of an assigned
+                // conversation never gets here: see `accept_of_assigned`.)
+                let someone_else = other.as_ref().is_some_and(|o| o.agent != agent);
                 let code = if someone_else {
                     ErrorCode::NotConversationOwner
                 } else {

@@ -94,6 +94,7 @@ mod tests;
 
 pub use apply::apply;
 pub use decide::{
-    decide, is_eligible, missed_lead_notice_due, missed_lead_notice_target, NOTICE_EVERY_DAY, NOTICE_EVERY_QUARTER_HOUR,
+    accept_of_assigned, decide, is_eligible, missed_lead_notice_due, missed_lead_notice_target, NOTICE_EVERY_DAY,
+    NOTICE_EVERY_QUARTER_HOUR,
 };
 pub use model::*;

@@ -606,6 +606,21 @@ fn an_accept_of_an_offer_made_to_someone_else_is_not_the_callers() {
 }
 
 #[test]
+fn an_accept_of_an_assigned_conversation_is_done_for_its_holder_and_refused_to_others() {
+    use crate::conversation::Status;
+    assert_eq!(
+        accept_of_assigned(Status::Assigned, Some(agent(1)), agent(1)),
+        Some(Ok(()))
+    );
+    assert_eq!(
+        accept_of_assigned(Status::Assigned, Some(agent(1)), agent(2)),
+        Some(Err(ErrorCode::NotConversationOwner))
+    );
+    assert_eq!(accept_of_assigned(Status::Offered, Some(agent(1)), agent(2)), None);
+    assert_eq!(accept_of_assigned(Status::Queued, None, agent(2)), None);
+}
+
+#[test]
 fn only_the_services_agents_claim_from_its_queue() {
     let mut s = service(Policy::Manual, 1, 1);
     step(&mut s, arrival(1, Webchat, t(0)), t(0));

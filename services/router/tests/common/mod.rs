@@ -328,12 +328,14 @@ impl Fixture {
             .collect()
     }
 
-    /// Runs `n` complete sweep passes (the periodic work of every replica) and returns:
-    /// what a test waits on to know the router has re-evaluated everything, not a sleep.
+    /// Runs `n` complete sweep passes (the periodic work of every replica) on the replicas'
+    /// clock and returns: what a test waits on to know the router has re-evaluated
+    /// everything, not a sleep.
     pub async fn router_sweeps(&self, n: u64) {
-        let router = atende_router::router(&test_config(&self.sandbox, self.full_snapshot_max))
-            .await
-            .unwrap();
+        let router =
+            atende_router::router_with_clock(&test_config(&self.sandbox, self.full_snapshot_max), self.clock.clone())
+                .await
+                .unwrap();
         for tick in 1..=n {
             router.sweep_once(tick).await.unwrap();
         }
